@@ -1,0 +1,239 @@
+"""Primitive operations: shape rule, cost rule and PyTorch module side by side, in one registry.
+
+Conventions (see docs/costs.md):
+- One multiply-add (MAdd) is one multiplication plus one addition of a convolution or a fully
+  connected layer: ``H_out * W_out * C_out * (C_in / groups) * k * k`` for a conv and
+  ``C_in * C_out`` for a linear layer. Biases, BatchNorm, activations, pooling, residual adds,
+  concatenation and channel shuffle count as 0 MAdds (the paper's and TF-slim's convention, and what
+  fvcore's ``conv`` and ``linear`` handles count).
+- Parameters are trainable tensors as PyTorch builds them: conv/linear weights and biases, and
+  BatchNorm's weight and bias (2 per channel; running statistics are buffers, not parameters).
+  BatchNorm parameters are also reported on their own, so a BN-folded count is one subtraction.
+- A conv node is conv + BatchNorm + activation fused into one operation, as inference engines run
+  it: its activation memory is its input and its output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from archkit.ops._ir import Node, Shape
+
+__all__ = ["Primitive", "PRIMITIVES", "ACTIVATIONS", "conv_out_size"]
+
+ACTIVATIONS = ("relu6", "relu", "none")
+
+Fail = Callable[[str, str | None], Exception]
+
+
+def conv_out_size(size: int, kernel: int, stride: int, dilation: int = 1) -> int:
+    """Output length of a 'same'-padded (``padding = dilation * (kernel - 1) // 2``) window."""
+    padding = dilation * (kernel - 1) // 2
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class Primitive:
+    """Base class: a primitive knows its output shape, its costs and its PyTorch module."""
+
+    name: str = ""
+    #: True when the output is a view of the input (no new activation memory).
+    alias: bool = False
+
+    def infer(self, attrs: Mapping[str, Any], inputs: tuple[Shape, ...], fail: Fail) -> Shape:
+        raise NotImplementedError
+
+    def madds(self, node: Node) -> int:
+        return 0
+
+    def params(self, node: Node) -> int:
+        """Parameters other than BatchNorm's."""
+        return 0
+
+    def bn_channels(self, node: Node) -> int:
+        """Channels normalized by a BatchNorm inside this node (0 if none)."""
+        return 0
+
+    def module(self, node: Node) -> Any:
+        raise NotImplementedError
+
+
+class Conv(Primitive):
+    """Conv2d (+ BatchNorm) (+ activation), 'same' padding."""
+
+    name = "conv"
+
+    def infer(self, attrs, inputs, fail):
+        (x,) = inputs
+        groups = attrs["groups"]
+        out = attrs["out_channels"]
+        if x.channels % groups:
+            raise fail(f"groups={groups} must divide the input channels, got {x.channels}", "groups")
+        if out % groups:
+            raise fail(f"groups={groups} must divide the output channels, got {out}", "groups")
+        k, s, d = attrs["kernel"], attrs["stride"], attrs.get("dilation", 1)
+        h, w = conv_out_size(x.height, k, s, d), conv_out_size(x.width, k, s, d)
+        if h < 1 or w < 1:
+            raise fail(f"spatial size reaches zero ({x.height}x{x.width} in, kernel {k})", "kernel")
+        return Shape(out, h, w)
+
+    def madds(self, node):
+        (x,) = node.in_shapes
+        y = node.out_shape
+        k = node.attr("kernel")
+        return y.height * y.width * y.channels * (x.channels // node.attr("groups")) * k * k
+
+    def params(self, node):
+        (x,) = node.in_shapes
+        out, k = node.out_shape.channels, node.attr("kernel")
+        weight = out * (x.channels // node.attr("groups")) * k * k
+        return weight + (out if node.attr("bias") else 0)
+
+    def bn_channels(self, node):
+        return node.out_shape.channels if node.attr("bn") else 0
+
+    def module(self, node):
+        from archkit.ops import _torch
+
+        return _torch.conv_bn_act(node)
+
+
+class Linear(Primitive):
+    """Fully connected layer on a 1x1 map (flattens its input)."""
+
+    name = "linear"
+
+    def infer(self, attrs, inputs, fail):
+        (x,) = inputs
+        if (x.height, x.width) != (1, 1):
+            raise fail(
+                f"a fully connected layer needs a 1x1 input, got {x.height}x{x.width} "
+                "(add an avgpool row before it)",
+                "op",
+            )
+        return Shape(attrs["out_features"], 1, 1)
+
+    def madds(self, node):
+        return node.in_shapes[0].channels * node.out_shape.channels
+
+    def params(self, node):
+        return self.madds(node) + (node.out_shape.channels if node.attr("bias") else 0)
+
+    def module(self, node):
+        from archkit.ops import _torch
+
+        return _torch.classifier(node)
+
+
+class GlobalAvgPool(Primitive):
+    name = "global_avgpool"
+
+    def infer(self, attrs, inputs, fail):
+        return Shape(inputs[0].channels, 1, 1)
+
+    def module(self, node):
+        import torch.nn as nn
+
+        return nn.AdaptiveAvgPool2d(1)
+
+
+class Pool(Primitive):
+    """Max or average pooling with a window, 'same' padding (avg counts the padding, as PyTorch)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def infer(self, attrs, inputs, fail):
+        (x,) = inputs
+        k, s = attrs["kernel"], attrs["stride"]
+        h, w = conv_out_size(x.height, k, s), conv_out_size(x.width, k, s)
+        if h < 1 or w < 1:
+            raise fail(f"spatial size reaches zero ({x.height}x{x.width} in, kernel {k})", "kernel")
+        return Shape(x.channels, h, w)
+
+    def module(self, node):
+        import torch.nn as nn
+
+        k, s = node.attr("kernel"), node.attr("stride")
+        cls = nn.MaxPool2d if self.name == "maxpool" else nn.AvgPool2d
+        return cls(k, stride=s, padding=(k - 1) // 2)
+
+
+class Add(Primitive):
+    """Residual addition (+ activation)."""
+
+    name = "add"
+
+    def infer(self, attrs, inputs, fail):
+        a, b = inputs
+        if a != b:
+            raise fail(f"a shortcut needs equal shapes, got {a} and {b}", "c")
+        return a
+
+    def module(self, node):
+        from archkit.ops import _torch
+
+        return _torch.Add(node.attr("activation"))
+
+
+class Concat(Primitive):
+    """Channel concatenation (+ activation)."""
+
+    name = "concat"
+
+    def infer(self, attrs, inputs, fail):
+        a, b = inputs
+        if (a.height, a.width) != (b.height, b.width):
+            raise fail(f"concatenation needs equal spatial sizes, got {a} and {b}", "s")
+        return Shape(a.channels + b.channels, a.height, a.width)
+
+    def module(self, node):
+        from archkit.ops import _torch
+
+        return _torch.Concat(node.attr("activation"))
+
+
+class Shuffle(Primitive):
+    """ShuffleNet's channel shuffle: a permutation, no arithmetic."""
+
+    name = "shuffle"
+
+    def infer(self, attrs, inputs, fail):
+        (x,) = inputs
+        if x.channels % attrs["groups"]:
+            raise fail(f"groups={attrs['groups']} must divide {x.channels} channels", "groups")
+        return x
+
+    def module(self, node):
+        from archkit.ops import _torch
+
+        return _torch.ChannelShuffle(node.attr("groups"))
+
+
+class Dropout(Primitive):
+    name = "dropout"
+    alias = True
+
+    def infer(self, attrs, inputs, fail):
+        return inputs[0]
+
+    def module(self, node):
+        import torch.nn as nn
+
+        return nn.Dropout(node.attr("p"))
+
+
+PRIMITIVES: dict[str, Primitive] = {
+    p.name: p
+    for p in (
+        Conv(),
+        Linear(),
+        GlobalAvgPool(),
+        Pool("maxpool"),
+        Pool("avgpool"),
+        Add(),
+        Concat(),
+        Shuffle(),
+        Dropout(),
+    )
+}

@@ -1,0 +1,242 @@
+"""YAML -> :class:`Spec`, validated once at the boundary.
+
+YAML is read with ``yaml.safe_load`` (no tags that construct Python objects). Every mistake becomes
+one :class:`~archkit.errors.SpecError` naming the file, the row and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from archkit.errors import SpecError
+from archkit.spec._model import Row, Spec
+
+__all__ = ["load_spec", "parse_spec", "apply_overrides", "MAX_RESOLUTION", "MAX_WIDTH"]
+
+MAX_FILE_BYTES = 1 << 20
+MAX_RESOLUTION = 4096
+MAX_WIDTH = 8.0
+MAX_ROWS = 256
+_TOP_KEYS = ("name", "description", "input", "num_classes", "width", "channel_rounding", "layers")
+_INPUT_KEYS = ("resolution", "channels")
+_ROUNDING_KEYS = ("divisor", "min_ratio")
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file.
+
+    Raises:
+        SpecError: the file cannot be read, is not YAML, or does not describe a valid network.
+    """
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise SpecError(f"cannot read the spec: {exc.strerror or exc}", source=source) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpecError(f"file is larger than {MAX_FILE_BYTES} bytes", source=source)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=source) from None
+    return parse_spec(text, source=source)
+
+
+def parse_spec(text: str, source: str = "<string>") -> Spec:
+    """Parse and validate spec text (see ``docs/spec.md`` for the format)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise SpecError(f"not valid YAML{at}: {problem}", source=source) from None
+    except (RecursionError, ValueError, OverflowError) as exc:
+        raise SpecError(f"not valid YAML: {type(exc).__name__}", source=source) from None
+    spec = _decode(data, source)
+    _validate_network(spec)
+    return spec
+
+
+def apply_overrides(
+    spec: Spec,
+    *,
+    width: float | None = None,
+    resolution: int | None = None,
+    expansion: float | None = None,
+) -> Spec:
+    """Return a variant of ``spec``: a new width multiplier, input resolution or expansion ratio.
+
+    ``expansion`` replaces every bottleneck expansion ratio above 1 (rows with ``t: 1``, like
+    MobileNetV2's first bottleneck, keep it).
+
+    Raises:
+        SpecError: an override is out of range or makes the network invalid.
+    """
+    changes: dict[str, Any] = {}
+    if width is not None:
+        _check_number(width, "--width", spec.source, 0.0, MAX_WIDTH, exclusive=True)
+        changes["width"] = float(width)
+    if resolution is not None:
+        _check_int(resolution, "--resolution", spec.source, 1, MAX_RESOLUTION)
+        changes["resolution"] = int(resolution)
+    if expansion is not None:
+        _check_number(expansion, "--expansion", spec.source, 0.0, 64.0, exclusive=True)
+        changes["rows"] = tuple(
+            dataclasses.replace(row, expansion=float(expansion))
+            if row.op == "bottleneck" and (row.expansion or 0) > 1
+            else row
+            for row in spec.rows
+        )
+    variant = dataclasses.replace(spec, **changes)
+    _validate_network(variant)
+    return variant
+
+
+def _validate_network(spec: Spec) -> None:
+    from archkit.ops import lower
+
+    lower(spec)
+
+
+def _check_int(value: Any, field: str, source: str | None, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"must be an integer, got {value!r}", source=source, field=field)
+    if not lo <= value <= hi:
+        raise SpecError(f"must be between {lo} and {hi}, got {value}", source=source, field=field)
+
+
+def _check_number(
+    value: Any, field: str, source: str | None, lo: float, hi: float, *, exclusive: bool = False
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise SpecError(f"must be a finite number, got {value!r}", source=source, field=field)
+    if value < lo or (exclusive and value == lo) or value > hi:
+        bound = f"above {lo}" if exclusive else f"at least {lo}"
+        raise SpecError(f"must be {bound} and at most {hi}, got {value}", source=source,
+                        field=field)
+
+
+def _mapping(value: Any, what: str, source: str, keys: tuple[str, ...], **where: Any) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise SpecError(f"must be a mapping, got {_kind(value)}", source=source, field=what,
+                        **where)
+    for key in value:
+        if key not in keys:
+            allowed = ", ".join(keys)
+            raise SpecError(f"unknown key {key!r} (allowed: {allowed})", source=source,
+                            field=what if what else str(key), **where)
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _decode(data: Any, source: str) -> Spec:
+    if not isinstance(data, Mapping):
+        raise SpecError(f"the top level must be a mapping of keys, got {_kind(data)}",
+                        source=source)
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise SpecError(f"unknown key {key!r} (allowed: {', '.join(_TOP_KEYS)})",
+                            source=source, field=str(key))
+    name = data.get("name", Path(source).stem if source != "<string>" else "spec")
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError(f"must be a non-empty string, got {name!r}", source=source, field="name")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise SpecError("must be a string", source=source, field="description")
+
+    inp = _mapping(data.get("input", {}), "input", source, _INPUT_KEYS)
+    resolution = inp.get("resolution", 224)
+    _check_int(resolution, "input.resolution", source, 1, MAX_RESOLUTION)
+    in_channels = inp.get("channels", 3)
+    _check_int(in_channels, "input.channels", source, 1, 64)
+    num_classes = data.get("num_classes", 1000)
+    _check_int(num_classes, "num_classes", source, 1, 100_000)
+    width = data.get("width", 1.0)
+    _check_number(width, "width", source, 0.0, MAX_WIDTH, exclusive=True)
+    rounding = _mapping(data.get("channel_rounding", {}), "channel_rounding", source,
+                        _ROUNDING_KEYS)
+    divisor = rounding.get("divisor", 8)
+    _check_int(divisor, "channel_rounding.divisor", source, 1, 256)
+    min_ratio = rounding.get("min_ratio", 0.9)
+    _check_number(min_ratio, "channel_rounding.min_ratio", source, 0.0, 1.0)
+
+    layers = data.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise SpecError(f"must be a non-empty list of rows, got {_kind(layers)}", source=source,
+                        field="layers")
+    if len(layers) > MAX_ROWS:
+        raise SpecError(f"at most {MAX_ROWS} rows, got {len(layers)}", source=source,
+                        field="layers")
+    rows = tuple(_decode_row(raw, index, source) for index, raw in enumerate(layers))
+    return Spec(name=name.strip(), rows=rows, resolution=resolution, in_channels=in_channels,
+                num_classes=num_classes, width=float(width), divisor=divisor,
+                min_ratio=float(min_ratio), source=source, description=description)
+
+
+def _decode_row(raw: Any, index: int, source: str) -> Row:
+    from archkit.ops import NUM_CLASSES, OPERATORS
+
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"a row must be a mapping with an 'op' key, got {_kind(raw)}",
+                        source=source, row=index)
+    op_name = raw.get("op")
+    if not isinstance(op_name, str) or op_name not in OPERATORS:
+        known = ", ".join(OPERATORS)
+        raise SpecError(f"unknown operator {op_name!r} (known: {known})", source=source,
+                        row=index, field="op")
+    op = OPERATORS[op_name]
+    rules = {rule.key: rule for rule in op.fields}
+    for key in raw:
+        if key != "op" and key not in rules:
+            allowed = ", ".join(["op", *rules]) if rules else "op"
+            raise SpecError(f"unknown key {key!r} for {op_name} (allowed: {allowed})",
+                            source=source, row=index, op=op_name, field=str(key))
+    values: dict[str, Any] = {}
+    for key, rule in rules.items():
+        value = raw.get(key, rule.default)
+        where = {"source": source, "row": index, "op": op_name, "field": key}
+        if value is None:
+            raise SpecError(f"is required ({rule.help or key})", **where)
+        if rule.allow_classes and value == NUM_CLASSES:
+            values[rule.attr] = value
+            continue
+        value = _coerce(value, rule, where)
+        values[rule.attr] = value
+    return Row(op=op_name, index=index, **values)
+
+
+def _coerce(value: Any, rule: Any, where: dict[str, Any]) -> Any:
+    kind = rule.kind
+    ok = (
+        isinstance(value, bool)
+        if kind is bool
+        else (not isinstance(value, bool) and isinstance(value, int | float) and
+              math.isfinite(value))
+        if kind is float
+        else (not isinstance(value, bool) and isinstance(value, kind))
+    )
+    if not ok:
+        extra = f" or {rule.key}: num_classes" if rule.allow_classes else ""
+        raise SpecError(f"must be {_TYPE_NAMES[kind]}{extra}, got {value!r}", **where)
+    if rule.choices and value not in rule.choices:
+        choices = ", ".join(map(str, rule.choices))
+        raise SpecError(f"must be one of {choices}, got {value!r}", **where)
+    if rule.minimum is not None and (
+        value < rule.minimum or (rule.exclusive_minimum and value == rule.minimum)
+    ):
+        cmp = "above" if rule.exclusive_minimum else "at least"
+        raise SpecError(f"must be {cmp} {rule.minimum}, got {value}", **where)
+    if rule.maximum is not None and value > rule.maximum:
+        raise SpecError(f"must be at most {rule.maximum}, got {value}", **where)
+    return float(value) if kind is float else value

@@ -1,0 +1,93 @@
+"""Typed, frozen spec dataclasses and the channel rules the paper states once."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["Row", "Spec", "make_divisible", "scale_channels", "WIDTH_SCALING"]
+
+#: How a row's channel count reacts to the width multiplier.
+#: ``full``: always scaled; ``grow_only``: scaled only when the multiplier is above 1 (the paper's
+#: rule for MobileNetV2's last conv: "for multipliers less than one, we apply width multiplier to all
+#: layers except the very last convolutional layer"); ``none``: never scaled (classifiers).
+WIDTH_SCALING = ("full", "grow_only", "none")
+
+
+def make_divisible(value: float, divisor: int = 8, min_ratio: float = 0.9) -> int:
+    """Round ``value`` to the nearest multiple of ``divisor``, never below ``min_ratio * value``.
+
+    This is MobileNetV2's rule (TF-slim ``_make_divisible``, torchvision ``_make_divisible``): at
+    least ``divisor`` and, if rounding down lost more than 10 %, one ``divisor`` more. With
+    ``divisor=1`` it is plain rounding (at least 1).
+    """
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < min_ratio * value:
+        rounded += divisor
+    return rounded
+
+
+def scale_channels(
+    channels: int, width: float, scaling: str, divisor: int, min_ratio: float
+) -> int:
+    """Apply the width multiplier to one row's channel count (see :data:`WIDTH_SCALING`)."""
+    if scaling == "none":
+        return channels
+    factor = max(1.0, width) if scaling == "grow_only" else width
+    if math.isclose(factor, 1.0):
+        return channels
+    return make_divisible(channels * factor, divisor, min_ratio)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a Table-2-style spec: an operator repeated ``repeats`` times.
+
+    Attributes mirror the paper's letters with real names: ``expansion`` (t), ``out_channels`` (c),
+    ``repeats`` (n), ``stride`` (s, applied to the first repeat only). Fields an operator does not
+    use are ``None``.
+    """
+
+    op: str
+    index: int
+    out_channels: int | str | None = None
+    expansion: float | None = None
+    repeats: int = 1
+    stride: int = 1
+    kernel: int | None = None
+    groups: int | None = None
+    activation: str | None = None
+    batchnorm: bool | None = None
+    bias: bool | None = None
+    dropout: float | None = None
+    width_scaling: str | None = None
+    group_first_pointwise: bool | None = None
+    dilation: int | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A whole network: input, classifier size, width multiplier, channel rounding and rows.
+
+    Variants are made with :func:`dataclasses.replace` (or :func:`archkit.spec.apply_overrides`),
+    never by mutation.
+    """
+
+    name: str
+    rows: tuple[Row, ...]
+    resolution: int = 224
+    in_channels: int = 3
+    num_classes: int = 1000
+    width: float = 1.0
+    divisor: int = 8
+    min_ratio: float = 0.9
+    source: str | None = field(default=None, compare=False)
+    description: str = field(default="", compare=False)
+
+    def channels(self, row: Row, channels: int | None = None) -> int:
+        """The channel count ``row`` produces under this spec's width multiplier."""
+        base = row.out_channels if channels is None else channels
+        assert base is not None  # callers pass rows whose operator has channels
+        return scale_channels(
+            base, self.width, row.width_scaling or "full", self.divisor, self.min_ratio
+        )
