@@ -1,0 +1,5 @@
+import sys
+
+from archkit.cli import main
+
+sys.exit(main())
