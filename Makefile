@@ -1,0 +1,41 @@
+# Set-up and checks. `make demo` and `make test` are all a fresh machine needs (Debian, root or
+# sudo-less root as in CI). The virtualenv is .venv; system packages come from apt-get.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_RUN ?= runs/demo
+
+.PHONY: demo test system lint clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU build of torch first, by exact version, so no dependency pulls a CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[all]'
+	touch $(STAMP)
+
+# Debian packages: Chromium (static plot export, render tests), PostgreSQL (shared search
+# storage tests), the aarch64 cross compiler and qemu (emulated Raspberry Pi 4 tests).
+system:
+	bash scripts/system_packages.sh
+
+demo: $(STAMP)
+	$(BIN)/archkit profile specs/mobilenetv2.yaml specs/mobilenetv1.yaml specs/shufflenet_g3.yaml
+	@if [ -f archkit/cli/search.py ]; then \
+	  $(BIN)/archkit search search_spaces/mobilenetv2.yaml --budget-madds 150M --objective published --trials 60 --seed 0 --run-dir $(DEMO_RUN) --overwrite; \
+	fi
+	@if [ -f archkit/cli/plot.py ]; then \
+	  bash scripts/system_packages.sh chromium >/dev/null && \
+	  $(BIN)/archkit plot figure5 --search $(DEMO_RUN) --out reports/demo; \
+	fi
+
+test: $(STAMP) system
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check archkit tests benchmarks
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,189 @@
+"""``archkit profile``: analytic costs of specs, per stage or per layer, and device latency."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from archkit.cli._common import human, load_with_overrides, override_options
+from archkit.cost import CONVENTIONS, DTYPE_BYTES
+
+__all__ = ["command"]
+
+
+@click.command("profile")
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@override_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="table for people; json or csv for programs.")
+@click.option("--per-layer", is_flag=True, help="One row per primitive layer, not per stage.")
+@click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="fp32", show_default=True,
+              help="Element type for activation memory.")
+@click.option("--convention", type=click.Choice(CONVENTIONS), default="pytorch",
+              show_default=True, help="Parameter counting convention (see docs/costs.md).")
+@click.option("--device", default=None,
+              help="Also compile with TVM and time on this device (devices/NAME.yaml or a path).")
+@click.option("--host", default=None, help="RPC server host of the device (overrides the file).")
+@click.option("--port", type=int, default=None, help="RPC server or tracker port.")
+@click.option("--key", default=None, help="Tracker device key.")
+@click.option("--tracker", default=None, help="Tracker as HOST:PORT (device farm).")
+@click.option("--tune", type=int, default=0, show_default=True,
+              help="MetaSchedule tuning trials on the device before timing.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="With --device: also time PyTorch eager and onnxruntime on this host.")
+def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
+            expansion: float | None, fmt: str, per_layer: bool, dtype: str, convention: str,
+            device: str | None, host: str | None, port: int | None, key: str | None,
+            tracker: str | None, tune: int, baselines: bool) -> None:
+    """Count MAdds, parameters and peak activation memory of SPECS (YAML files).
+
+    Counting is analytic (no model is built). With --device, each spec is also compiled
+    through TVM, checked against PyTorch on the device and timed there.
+    """
+    from archkit.cost import profile
+
+    profiles = [
+        profile(load_with_overrides(path, width, resolution, expansion), dtype=dtype,
+                convention=convention)
+        for path in specs
+    ]
+    latencies: list[dict[str, Any] | None] = [None] * len(profiles)
+    if device is not None:
+        latencies = _measure(profiles, device, host=host, port=port, key=key, tracker=tracker,
+                             tune=tune, baselines=baselines)
+    if fmt == "json":
+        _print_json(profiles, latencies, per_layer)
+    elif fmt == "csv":
+        _print_csv(profiles, latencies, per_layer)
+    else:
+        _print_tables(profiles, latencies, per_layer)
+    if any(lat is not None and lat.get("error") for lat in latencies):
+        from archkit.errors import ArchkitError
+
+        failed = ArchkitError("a latency measurement failed (see above)")
+        failed.exit_code = 1
+        raise failed
+
+
+def _measure(profiles, device_name, *, host, port, key, tracker, tune, baselines):
+    from archkit.build import build_model, example_input
+    from archkit.device import host_baselines, load_device, measure_many
+
+    device = load_device(device_name, host=host, port=port, key=key, tracker=tracker)
+    jobs = []
+    for p in profiles:
+        model = build_model(p.spec).eval()
+        jobs.append((p.spec.name, model, example_input(p.spec)))
+    results = measure_many(jobs, device, tune_trials=tune)
+    out: list[dict[str, Any] | None] = []
+    for (_, model, x), result in zip(jobs, results, strict=True):
+        if isinstance(result, Exception):
+            out.append({"error": str(result)})
+            continue
+        entry = result.to_dict() if hasattr(result, "to_dict") else dict(vars(result))
+        if baselines:
+            entry["host_baselines"] = host_baselines(model, x)
+        out.append(entry)
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _records(frame) -> list[dict[str, Any]]:
+    return json.loads(frame.to_json(orient="records"))
+
+
+def _print_json(profiles, latencies, per_layer: bool) -> None:
+    docs = []
+    for p, latency in zip(profiles, latencies, strict=True):
+        doc: dict[str, Any] = {"totals": p.totals(), "stages": _records(p.stages)}
+        if per_layer:
+            doc["layers"] = _records(p.layers)
+        if latency is not None:
+            doc["latency"] = latency
+        docs.append(doc)
+    click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, default=_json_default))
+
+
+def _print_csv(profiles, latencies, per_layer: bool) -> None:
+    import pandas as pd
+
+    frames = []
+    for p in profiles:
+        frame = (p.layers if per_layer else p.stages).copy()
+        frame.insert(0, "spec", p.spec.name)
+        frames.append(frame)
+    pd.concat(frames, ignore_index=True).to_csv(sys.stdout, index=False)
+
+
+def _print_tables(profiles, latencies, per_layer: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    for p, latency in zip(profiles, latencies, strict=True):
+        spec = p.spec
+        title = (f"{spec.name}  width {spec.width:g}  {spec.resolution}x{spec.resolution}  "
+                 f"({spec.source})")
+        if per_layer:
+            table = Table(title=title)
+            for column in ("block", "op", "node", "input", "output", "s", "k", "g", "MAdds",
+                           "params", f"live ({p.dtype})"):
+                table.add_column(column, justify="right" if column not in ("op", "node") else
+                                 "left")
+            for r in p.layers.itertuples():
+                table.add_row(str(r.block), r.op, r.node, r.input, r.output,
+                              _opt(r.stride), _opt(r.kernel), _opt(r.groups), f"{r.madds:,}",
+                              f"{r.params:,}", human(r.live_elements * p.element_bytes, "B"))
+        else:
+            table = Table(title=title)
+            for column in ("row", "op", "t", "c", "n", "s", "input", "output", "MAdds",
+                           "params", f"peak live ({p.dtype})"):
+                table.add_column(column, justify="left" if column == "op" else "right")
+            for r in p.stages.itertuples():
+                table.add_row(str(r.stage), r.op, _opt(r.t), str(r.c), str(r.n), str(r.s),
+                              r.input, r.output, human(r.madds), f"{r.params:,}",
+                              human(r.peak_live_bytes, "B"))
+        console.print(table)
+        totals = p.totals()
+        console.print(
+            f"[bold]total[/]: {totals['madds']:,} MAdds ({human(totals['madds'])}), "
+            f"{totals['params']:,} params ({p.convention}; BatchNorm {totals['bn_params']:,}), "
+            f"peak activations {human(totals['peak_activation_bytes'], 'B')} naive / "
+            f"{human(totals['peak_activation_bytes_fused'], 'B')} fused bottlenecks "
+            f"({p.dtype})"
+        )
+        if latency is not None:
+            _print_latency(console, latency)
+        console.print()
+
+
+def _print_latency(console, latency: dict[str, Any]) -> None:
+    if latency.get("error"):
+        console.print(f"[bold red]latency: failed[/]: {latency['error']}")
+        return
+    label = "EMULATED latency (not a device timing)" if latency.get("emulated") else "latency"
+    console.print(
+        f"[bold]{label}[/]: median {latency['median_ms']:.3f} ms, p90 {latency['p90_ms']:.3f} ms,"
+        f" max |out - torch| {latency.get('max_abs_diff', float('nan')):.2e}"
+    )
+    base = latency.get("host_baselines")
+    if base:
+        parts = ", ".join(f"{name} {value:.3f} ms" for name, value in base.items()
+                          if isinstance(value, int | float))
+        console.print(f"host baselines: {parts}")
+
+
+def _opt(value: Any) -> str:
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "-"
+    return f"{value:g}" if isinstance(value, float) else str(value)
