@@ -82,7 +82,8 @@ def test_table_output_for_several_specs():
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("layers: [{op: bottleneck, t: 6, c: 24, s: 3}]", "row 0 (bottleneck): s: must be one of 1, 2"),
+        ("layers: [{op: bottleneck, t: 6, c: 24, s: 3}]",
+         "row 0 (bottleneck): s: must be one of 1, 2"),
         ("layers: [{op: conv2d, c: 32}, {op: warp, c: 8}]", "row 1: op: unknown operator 'warp'"),
         ("layers: [{op: conv2d, c: 32, colour: red}]", "row 0 (conv2d): colour: unknown key"),
         ("layers: [{op: conv2d, c: -4}]", "row 0 (conv2d): c: must be at least 1"),
