@@ -1,0 +1,1 @@
+"""Tests of archkit.report and the report/plot commands."""
