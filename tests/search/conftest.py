@@ -1,0 +1,87 @@
+"""Fixtures of the search tests: the shipped search spaces, the archkit command, a throwaway
+PostgreSQL server (scripts/postgres.sh) and a small real image data set (scikit-learn's digits
+written as an ImageFolder)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SPACES = ROOT / "search_spaces"
+SPECS = ROOT / "specs"
+POSTGRES_SCRIPT = ROOT / "scripts" / "postgres.sh"
+_ENTRY_POINT = Path(sys.executable).parent / "archkit"
+ARCHKIT = [str(_ENTRY_POINT)] if _ENTRY_POINT.exists() else [sys.executable, "-m", "archkit.cli"]
+#: One torch thread per process: CI has 2 cores and tests run training in several processes.
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+
+
+def archkit(
+    *args: str, cwd: Path | None = None, timeout: float = 180, **popen: object
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``archkit`` command as a user would."""
+    popen.setdefault("env", SUBPROCESS_ENV)
+    return subprocess.run(
+        [*ARCHKIT, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+        **popen,
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server on 127.0.0.1 for the session (started by scripts/postgres.sh).
+
+    ``ARCHKIT_SKIP_POSTGRES=1`` skips the tests that need it (instead of failing).
+    """
+    if os.environ.get("ARCHKIT_SKIP_POSTGRES", "") not in ("", "0"):
+        pytest.skip("ARCHKIT_SKIP_POSTGRES is set")
+    # Not under pytest's tmp_path: PostgreSQL runs as the 'postgres' user when the tests run as
+    # root, and pytest's per-user temp folders are private.
+    folder = Path(tempfile.mkdtemp(prefix="archkit-pg-"))
+    folder.chmod(0o755)
+    try:
+        proc = subprocess.run(
+            ["bash", str(POSTGRES_SCRIPT), "start", str(folder / "cluster")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, f"scripts/postgres.sh start failed:\n{proc.stderr}"
+        yield proc.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(
+            ["bash", str(POSTGRES_SCRIPT), "stop", str(folder / "cluster")],
+            capture_output=True,
+            timeout=120,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory) -> Path:
+    """scikit-learn's 8x8 handwritten digits (a real data set a package ships), 30 per class,
+    upsampled to 32x32 grayscale PNGs in an ImageFolder layout (one folder per class)."""
+    datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn provides the digits")
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("digits")
+    digits = datasets.load_digits()
+    for label in range(10):
+        (root / str(label)).mkdir()
+        for i in np.flatnonzero(digits.target == label)[:30]:
+            pixels = (digits.images[i] / 16.0 * 255).astype(np.uint8)
+            image = Image.fromarray(pixels, "L").resize((32, 32), Image.Resampling.BILINEAR)
+            image.save(root / str(label) / f"{i:04d}.png")
+    return root
