@@ -23,13 +23,12 @@ system:
 
 demo: $(STAMP)
 	$(BIN)/archkit profile specs/mobilenetv2.yaml specs/mobilenetv1.yaml specs/shufflenet_g3.yaml
-	@if [ -f archkit/cli/search.py ]; then \
-	  $(BIN)/archkit search search_spaces/mobilenetv2.yaml --budget-madds 150M --objective published --trials 60 --seed 0 --run-dir $(DEMO_RUN) --overwrite; \
-	fi
-	@if [ -f archkit/cli/plot.py ]; then \
-	  bash scripts/system_packages.sh chromium >/dev/null && \
-	  $(BIN)/archkit plot figure5 --search $(DEMO_RUN) --out reports/demo; \
-	fi
+	rm -rf $(DEMO_RUN)
+	$(BIN)/archkit search search_spaces/mobilenetv2.yaml --budget-madds 150M \
+	  --objective published --trials 60 --seed 0 --run-dir $(DEMO_RUN)
+	bash scripts/system_packages.sh chromium
+	$(BIN)/archkit plot --run $(DEMO_RUN) -o $(DEMO_RUN)/figure5
+	@echo "demo: open $(DEMO_RUN)/figure5.html (or .png); results in $(DEMO_RUN)/best.csv"
 
 test: $(STAMP) system
 	$(BIN)/python -m pytest -q

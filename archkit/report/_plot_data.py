@@ -371,7 +371,21 @@ def _run_info(run_dir: Path) -> dict[str, object]:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return info if isinstance(info, dict) else {}
+    if not isinstance(info, dict):
+        return {}
+    # run.json nests these (docs/search.md): {"memory": {"dtype", "schedule"}, "objective": {...}}.
+    memory = info.get("memory")
+    if isinstance(memory, dict):
+        info.setdefault("memory_dtype", memory.get("dtype"))
+        info.setdefault("memory_schedule", memory.get("schedule"))
+    objective = info.get("objective")
+    if isinstance(objective, dict):
+        label = objective.get("label") or objective.get("name", "see run.json")
+        loo = objective.get("loo_mae_top1")
+        info["objective_label"] = label + (
+            f"; leave-one-out error {loo:.2f} points" if isinstance(loo, int | float) else ""
+        )
+    return info
 
 
 def load_latency_csv(path: str | Path) -> pd.DataFrame:
@@ -510,7 +524,7 @@ def pareto_data(
                     notes.append("memory counted as the run did (run.json)")
         if metric == "accuracy":
             notes.append(
-                f"trials: the search's objective ({info.get('objective', 'see run.json')}"
+                f"trials: the search's objective ({info.get('objective_label', 'see run.json')}"
                 "), an estimate of top-1, not a measured accuracy"
             )
         parts.append(trials)
@@ -541,7 +555,7 @@ def pareto_data(
     if run is not None:
         notes.append(
             f"run {Path(run).name}: completed trials; the front is the search's "
-            f"`pareto` column; winners: {', '.join(winners) or 'none'}"
+            f"`pareto` column; {len(winners)} winner spec(s) in {Path(run).name}/winners/"
         )
     what = {
         "accuracy": "top-1",
