@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from archkit.ops import PRIMITIVES, Block, Network, lower
+from archkit.ops import INPUT, PRIMITIVES, Block, Network, lower
 from archkit.spec import Spec
 
 __all__ = ["ArchNet", "BlockModule", "build_model", "export_onnx", "example_input"]
@@ -29,18 +29,27 @@ class BlockModule(nn.Module):
         self._output = block.output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tensors(x)[self._output]
+
+    def tensors(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every tensor of the block by local name (``"x"`` is the input)."""
         env = {"x": x}
         for name, inputs in self._program:
             env[name] = getattr(self, name)(*(env[i] for i in inputs))
-        return env[self._output]
+        return env
 
     def extra_repr(self) -> str:
         return f"op={self.op}"
 
 
 class ArchNet(nn.Module):
-    """The network a spec describes; ``forward`` returns ``N x num_classes`` logits for a
-    classifier (a 1x1 final map is flattened) and the feature map otherwise."""
+    """The network a spec describes.
+
+    ``forward`` returns ``N x num_classes`` logits for a classifier (a 1x1 final map is flattened)
+    and the feature map for a backbone or a segmenter. A network with several outputs (a detector:
+    the box and class maps of every prediction layer, :attr:`output_names`) returns a tuple.
+    ``model.blocks[i]`` is the module of block ``i``.
+    """
 
     def __init__(self, network: Network) -> None:
         super().__init__()
@@ -48,16 +57,56 @@ class ArchNet(nn.Module):
         self.blocks = nn.Sequential(*(BlockModule(b) for b in network.blocks))
         last = network.blocks[-1] if network.blocks else None
         out = network.output_shape
+        outputs = network.output_ids
         self._flatten = (
             last is not None
+            and len(outputs) == 1
             and (out.height, out.width) == (1, 1)
             and all(n.prim != "linear" for n in last.nodes)
         )
+        sources = tuple(network.source_id(b) for b in network.blocks)
+        previous = (INPUT, *(b.output_id for b in network.blocks))
+        # A plain chain (every classifier and backbone) runs as one nn.Sequential call.
+        self._chain = sources == previous[:-1] and outputs == previous[-1:]
+        # Which tensors of each block must outlive it (read by a later block or returned).
+        needed = set(sources) | set(outputs)
+        self._sources = sources
+        self._keep = tuple(
+            tuple(sorted({t for t in needed if t.startswith(f"{b.index}:")}))
+            for b in network.blocks
+        )
+        self._outputs = outputs
+        #: Names of the outputs (ONNX output names): ``output`` for one, else
+        #: ``<row name or block>_<node>`` per output.
+        self.output_names = _output_names(network)
         _init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.blocks(x)
-        return torch.flatten(y, 1) if self._flatten else y
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if self._chain:
+            y = self.blocks(x)
+            return torch.flatten(y, 1) if self._flatten else y
+        env = {INPUT: x}
+        for index, block in enumerate(self.blocks):
+            values = block.tensors(env[self._sources[index]])
+            for tensor in self._keep[index]:
+                env[tensor] = values[tensor.split(":", 1)[1]]
+        outputs = tuple(env[t] for t in self._outputs)
+        if len(outputs) == 1:
+            return torch.flatten(outputs[0], 1) if self._flatten else outputs[0]
+        return outputs
+
+
+def _output_names(network: Network) -> tuple[str, ...]:
+    if len(network.output_ids) == 1:
+        return ("output",)
+    names = []
+    for tensor in network.output_ids:
+        index, node = tensor.split(":", 1)
+        block = network.blocks[int(index)]
+        row = block.row.name or f"row{block.row.index}"
+        suffix = f"_{block.repeat}" if block.row.repeats > 1 else ""
+        names.append(f"{row}{suffix}_{node}")
+    return tuple(names)
 
 
 def _init_weights(model: nn.Module) -> None:
@@ -98,6 +147,7 @@ def export_onnx(spec: Spec, path: str | Path, *, model: nn.Module | None = None,
     with torch.no_grad():
         torch.onnx.export(
             model, (example_input(spec),), str(path), input_names=["input"],
-            output_names=["output"], opset_version=opset, dynamo=False,
+            output_names=list(getattr(model, "output_names", ("output",))),
+            opset_version=opset, dynamo=False,
         )
     return path

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archkit.ops import OPERATORS, PRIMITIVES, Network
+from archkit.ops import INPUT, OPERATORS, PRIMITIVES, Network, tensor_id
 
 __all__ = ["SCHEDULES", "DTYPE_BYTES", "Step", "schedule_steps"]
 
@@ -33,41 +33,53 @@ class Step:
 
 
 def schedule_steps(network: Network, schedule: str = "naive") -> list[Step]:
-    """The operations of ``schedule`` in order, each with its live activation elements."""
+    """The operations of ``schedule`` in order, each with its live activation elements.
+
+    Every output of the network (a classifier's logits, each prediction map of a detector) stays
+    alive to the end. A bottleneck whose inner tensor a head reads (SSDLite's first prediction
+    layer reads the expansion of layer 15) is not fused: that tensor must be materialized.
+    """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    sizes: dict[str, int] = {"input": network.input_shape.elements}
+    sizes: dict[str, int] = {INPUT: network.input_shape.elements}
+    read_from_outside = {network.source_id(b) for b in network.blocks} | set(network.output_ids)
     # Each op: (block index, name, input tensor ids, output tensor id, scratch elements).
     ops: list[tuple[int, str, tuple[str, ...], str, int]] = []
-    current = "input"
+    # Network-wide tensor id -> the id of the materialized tensor it is (aliases resolve).
+    materialized: dict[str, str] = {INPUT: INPUT}
     for block in network.blocks:
-        local = {"x": current}
-        if schedule == "fused" and OPERATORS[block.row.op].fusable:
-            out_id = f"{block.index}:{block.output}"
+        source = materialized[network.source_id(block)]
+        inner_read = any(
+            t != block.output_id and t.startswith(f"{block.index}:") for t in read_from_outside
+        )
+        if schedule == "fused" and OPERATORS[block.row.op].fusable and not inner_read:
+            out_id = block.output_id
             sizes[out_id] = block.out_shape.elements
             scratch = OPERATORS[block.row.op].fused_scratch_elements(block.nodes)
-            ops.append((block.index, "block", (current,), out_id, scratch))
-            current = out_id
+            ops.append((block.index, "block", (source,), out_id, scratch))
+            materialized[out_id] = out_id
             continue
+        local = {"x": source}
         for node in block.nodes:
             ins = tuple(local[i] for i in node.inputs)
             if PRIMITIVES[node.prim].alias:
                 local[node.name] = ins[0]
-                continue
-            out_id = f"{block.index}:{node.name}"
-            sizes[out_id] = node.out_shape.elements
-            local[node.name] = out_id
-            ops.append((block.index, node.name, ins, out_id, 0))
-        current = local[block.output]
+            else:
+                out_id = tensor_id(block.index, node.name)
+                sizes[out_id] = node.out_shape.elements
+                local[node.name] = out_id
+                ops.append((block.index, node.name, ins, out_id, 0))
+            materialized[tensor_id(block.index, node.name)] = local[node.name]
 
-    last_use = {current: len(ops)}  # the network output outlives every op
+    outputs = {materialized[t] for t in network.output_ids}
+    last_use = dict.fromkeys(outputs, len(ops))  # the network's outputs outlive every op
     for i, (_, _, ins, _, _) in enumerate(ops):
         for tensor in ins:
             last_use[tensor] = max(last_use.get(tensor, -1), i)
     dies_after: dict[int, list[str]] = {}
     for tensor, i in last_use.items():
         dies_after.setdefault(i, []).append(tensor)
-    live = sizes["input"]
+    live = sizes[INPUT]
     steps = []
     for i, (block, name, _, out, scratch) in enumerate(ops):
         live += sizes[out]

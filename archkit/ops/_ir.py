@@ -14,7 +14,15 @@ from typing import Any
 
 from archkit.spec import Row, Spec
 
-__all__ = ["Shape", "Node", "Block", "Network"]
+__all__ = ["Shape", "Node", "Block", "Network", "INPUT", "tensor_id"]
+
+#: The id of the network's input tensor.
+INPUT = "input"
+
+
+def tensor_id(block: int, name: str) -> str:
+    """The network-wide id of tensor ``name`` (a node, or ``"x"``) of block ``block``."""
+    return f"{block}:{name}"
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,12 @@ class Node:
 
 @dataclass(frozen=True)
 class Block:
-    """One repeat of one spec row."""
+    """One repeat of one spec row.
+
+    Blocks chain: a block reads the previous block's output unless ``source`` names another
+    tensor (a head reading a backbone feature map, see :func:`tensor_id`). ``exports`` are local
+    node names whose tensors are outputs of the whole network (a detection head's predictions).
+    """
 
     index: int
     row: Row
@@ -62,23 +75,62 @@ class Block:
     out_shape: Shape
     nodes: tuple[Node, ...]
     output: str
+    source: str | None = None
+    exports: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return f"{self.index}"
 
+    @property
+    def output_id(self) -> str:
+        return tensor_id(self.index, self.output)
+
 
 @dataclass(frozen=True)
 class Network:
-    """A spec lowered to blocks, ready to count or to build."""
+    """A spec lowered to blocks, ready to count or to build.
+
+    ``outputs`` are the ids (:func:`tensor_id`) of the tensors the model returns, in order; empty
+    means the last block's output (a classifier or a backbone: one output).
+    """
 
     spec: Spec
     input_shape: Shape
     blocks: tuple[Block, ...]
+    outputs: tuple[str, ...] = ()
 
     @property
     def output_shape(self) -> Shape:
+        """The last block's output shape (the only output of a single-output network)."""
         return self.blocks[-1].out_shape if self.blocks else self.input_shape
+
+    @property
+    def output_ids(self) -> tuple[str, ...]:
+        """The tensors the model returns, in order (at least one)."""
+        if self.outputs:
+            return self.outputs
+        return (self.blocks[-1].output_id,) if self.blocks else (INPUT,)
+
+    @property
+    def output_shapes(self) -> tuple[Shape, ...]:
+        return tuple(self.tensor_shape(t) for t in self.output_ids)
+
+    def source_id(self, block: Block) -> str:
+        """The tensor ``block`` reads: its ``source``, else the previous block's output."""
+        if block.source is not None:
+            return block.source
+        return self.blocks[block.index - 1].output_id if block.index > 0 else INPUT
+
+    def tensor_shape(self, tensor: str) -> Shape:
+        """The shape of a tensor id (:data:`INPUT`, or ``"<block>:<node or x>"``)."""
+        if tensor == INPUT:
+            return self.input_shape
+        index, name = tensor.split(":", 1)
+        block = self.blocks[int(index)]
+        if name == "x":
+            return block.in_shape
+        return next(node.out_shape for node in block.nodes if node.name == name)
 
     def nodes(self):
         """Yield ``(block, node)`` pairs in execution order."""

@@ -17,7 +17,7 @@ from archkit.ops._ir import Node, Shape
 from archkit.ops._primitives import ACTIVATIONS, PRIMITIVES
 from archkit.spec._model import WIDTH_SCALING, Row, Spec, make_divisible
 
-__all__ = ["FieldRule", "Operator", "OPERATORS", "BlockGraph", "NUM_CLASSES"]
+__all__ = ["FieldRule", "Operator", "OPERATORS", "BlockGraph", "NUM_CLASSES", "COMMON_FIELDS"]
 
 #: The value of ``c`` that means "the spec's number of classes".
 NUM_CLASSES = "num_classes"
@@ -43,6 +43,12 @@ class FieldRule:
     #: ``c`` may be the literal ``num_classes`` (classifier rows).
     allow_classes: bool = False
     help: str = ""
+    #: Missing means ``None`` (not "required") when there is no default.
+    optional: bool = False
+    #: For ``kind=tuple``: the type of every item (the YAML value is a list).
+    item: type | None = None
+    #: A string value must match this regular expression (whole string).
+    pattern: str | None = None
 
 
 def _c(default: Any = None, *, classes: bool = False) -> FieldRule:
@@ -70,6 +76,18 @@ def _scaling(default: str) -> FieldRule:
 
 _GROUPS = FieldRule("groups", "groups", int, 1, minimum=1, maximum=MAX_CHANNELS)
 _DILATION = FieldRule("dilation", "dilation", int, 1, minimum=1, maximum=32)
+
+#: A feature-map name: a Python identifier, so it reads like the module path it mirrors.
+NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
+#: Keys every row may carry, whatever its operator (docs/heads.md).
+COMMON_FIELDS = (
+    FieldRule("name", "name", str, optional=True, pattern=NAME_PATTERN,
+              help="feature-map name that later rows may read with from:"),
+    FieldRule("from", "from_feature", str, optional=True,
+              pattern=rf"{NAME_PATTERN}(\.[0-9]+(\.{NAME_PATTERN})?)?",
+              help="the feature map this row reads: <name>, <name>.<repeat> or "
+                   "<name>.<repeat>.<node>"),
+)
 
 
 class BlockGraph:
@@ -101,6 +119,12 @@ class Operator:
     fields: tuple[FieldRule, ...] = ()
     #: Section 5.1: the block may run as one operation whose inner tensors are never materialized.
     fusable: bool = False
+    #: Node names whose tensors are outputs of the whole network (a prediction head's box and
+    #: class maps). Empty for backbone operators: the network's output is its last tensor.
+    exports: tuple[str, ...] = ()
+    #: A task head (detection, segmentation): the backbone, which the output-stride rule
+    #: dilates, ends at the first head row.
+    head: bool = False
 
     def check(self, row: Row, fail: Callable[[str, str | None], SpecError]) -> None:
         """Cross-field checks that need no input shape."""

@@ -4,8 +4,8 @@ Conventions (see docs/costs.md):
 - One multiply-add (MAdd) is one multiplication plus one addition of a convolution or a fully
   connected layer: ``H_out * W_out * C_out * (C_in / groups) * k * k`` for a conv and
   ``C_in * C_out`` for a linear layer. Biases, BatchNorm, activations, pooling, residual adds,
-  concatenation and channel shuffle count as 0 MAdds (the paper's and TF-slim's convention, and what
-  fvcore's ``conv`` and ``linear`` handles count).
+  concatenation, channel shuffle and bilinear resizing count as 0 MAdds (the paper's and TF-slim's
+  convention, and what fvcore's ``conv`` and ``linear`` handles count).
 - Parameters are trainable tensors as PyTorch builds them: conv/linear weights and biases, and
   BatchNorm's weight and bias (2 per channel; running statistics are buffers, not parameters).
   BatchNorm parameters are also reported on their own, so a BN-folded count is one subtraction.
@@ -177,20 +177,38 @@ class Add(Primitive):
 
 
 class Concat(Primitive):
-    """Channel concatenation (+ activation)."""
+    """Channel concatenation of two or more tensors (+ activation)."""
 
     name = "concat"
 
     def infer(self, attrs, inputs, fail):
-        a, b = inputs
-        if (a.height, a.width) != (b.height, b.width):
-            raise fail(f"concatenation needs equal spatial sizes, got {a} and {b}", "s")
-        return Shape(a.channels + b.channels, a.height, a.width)
+        first = inputs[0]
+        for other in inputs[1:]:
+            if (other.height, other.width) != (first.height, first.width):
+                raise fail(f"concatenation needs equal spatial sizes, got {first} and {other}",
+                           "s")
+        return Shape(sum(x.channels for x in inputs), first.height, first.width)
 
     def module(self, node):
         from archkit.ops import _torch
 
         return _torch.Concat(node.attr("activation"))
+
+
+class Resize(Primitive):
+    """Bilinear resizing to a fixed ``height x width`` (DeepLab's upsampling; 0 MAdds by the
+    convention above, like pooling)."""
+
+    name = "resize"
+
+    def infer(self, attrs, inputs, fail):
+        return Shape(inputs[0].channels, attrs["height"], attrs["width"])
+
+    def module(self, node):
+        from archkit.ops import _torch
+
+        return _torch.Resize((node.attr("height"), node.attr("width")),
+                             node.attr("align_corners"))
 
 
 class Shuffle(Primitive):
@@ -233,6 +251,7 @@ PRIMITIVES: dict[str, Primitive] = {
         Pool("avgpool"),
         Add(),
         Concat(),
+        Resize(),
         Shuffle(),
         Dropout(),
     )

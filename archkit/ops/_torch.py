@@ -65,8 +65,24 @@ class Concat(nn.Module):
         super().__init__()
         self.act = activation(act)
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.act(torch.cat((a, b), dim=1))
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.act(torch.cat(tensors, dim=1))
+
+
+class Resize(nn.Module):
+    """Bilinear resizing to a fixed size (``align_corners`` as TensorFlow's ``resize_bilinear``)."""
+
+    def __init__(self, size: tuple[int, int], align_corners: bool) -> None:
+        super().__init__()
+        self.size = size
+        self.align_corners = align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.interpolate(x, size=self.size, mode="bilinear",
+                                         align_corners=self.align_corners)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, align_corners={self.align_corners}"
 
 
 class ChannelShuffle(nn.Module):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,15 @@ MAX_FILE_BYTES = 1 << 20
 MAX_RESOLUTION = 4096
 MAX_WIDTH = 8.0
 MAX_ROWS = 256
-_TOP_KEYS = ("name", "description", "input", "num_classes", "width", "channel_rounding", "layers")
+_TOP_KEYS = ("name", "description", "input", "num_classes", "width", "channel_rounding",
+             "output_stride", "layers")
+#: DeepLab's output strides are powers of two (each stride-2 layer halves the map).
+_OUTPUT_STRIDES = (1, 2, 4, 8, 16, 32, 64)
+MAX_LIST_ITEMS = 16
 _INPUT_KEYS = ("resolution", "channels")
 _ROUNDING_KEYS = ("divisor", "min_ratio")
-_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+               tuple: "a list"}
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -170,6 +176,13 @@ def _decode(data: Any, source: str) -> Spec:
     _check_int(divisor, "channel_rounding.divisor", source, 1, 256)
     min_ratio = rounding.get("min_ratio", 0.9)
     _check_number(min_ratio, "channel_rounding.min_ratio", source, 0.0, 1.0)
+    output_stride = data.get("output_stride")
+    if output_stride is not None:
+        _check_int(output_stride, "output_stride", source, 1, _OUTPUT_STRIDES[-1])
+        if output_stride not in _OUTPUT_STRIDES:
+            allowed = ", ".join(map(str, _OUTPUT_STRIDES))
+            raise SpecError(f"must be a power of two (one of {allowed}), got {output_stride}",
+                            source=source, field="output_stride")
 
     layers = data.get("layers")
     if not isinstance(layers, list) or not layers:
@@ -181,11 +194,12 @@ def _decode(data: Any, source: str) -> Spec:
     rows = tuple(_decode_row(raw, index, source) for index, raw in enumerate(layers))
     return Spec(name=name.strip(), rows=rows, resolution=resolution, in_channels=in_channels,
                 num_classes=num_classes, width=float(width), divisor=divisor,
-                min_ratio=float(min_ratio), source=source, description=description)
+                min_ratio=float(min_ratio), source=source, description=description,
+                output_stride=output_stride)
 
 
 def _decode_row(raw: Any, index: int, source: str) -> Row:
-    from archkit.ops import NUM_CLASSES, OPERATORS
+    from archkit.ops import COMMON_FIELDS, NUM_CLASSES, OPERATORS
 
     if not isinstance(raw, Mapping):
         raise SpecError(f"a row must be a mapping with an 'op' key, got {_kind(raw)}",
@@ -196,7 +210,7 @@ def _decode_row(raw: Any, index: int, source: str) -> Row:
         raise SpecError(f"unknown operator {op_name!r} (known: {known})", source=source,
                         row=index, field="op")
     op = OPERATORS[op_name]
-    rules = {rule.key: rule for rule in op.fields}
+    rules = {rule.key: rule for rule in (*op.fields, *COMMON_FIELDS)}
     for key in raw:
         if key != "op" and key not in rules:
             allowed = ", ".join(["op", *rules]) if rules else "op"
@@ -206,6 +220,8 @@ def _decode_row(raw: Any, index: int, source: str) -> Row:
     for key, rule in rules.items():
         value = raw.get(key, rule.default)
         where = {"source": source, "row": index, "op": op_name, "field": key}
+        if value is None and rule.optional:
+            continue
         if value is None:
             raise SpecError(f"is required ({rule.help or key})", **where)
         if rule.allow_classes and value == NUM_CLASSES:
@@ -217,6 +233,17 @@ def _decode_row(raw: Any, index: int, source: str) -> Row:
 
 
 def _coerce(value: Any, rule: Any, where: dict[str, Any]) -> Any:
+    if rule.kind is tuple:
+        if not isinstance(value, list | tuple):
+            raise SpecError(f"must be a list ({_TYPE_NAMES[rule.item]} each), got {value!r}",
+                            **where)
+        if len(value) > MAX_LIST_ITEMS:
+            raise SpecError(f"at most {MAX_LIST_ITEMS} items, got {len(value)}", **where)
+        item_rule = dataclasses.replace(rule, kind=rule.item, item=None)
+        items = tuple(_coerce(item, item_rule, where) for item in value)
+        if len(set(items)) != len(items):
+            raise SpecError(f"items must be distinct, got {list(value)!r}", **where)
+        return items
     kind = rule.kind
     ok = (
         isinstance(value, bool)
@@ -239,4 +266,7 @@ def _coerce(value: Any, rule: Any, where: dict[str, Any]) -> Any:
         raise SpecError(f"must be {cmp} {rule.minimum}, got {value}", **where)
     if rule.maximum is not None and value > rule.maximum:
         raise SpecError(f"must be at most {rule.maximum}, got {value}", **where)
+    if rule.pattern is not None and not re.fullmatch(rule.pattern, value):
+        raise SpecError(f"must match {rule.pattern} ({rule.help or rule.key}), got {value!r}",
+                        **where)
     return float(value) if kind is float else value

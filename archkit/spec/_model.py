@@ -45,7 +45,8 @@ class Row:
 
     Attributes mirror the paper's letters with real names: ``expansion`` (t), ``out_channels`` (c),
     ``repeats`` (n), ``stride`` (s, applied to the first repeat only). Fields an operator does not
-    use are ``None``.
+    use are ``None``. ``name`` and ``from_feature`` (YAML ``from``) let heads read named feature
+    maps of a backbone (docs/heads.md).
     """
 
     op: str
@@ -63,6 +64,24 @@ class Row:
     width_scaling: str | None = None
     group_first_pointwise: bool | None = None
     dilation: int | None = None
+    #: The row's feature-map name, which later rows may read with ``from:`` (any operator).
+    name: str | None = None
+    #: The feature map this row reads (``from:``): ``<name>`` (the named row's output),
+    #: ``<name>.<repeat>`` or ``<name>.<repeat>.<node>`` (a tensor inside one repeat, e.g.
+    #: ``c160.0.expand``). ``None``: the previous row's output.
+    from_feature: str | None = None
+    #: Atrous rates of an ASPP module (Sections 6.3; empty: no atrous branches).
+    rates: tuple[int, ...] | None = None
+    #: Anchors (default boxes) per location of an SSD prediction layer.
+    anchors: int | None = None
+    #: Depthwise separable instead of regular convolutions (SSDLite; separable ASPP).
+    separable: bool | None = None
+    #: ASPP's image-level feature branch (global pooling, 1x1 conv, upsampling).
+    image_pooling: bool | None = None
+    #: An extra background class in an SSD class predictor (``num_classes + 1`` scores).
+    background: bool | None = None
+    #: Bilinear upsampling with ``align_corners`` (TensorFlow's ``resize_bilinear`` in DeepLab).
+    align_corners: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,10 @@ class Spec:
     min_ratio: float = 0.9
     source: str | None = field(default=None, compare=False)
     description: str = field(default="", compare=False)
+    #: DeepLab's output stride (Section 6.3): once the strides so far reach it, later strides
+    #: become 1 and later convolutions are dilated instead (see :func:`archkit.ops.lower`).
+    #: ``None``: every stride as written.
+    output_stride: int | None = None
 
     def channels(self, row: Row, channels: int | None = None) -> int:
         """The channel count ``row`` produces under this spec's width multiplier."""
