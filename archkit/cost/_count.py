@@ -71,6 +71,8 @@ def _count_network(network: Network, convention: str) -> Costs:
         params += prim.params(node)
         bn_channels += prim.bn_channels(node)
     bn_params = _BN_PER_CHANNEL[convention] * bn_channels
-    naive = max(step.live_elements for step in schedule_steps(network, "naive"))
-    fused = max(step.live_elements for step in schedule_steps(network, "fused"))
+    # A network of aliases only (dropout) runs no operation: its input is all that lives.
+    start = network.input_shape.elements
+    naive = max((s.live_elements for s in schedule_steps(network, "naive")), default=start)
+    fused = max((s.live_elements for s in schedule_steps(network, "fused")), default=start)
     return Costs(madds, params + bn_params, bn_params, naive, fused)

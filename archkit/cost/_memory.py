@@ -8,14 +8,16 @@ block); an operation's memory is the sum of the live tensors plus its scratch sp
   tensor is materialized: the straightforward schedule.
 - ``fused``: a bottleneck block is one operation whose expanded inner tensor is computed in
   ``t`` slices and never materialized (Section 5.1 with ``n = t``): its scratch is one channel of
-  the expanded tensor and one of the depthwise output.
+  the expanded tensor and one of the depthwise output. The split holds the block's input and
+  output at once, so where running the block's layers one by one needs less (a ``t = 1`` block
+  that widens its output), the schedule runs them one by one: fused is never above naive.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archkit.ops import INPUT, OPERATORS, PRIMITIVES, Network, tensor_id
+from archkit.ops import INPUT, OPERATORS, PRIMITIVES, Block, Network, tensor_id
 
 __all__ = ["SCHEDULES", "DTYPE_BYTES", "Step", "schedule_steps"]
 
@@ -52,7 +54,7 @@ def schedule_steps(network: Network, schedule: str = "naive") -> list[Step]:
         inner_read = any(
             t != block.output_id and t.startswith(f"{block.index}:") for t in read_from_outside
         )
-        if schedule == "fused" and OPERATORS[block.row.op].fusable and not inner_read:
+        if schedule == "fused" and _fuse(block) and not inner_read:
             out_id = block.output_id
             sizes[out_id] = block.out_shape.elements
             scratch = OPERATORS[block.row.op].fused_scratch_elements(block.nodes)
@@ -72,20 +74,51 @@ def schedule_steps(network: Network, schedule: str = "naive") -> list[Step]:
             materialized[tensor_id(block.index, node.name)] = local[node.name]
 
     outputs = {materialized[t] for t in network.output_ids}
-    last_use = dict.fromkeys(outputs, len(ops))  # the network's outputs outlive every op
-    for i, (_, _, ins, _, _) in enumerate(ops):
+    live = _sweep([(ins, out, scratch) for _, _, ins, out, scratch in ops], sizes, INPUT, outputs)
+    return [Step(block, name, value) for (block, name, *_), value in zip(ops, live, strict=True)]
+
+
+def _sweep(
+    ops: list[tuple[tuple[str, ...], str, int]], sizes: dict[str, int], first: str,
+    keep: set[str],
+) -> list[int]:
+    """Live elements while each op runs: ``first`` is alive at the start, a tensor dies after the
+    last op that reads it, tensors in ``keep`` never die."""
+    last_use = dict.fromkeys(keep, len(ops))
+    for i, (ins, _, _) in enumerate(ops):
         for tensor in ins:
             last_use[tensor] = max(last_use.get(tensor, -1), i)
     dies_after: dict[int, list[str]] = {}
     for tensor, i in last_use.items():
         dies_after.setdefault(i, []).append(tensor)
-    live = sizes[INPUT]
-    steps = []
-    for i, (block, name, _, out, scratch) in enumerate(ops):
+    live = sizes[first]
+    values = []
+    for i, (_, out, scratch) in enumerate(ops):
         live += sizes[out]
-        steps.append(Step(block, name, live + scratch))
+        values.append(live + scratch)
         for tensor in dies_after.get(i, ()):
             live -= sizes[tensor]
         if out not in last_use:  # produced and never read: dead at once
             live -= sizes[out]
-    return steps
+    return values
+
+
+def _fuse(block: Block) -> bool:
+    """Whether running ``block`` as one Section 5.1 operation needs less than layer by layer."""
+    operator = OPERATORS[block.row.op]
+    if not operator.fusable:
+        return False
+    fused = (block.in_shape.elements + block.out_shape.elements
+             + operator.fused_scratch_elements(block.nodes))
+    sizes = {"x": block.in_shape.elements}
+    local = {"x": "x"}
+    ops = []
+    for node in block.nodes:
+        ins = tuple(local[i] for i in node.inputs)
+        if PRIMITIVES[node.prim].alias:
+            local[node.name] = ins[0]
+            continue
+        sizes[node.name] = node.out_shape.elements
+        local[node.name] = node.name
+        ops.append((ins, node.name, 0))
+    return fused < max(_sweep(ops, sizes, "x", {local[block.output]}), default=0)
