@@ -7,6 +7,7 @@ one :class:`~archkit.errors.SpecError` naming the file, the row and the field.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import math
 import re
 from collections.abc import Mapping
@@ -112,21 +113,44 @@ def _validate_network(spec: Spec) -> None:
     lower(spec)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 40, 40
+
+
+def _show(value: Any) -> str:
+    """A short, safe rendering of a user's value for an error message.
+
+    Bounded whatever the input: YAML aliases can build structures of billions of elements and
+    integers of thousands of digits (whose ``str`` Python refuses).
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**15:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        return _REPR.repr(value)
+    except (ValueError, RecursionError):
+        return f"a {type(value).__name__}"
+
+
+def _finite(value: int | float) -> bool:
+    # math.isfinite raises OverflowError for integers beyond a float's range; integers are finite.
+    return isinstance(value, int) or math.isfinite(value)
+
+
 def _check_int(value: Any, field: str, source: str | None, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"must be an integer, got {value!r}", source=source, field=field)
+        raise SpecError(f"must be an integer, got {_show(value)}", source=source, field=field)
     if not lo <= value <= hi:
-        raise SpecError(f"must be between {lo} and {hi}, got {value}", source=source, field=field)
+        raise SpecError(f"must be between {lo} and {hi}, got {_show(value)}", source=source, field=field)
 
 
 def _check_number(
     value: Any, field: str, source: str | None, lo: float, hi: float, *, exclusive: bool = False
 ) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise SpecError(f"must be a finite number, got {value!r}", source=source, field=field)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+        raise SpecError(f"must be a finite number, got {_show(value)}", source=source, field=field)
     if value < lo or (exclusive and value == lo) or value > hi:
         bound = f"above {lo}" if exclusive else f"at least {lo}"
-        raise SpecError(f"must be {bound} and at most {hi}, got {value}", source=source,
+        raise SpecError(f"must be {bound} and at most {hi}, got {_show(value)}", source=source,
                         field=field)
 
 
@@ -137,7 +161,7 @@ def _mapping(value: Any, what: str, source: str, keys: tuple[str, ...], **where:
     for key in value:
         if key not in keys:
             allowed = ", ".join(keys)
-            raise SpecError(f"unknown key {key!r} (allowed: {allowed})", source=source,
+            raise SpecError(f"unknown key {_show(key)} (allowed: {allowed})", source=source,
                             field=what if what else str(key), **where)
     return value
 
@@ -152,11 +176,11 @@ def _decode(data: Any, source: str) -> Spec:
                         source=source)
     for key in data:
         if key not in _TOP_KEYS:
-            raise SpecError(f"unknown key {key!r} (allowed: {', '.join(_TOP_KEYS)})",
+            raise SpecError(f"unknown key {_show(key)} (allowed: {', '.join(_TOP_KEYS)})",
                             source=source, field=str(key))
     name = data.get("name", Path(source).stem if source != "<string>" else "spec")
     if not isinstance(name, str) or not name.strip():
-        raise SpecError(f"must be a non-empty string, got {name!r}", source=source, field="name")
+        raise SpecError(f"must be a non-empty string, got {_show(name)}", source=source, field="name")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise SpecError("must be a string", source=source, field="description")
@@ -207,14 +231,14 @@ def _decode_row(raw: Any, index: int, source: str) -> Row:
     op_name = raw.get("op")
     if not isinstance(op_name, str) or op_name not in OPERATORS:
         known = ", ".join(OPERATORS)
-        raise SpecError(f"unknown operator {op_name!r} (known: {known})", source=source,
+        raise SpecError(f"unknown operator {_show(op_name)} (known: {known})", source=source,
                         row=index, field="op")
     op = OPERATORS[op_name]
     rules = {rule.key: rule for rule in (*op.fields, *COMMON_FIELDS)}
     for key in raw:
         if key != "op" and key not in rules:
             allowed = ", ".join(["op", *rules]) if rules else "op"
-            raise SpecError(f"unknown key {key!r} for {op_name} (allowed: {allowed})",
+            raise SpecError(f"unknown key {_show(key)} for {op_name} (allowed: {allowed})",
                             source=source, row=index, op=op_name, field=str(key))
     values: dict[str, Any] = {}
     for key, rule in rules.items():
@@ -235,38 +259,38 @@ def _decode_row(raw: Any, index: int, source: str) -> Row:
 def _coerce(value: Any, rule: Any, where: dict[str, Any]) -> Any:
     if rule.kind is tuple:
         if not isinstance(value, list | tuple):
-            raise SpecError(f"must be a list ({_TYPE_NAMES[rule.item]} each), got {value!r}",
+            raise SpecError(f"must be a list ({_TYPE_NAMES[rule.item]} each), got {_show(value)}",
                             **where)
         if len(value) > MAX_LIST_ITEMS:
             raise SpecError(f"at most {MAX_LIST_ITEMS} items, got {len(value)}", **where)
         item_rule = dataclasses.replace(rule, kind=rule.item, item=None)
         items = tuple(_coerce(item, item_rule, where) for item in value)
         if len(set(items)) != len(items):
-            raise SpecError(f"items must be distinct, got {list(value)!r}", **where)
+            raise SpecError(f"items must be distinct, got {_show(list(value))}", **where)
         return items
     kind = rule.kind
     ok = (
         isinstance(value, bool)
         if kind is bool
         else (not isinstance(value, bool) and isinstance(value, int | float) and
-              math.isfinite(value))
+              _finite(value))
         if kind is float
         else (not isinstance(value, bool) and isinstance(value, kind))
     )
     if not ok:
         extra = f" or {rule.key}: num_classes" if rule.allow_classes else ""
-        raise SpecError(f"must be {_TYPE_NAMES[kind]}{extra}, got {value!r}", **where)
+        raise SpecError(f"must be {_TYPE_NAMES[kind]}{extra}, got {_show(value)}", **where)
     if rule.choices and value not in rule.choices:
         choices = ", ".join(map(str, rule.choices))
-        raise SpecError(f"must be one of {choices}, got {value!r}", **where)
+        raise SpecError(f"must be one of {choices}, got {_show(value)}", **where)
     if rule.minimum is not None and (
         value < rule.minimum or (rule.exclusive_minimum and value == rule.minimum)
     ):
         cmp = "above" if rule.exclusive_minimum else "at least"
-        raise SpecError(f"must be {cmp} {rule.minimum}, got {value}", **where)
+        raise SpecError(f"must be {cmp} {rule.minimum}, got {_show(value)}", **where)
     if rule.maximum is not None and value > rule.maximum:
-        raise SpecError(f"must be at most {rule.maximum}, got {value}", **where)
+        raise SpecError(f"must be at most {rule.maximum}, got {_show(value)}", **where)
     if rule.pattern is not None and not re.fullmatch(rule.pattern, value):
-        raise SpecError(f"must match {rule.pattern} ({rule.help or rule.key}), got {value!r}",
+        raise SpecError(f"must match {rule.pattern} ({rule.help or rule.key}), got {_show(value)}",
                         **where)
     return float(value) if kind is float else value
