@@ -1,0 +1,168 @@
+"""PyTorch -> ``torch.export`` -> Relax (BatchNorm folded) -> ``tvm.compile`` -> shared library.
+
+Everything heavy (torch, tvm) is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archkit.device._errors import DeviceError, MeasurementError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from archkit.device._profile import DeviceProfile
+
+__all__ = ["RelaxProgram", "build", "export_library", "flatten_outputs", "to_relax"]
+
+# TVM's pass contexts and target scopes are thread-local, but torch.export and the pass
+# infrastructure are not meant to be driven from several threads at once: compile one at a time.
+COMPILE_LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class RelaxProgram:
+    """A network imported into Relax with its BatchNorms folded into the convolutions.
+
+    Attributes:
+        mod: The Relax IRModule (weights bound as constants).
+        batchnorms_in: BatchNorm ops after import.
+        batchnorms_folded: BatchNorm ops folded into a preceding convolution.
+        batchnorms_decomposed: BatchNorm ops not after a convolution, lowered to scale+shift.
+    """
+
+    mod: Any
+    batchnorms_in: int
+    batchnorms_folded: int
+    batchnorms_decomposed: int
+
+
+def _count_op(mod: Any, op_name: str) -> int:
+    from tvm import relax
+
+    count = 0
+
+    def visit(expr: Any) -> None:
+        nonlocal count
+        if isinstance(expr, relax.Call) and getattr(expr.op, "name", None) == op_name:
+            count += 1
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return count
+
+
+def flatten_outputs(value: Any) -> list[Any]:
+    """Flatten (nested) tuples/lists of tensors into a list, in order."""
+    if isinstance(value, list | tuple) or type(value).__name__ == "Array":
+        return [leaf for item in value for leaf in flatten_outputs(item)]
+    return [value]
+
+
+def to_relax(model: torch.nn.Module, example_input: torch.Tensor) -> RelaxProgram:
+    """Export ``model`` with ``torch.export`` and import it into Relax, BatchNorm folded.
+
+    The model is run in eval mode (its training flag is restored afterwards).
+
+    Raises:
+        MeasurementError: ``torch.export`` or the Relax import failed (stage ``compile``).
+    """
+    import torch
+    from tvm import relax
+    from tvm.relax.frontend.torch import from_exported_program
+
+    was_training = model.training
+    model.eval()
+    try:
+        with COMPILE_LOCK, torch.no_grad():
+            exported = torch.export.export(model, (example_input,))
+            mod = from_exported_program(exported, keep_params_as_input=False)
+            n_in = _count_op(mod, "relax.nn.batch_norm")
+            mod = relax.transform.FoldBatchnormToConv2D()(mod)
+            mod = relax.transform.FoldConstant()(mod)
+            n_left = _count_op(mod, "relax.nn.batch_norm")
+            if n_left:
+                # BatchNorm without a convolution before it: scale and shift, folded where
+                # possible into constants.
+                mod = relax.transform.DecomposeOpsForInference()(mod)
+                mod = relax.transform.FoldConstant()(mod)
+    except MeasurementError:
+        raise
+    except Exception as err:  # torch.export / frontend errors are many and varied
+        raise MeasurementError(
+            f"could not import the model into TVM Relax: {type(err).__name__}: {err}",
+            stage="compile",
+        ) from err
+    finally:
+        model.train(was_training)
+    return RelaxProgram(mod, n_in, n_in - n_left, n_left)
+
+
+def build(program: RelaxProgram, target: dict[str, Any], database: Any = None) -> Any:
+    """Compile a Relax program for ``target`` (a JSON dict); apply tuning records if given.
+
+    Args:
+        program: Output of :func:`to_relax`.
+        target: TVM target dict.
+        database: A MetaSchedule database; functions it has records for use the tuned schedules.
+
+    Returns:
+        The ``tvm.relax.VMExecutable``.
+    """
+    import tvm
+
+    tgt = tvm.target.Target(target)
+    try:
+        with COMPILE_LOCK:
+            if database is None:
+                return tvm.compile(program.mod, target=tgt)
+            from tvm.s_tir.meta_schedule.relax_integration import compile_relax
+
+            return compile_relax(database, program.mod, tgt, params=None)
+    except Exception as err:
+        raise MeasurementError(
+            f"TVM could not compile the model for {target}: {type(err).__name__}: {err}",
+            stage="compile",
+        ) from err
+
+
+def export_library(executable: Any, path: Path, device: DeviceProfile) -> Path:
+    """Link ``executable`` into a shared library for the device with its cross compiler.
+
+    Raises:
+        DeviceError: The cross compiler is missing or cannot link (says which package to install).
+    """
+    from tvm.support import cc
+
+    compiler = device.cross_compiler
+    if compiler and shutil.which(compiler) is None:
+        raise DeviceError(
+            f"cross compiler {compiler!r} not found on PATH; on Debian/Ubuntu install it with "
+            "`apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross` "
+            "(or run tests/device/install_toolchain.sh)",
+            source=device.source,
+            field="cross_compiler",
+        )
+    options = list(device.cross_compiler_options) or None
+    fcompile = cc.cross_compiler(compiler, options=options) if compiler else cc.create_shared
+    try:
+        executable.export_library(str(path), fcompile=fcompile)
+    except Exception as err:
+        hint = ""
+        if "crti.o" in str(err) or "cannot find -lc" in str(err):
+            hint = (
+                " (the C library for the target is missing: "
+                "`apt-get install libc6-dev-arm64-cross`)"
+            )
+        raise DeviceError(
+            f"linking with {compiler or 'the host compiler'} failed{hint}: {err}",
+            source=device.source,
+            field="cross_compiler",
+        ) from err
+    return path

@@ -1,0 +1,409 @@
+"""Device profiles: ``devices/*.yaml`` decoded into frozen dataclasses.
+
+A profile says what to compile for (a TVM target in JSON-dict form), how to link for the board
+(the cross compiler handed to ``export_library``), how many threads to run with and how to reach
+the board: ``local`` (this machine, no RPC), ``rpc`` (host, port of a TVM RPC server) or
+``tracker`` (host, port of a TVM RPC tracker and the key its boards registered with).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from archkit.device._errors import DeviceError
+
+__all__ = [
+    "Connection",
+    "DeviceProfile",
+    "ENV_DEVICE_EMULATED",
+    "ENV_DEVICE_HOST",
+    "ENV_DEVICE_KEY",
+    "ENV_DEVICE_PORT",
+    "ENV_DEVICES_DIR",
+    "ENV_RPC_TRACKER",
+    "available_devices",
+    "devices_dir",
+    "load_device",
+    "server_help",
+]
+
+ENV_DEVICE_HOST = "ARCHKIT_DEVICE_HOST"
+ENV_DEVICE_PORT = "ARCHKIT_DEVICE_PORT"
+ENV_DEVICE_KEY = "ARCHKIT_DEVICE_KEY"
+ENV_RPC_TRACKER = "ARCHKIT_RPC_TRACKER"
+ENV_DEVICES_DIR = "ARCHKIT_DEVICES_DIR"
+ENV_DEVICE_EMULATED = "ARCHKIT_DEVICE_EMULATED"
+
+_KINDS = ("local", "rpc", "tracker")
+_TOP_FIELDS = {
+    "name",
+    "description",
+    "target",
+    "cross_compiler",
+    "cross_compiler_options",
+    "threads",
+    "connection",
+    "emulated",
+    "connect_timeout_s",
+    "session_timeout_s",
+}
+_CONN_FIELDS = {"kind", "host", "port", "key"}
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach a device.
+
+    Attributes:
+        kind: ``local``, ``rpc`` or ``tracker``.
+        host: RPC server host (``rpc``) or tracker host (``tracker``); None if not configured.
+        port: RPC server port (``rpc``) or tracker port (``tracker``).
+        key: Device key the boards registered with at the tracker (``tracker``); for ``rpc``
+            an optional server key.
+    """
+
+    kind: str = "local"
+    host: str | None = None
+    port: int | None = None
+    key: str | None = None
+
+    def describe(self) -> str:
+        """Short human form, e.g. ``rpc 192.168.1.7:9090``."""
+        if self.kind == "local":
+            return "local"
+        where = f"{self.host or '<no host>'}:{self.port if self.port is not None else '<no port>'}"
+        if self.kind == "tracker":
+            return f"tracker {where} key={self.key}"
+        return f"rpc {where}"
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """One device: what to compile for, how to link, how many threads, how to reach it.
+
+    Attributes:
+        name: Device name (``rpi4``); also names the per-device tuning database.
+        target: TVM target as a JSON dict (``{"kind": "llvm", "mtriple": ...}``), or the string
+            ``"host"`` for "detect this machine's CPU" (resolved by :meth:`target_dict`).
+        cross_compiler: Compiler used by ``export_library`` (e.g. ``aarch64-linux-gnu-gcc``);
+            None uses the host's default compiler.
+        cross_compiler_options: Extra options for the cross compiler (e.g. ``--sysroot=...``).
+        threads: Number of runtime threads on the device.
+        connection: How to reach it.
+        description: Free text.
+        emulated: True for an emulated board (qemu): its timings are labelled "emulated" and
+            are never device latency.
+        connect_timeout_s: Give up connecting after this many seconds (clear error, no hang).
+        session_timeout_s: The RPC server drops a session that runs longer than this.
+        source: File the profile was read from, if any.
+    """
+
+    name: str
+    target: Any
+    cross_compiler: str | None = None
+    cross_compiler_options: tuple[str, ...] = ()
+    threads: int = 1
+    connection: Connection = field(default_factory=Connection)
+    description: str = ""
+    emulated: bool = False
+    connect_timeout_s: float = 5.0
+    session_timeout_s: float = 900.0
+    source: str | None = None
+
+    def __hash__(self) -> int:  # target is a dict; hash the stable parts only.
+        return hash((self.name, self.connection, self.threads, self.source))
+
+    @property
+    def is_remote(self) -> bool:
+        """True when the device is reached over RPC (``rpc`` or ``tracker``)."""
+        return self.connection.kind != "local"
+
+    def target_dict(self) -> dict[str, Any]:
+        """The TVM target as a JSON dict, with ``"host"`` resolved to this machine's CPU.
+
+        Imports tvm (only when the target is ``"host"``).
+        """
+        if self.target == "host":
+            from tvm.target import codegen
+
+            # No mtriple: LLVM's default is the host's (the wheel's own triple may name its
+            # build toolchain, e.g. x86_64-conda-linux-gnu).
+            return {
+                "kind": "llvm",
+                "mcpu": str(codegen.llvm_get_system_cpu()),
+                "num-cores": self.threads,
+            }
+        return copy.deepcopy(dict(self.target))
+
+    def with_connection(self, **changes: Any) -> DeviceProfile:
+        """A copy with connection fields replaced (``kind``, ``host``, ``port``, ``key``)."""
+        return replace(self, connection=replace(self.connection, **changes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "name": self.name,
+            "target": self.target if isinstance(self.target, str) else dict(self.target),
+            "cross_compiler": self.cross_compiler,
+            "threads": self.threads,
+            "connection": self.connection.describe(),
+            "emulated": self.emulated,
+            "source": self.source,
+        }
+
+
+def devices_dir() -> Path:
+    """Folder of the shipped profiles: ``$ARCHKIT_DEVICES_DIR``, else the repo's ``devices/``."""
+    env = os.environ.get(ENV_DEVICES_DIR)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "devices"
+
+
+def available_devices() -> list[str]:
+    """Names of the shipped device profiles."""
+    folder = devices_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def server_help(profile: DeviceProfile | None = None) -> str:
+    """How to start a TVM RPC server (or tracker) on the board and point archkit at it."""
+    name = profile.name if profile else "<device>"
+    key = (profile.connection.key if profile else None) or name
+    return (
+        "To measure on a board, start a TVM RPC server on it (same TVM version as here, "
+        "e.g. `pip install apache-tvm==0.27.0.post1` on the board):\n"
+        "    python3 -m tvm.exec.rpc_server --host 0.0.0.0 --port 9090\n"
+        "then point archkit at it, on the command line or by environment variables:\n"
+        f"    archkit profile SPEC --device {name} --host <board-ip> --port 9090\n"
+        f"    export {ENV_DEVICE_HOST}=<board-ip> {ENV_DEVICE_PORT}=9090\n"
+        "For a farm of boards, run a tracker and register every board with it:\n"
+        "    python3 -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190       # any machine\n"
+        f"    python3 -m tvm.exec.rpc_server --tracker <tracker-ip>:9190 --key {key} # each board\n"
+        f"    export {ENV_RPC_TRACKER}=<tracker-ip>:9190 {ENV_DEVICE_KEY}={key}\n"
+        "Check what the tracker sees with: "
+        "python3 -m tvm.exec.query_rpc_tracker --host <tracker-ip> --port 9190"
+    )
+
+
+def _parse_port(value: Any, *, source: str, field_name: str) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise DeviceError(
+            f"port must be an integer, got {value!r}", source=source, field=field_name
+        ) from None
+    if not 0 < port < 65536:
+        raise DeviceError(f"port must be in 1..65535, got {port}", source=source, field=field_name)
+    return port
+
+
+def _parse_tracker(value: str, *, source: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise DeviceError(f"tracker must be HOST:PORT, got {value!r}", source=source)
+    return host, _parse_port(port, source=source, field_name="tracker")
+
+
+def _parse_profile(data: Any, source: str, default_name: str) -> DeviceProfile:
+    if not isinstance(data, dict):
+        raise DeviceError("a device file must be a mapping of fields", source=source)
+    unknown = sorted(set(data) - _TOP_FIELDS)
+    if unknown:
+        raise DeviceError(
+            f"unknown field (allowed: {', '.join(sorted(_TOP_FIELDS))})",
+            source=source,
+            field=unknown[0],
+        )
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not name:
+        raise DeviceError(f"must be a non-empty string, got {name!r}", source=source, field="name")
+
+    if "target" not in data:
+        raise DeviceError("missing (a TVM target as a JSON dict)", source=source, field="target")
+    target = data["target"]
+    if isinstance(target, str):
+        if target != "host":
+            raise DeviceError(
+                "must be a JSON dict such as {kind: llvm, mtriple: aarch64-linux-gnu, "
+                f"mcpu: cortex-a72}} or the word 'host', got {target!r}",
+                source=source,
+                field="target",
+            )
+    elif isinstance(target, dict):
+        if target.get("kind") != "llvm":
+            raise DeviceError(
+                f"target.kind must be 'llvm' (CPU boards), got {target.get('kind')!r}",
+                source=source,
+                field="target.kind",
+            )
+    else:
+        raise DeviceError(f"must be a mapping, got {target!r}", source=source, field="target")
+
+    cross = data.get("cross_compiler")
+    if cross is not None and (not isinstance(cross, str) or not cross):
+        raise DeviceError(
+            f"must be a compiler command or null, got {cross!r}",
+            source=source,
+            field="cross_compiler",
+        )
+    options = data.get("cross_compiler_options") or []
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+        raise DeviceError(
+            "must be a list of strings", source=source, field="cross_compiler_options"
+        )
+
+    threads = data.get("threads", "auto")
+    if threads == "auto":
+        threads = os.cpu_count() or 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise DeviceError(
+            f"must be a positive integer or 'auto', got {threads!r}", source=source, field="threads"
+        )
+    if isinstance(target, dict) and "num-cores" not in target:
+        target = {**target, "num-cores": threads}
+
+    conn = data.get("connection", {"kind": "local"})
+    if not isinstance(conn, dict):
+        raise DeviceError(f"must be a mapping, got {conn!r}", source=source, field="connection")
+    unknown = sorted(set(conn) - _CONN_FIELDS)
+    if unknown:
+        raise DeviceError(
+            f"unknown field (allowed: {', '.join(sorted(_CONN_FIELDS))})",
+            source=source,
+            field=f"connection.{unknown[0]}",
+        )
+    kind = conn.get("kind", "local")
+    if kind not in _KINDS:
+        raise DeviceError(
+            f"must be one of {', '.join(_KINDS)}, got {kind!r}",
+            source=source,
+            field="connection.kind",
+        )
+    host = conn.get("host")
+    if host is not None and not isinstance(host, str):
+        raise DeviceError(f"must be a string, got {host!r}", source=source, field="connection.host")
+    port = conn.get("port")
+    if port is not None:
+        port = _parse_port(port, source=source, field_name="connection.port")
+    key = conn.get("key")
+    if key is not None:
+        key = str(key)
+
+    emulated = data.get("emulated", False)
+    if not isinstance(emulated, bool):
+        raise DeviceError(
+            f"must be true or false, got {emulated!r}", source=source, field="emulated"
+        )
+    timeouts = {}
+    for fname, default in (("connect_timeout_s", 5.0), ("session_timeout_s", 900.0)):
+        value = data.get(fname, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise DeviceError(
+                f"must be a positive number, got {value!r}", source=source, field=fname
+            )
+        timeouts[fname] = float(value)
+
+    return DeviceProfile(
+        name=name,
+        target=target,
+        cross_compiler=cross,
+        cross_compiler_options=tuple(options),
+        threads=threads,
+        connection=Connection(kind=kind, host=host, port=port, key=key),
+        description=str(data.get("description", "")),
+        emulated=emulated,
+        source=source,
+        **timeouts,
+    )
+
+
+def load_device(
+    name_or_path: str | os.PathLike[str],
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    key: str | None = None,
+    tracker: str | None = None,
+    emulated: bool | None = None,
+) -> DeviceProfile:
+    """Load a device profile by name (``rpi4``, from ``devices/``) or by file path.
+
+    Connection settings override the file, so a user points ``rpi4`` at their own board or
+    tracker without editing it. Precedence: keyword arguments, then environment variables
+    (``ARCHKIT_DEVICE_HOST``, ``ARCHKIT_DEVICE_PORT``, ``ARCHKIT_DEVICE_KEY``,
+    ``ARCHKIT_RPC_TRACKER=host:port``), then the file. A tracker (argument or variable) makes
+    the connection ``tracker`` (key: ``key``, else the file's key, else the device name); a host
+    without a tracker makes it ``rpc``.
+
+    Args:
+        name_or_path: Device name or path to a YAML profile.
+        host: RPC server host.
+        port: RPC server port (or tracker port with a ``tracker`` connection from the file).
+        key: Tracker key of the boards (or RPC server key).
+        tracker: Tracker address ``HOST:PORT``.
+        emulated: Mark the device as emulated (qemu); its timings are then labelled
+            "emulated", never device latency. Default: the file's ``emulated`` field, or
+            ``ARCHKIT_DEVICE_EMULATED=1``.
+
+    Returns:
+        The profile (no connection is attempted here).
+
+    Raises:
+        DeviceError: Unknown device name, unreadable file, or a bad field (the message names
+            the file and the field).
+    """
+    text = str(name_or_path)
+    path = Path(text)
+    if not (path.suffix in (".yaml", ".yml") or os.sep in text or path.is_file()):
+        path = devices_dir() / f"{text}.yaml"
+        if not path.is_file():
+            names = ", ".join(available_devices()) or "(none)"
+            raise DeviceError(
+                f"unknown device {text!r}; known devices: {names} (or give a path to a YAML file)"
+            )
+    source = str(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise DeviceError("no such device file", source=source) from None
+    except (OSError, yaml.YAMLError) as err:
+        raise DeviceError(f"cannot read device file: {err}", source=source) from None
+    profile = _parse_profile(data, source, path.stem)
+
+    env_source = "environment"
+    host = host or os.environ.get(ENV_DEVICE_HOST) or None
+    if port is None and os.environ.get(ENV_DEVICE_PORT):
+        port = _parse_port(
+            os.environ[ENV_DEVICE_PORT], source=env_source, field_name=ENV_DEVICE_PORT
+        )
+    elif port is not None:
+        port = _parse_port(port, source="arguments", field_name="port")
+    key = key or os.environ.get(ENV_DEVICE_KEY) or None
+    tracker = tracker or os.environ.get(ENV_RPC_TRACKER) or None
+
+    conn = profile.connection
+    if tracker:
+        t_host, t_port = _parse_tracker(tracker, source=env_source)
+        conn = Connection("tracker", t_host, t_port, key or conn.key or profile.name)
+    elif host or port is not None or key:
+        kind = "rpc" if conn.kind == "local" and host else conn.kind
+        conn = Connection(
+            kind,
+            host or conn.host,
+            port if port is not None else conn.port,
+            key or conn.key,
+        )
+        if conn.kind == "rpc" and conn.port is None:
+            conn = replace(conn, port=9090)
+    if emulated is None and os.environ.get(ENV_DEVICE_EMULATED):
+        emulated = os.environ[ENV_DEVICE_EMULATED].lower() in ("1", "true", "yes")
+    if emulated is None:
+        emulated = profile.emulated
+    return replace(profile, connection=conn, emulated=emulated)

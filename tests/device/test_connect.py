@@ -1,0 +1,70 @@
+"""A missing or unreachable device: a clear error within seconds, never a hang."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from archkit.device import DeviceError, check_reachable, load_device, measure_latency
+
+from .conftest import free_port
+
+
+def _assert_helpful(err: DeviceError) -> None:
+    text = str(err)
+    assert "python3 -m tvm.exec.rpc_server" in text
+    assert "ARCHKIT_DEVICE_HOST" in text and "--host" in text
+
+
+def test_device_without_host_says_how_to_set_it_up():
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError) as info:
+        check_reachable(load_device("rpi4"))
+    assert time.monotonic() - t0 < 2
+    assert "no rpc address configured" in str(info.value)
+    _assert_helpful(info.value)
+
+
+def test_closed_port_fails_fast():
+    dev = load_device("rpi4", host="127.0.0.1", port=free_port())
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError) as info:
+        check_reachable(dev)
+    assert time.monotonic() - t0 < 5
+    assert "cannot reach device 'rpi4'" in str(info.value)
+    _assert_helpful(info.value)
+
+
+def test_silent_server_times_out_instead_of_hanging(tiny):
+    """Something listens but never speaks the RPC protocol: error after connect_timeout_s."""
+    import dataclasses
+
+    model, x = tiny
+    with socket.socket() as sink:
+        sink.bind(("127.0.0.1", 0))
+        sink.listen(8)
+        dev = load_device("host", host="127.0.0.1", port=sink.getsockname()[1])
+        dev = dataclasses.replace(dev, connect_timeout_s=2.0)
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError, match="did not answer within 2 s"):
+            measure_latency(model, x, dev, repeats=2)
+        assert time.monotonic() - t0 < 30  # includes compiling the model
+
+
+def test_tracker_without_boards_of_the_key(farm):
+    tracker, _ = farm
+    dev = load_device("rpi4", tracker=tracker.address, key="no-such-board")
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError, match="no board registered with key 'no-such-board'"):
+        check_reachable(dev)
+    assert time.monotonic() - t0 < 5
+
+
+def test_unreachable_tracker_fails_fast():
+    dev = load_device("rpi4", tracker=f"127.0.0.1:{free_port()}")
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError, match="cannot reach device"):
+        check_reachable(dev)
+    assert time.monotonic() - t0 < 5

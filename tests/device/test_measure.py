@@ -1,0 +1,74 @@
+"""Compile -> check against PyTorch -> time: locally and through a loopback TVM RPC server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from archkit.device import (
+    LatencyResult,
+    MeasurementError,
+    host_baselines,
+    load_device,
+    measure_latency,
+    results_frame,
+)
+
+from .conftest import tiny_net
+
+REPRO_KEYS = {"tvm_version", "target", "threads", "tuning", "governor", "server", "emulated"}
+
+
+def _check_result(res: LatencyResult) -> None:
+    assert 0 < res.min_ms <= res.median_ms <= res.p90_ms <= res.max_ms
+    assert res.std_ms >= 0
+    assert res.max_abs_diff < 1e-4
+    assert REPRO_KEYS <= set(res.metadata)
+    assert res.metadata["tvm_version"].startswith("0.27")
+    assert res.metadata["tuning"]["state"] == "untuned"
+    check = res.metadata["check"]
+    assert check["max_abs_output"] > 0.1 and not check["check_is_weak"]
+    assert check["max_rel_diff"] == pytest.approx(res.max_abs_diff / check["max_abs_output"])
+    assert res.metadata["batchnorms_folded"] == 5 and res.metadata["batchnorms_decomposed"] == 0
+    json.dumps(res.to_dict())  # JSON-able
+
+
+def test_local_host(tiny):
+    model, x = tiny
+    res = measure_latency(model, x, load_device("host"), repeats=5, name="tiny")
+    _check_result(res)
+    assert res.metadata["server"] == "local"
+    assert res.label == "device" and not res.emulated
+    assert res.metadata["runtime_threads"] == load_device("host").threads
+    assert model.training is False  # restored (it was eval)
+
+
+def test_loopback_rpc(tiny, rpc_server):
+    """The board path (export .so, upload, load, time over RPC) on an x86 loopback server."""
+    model, x = tiny
+    dev = load_device("host", host="127.0.0.1", port=rpc_server.port)
+    res = measure_latency(model, x, dev, repeats=5, name="tiny")
+    _check_result(res)
+    assert res.metadata["server"] == rpc_server.address
+    frame = results_frame([res, MeasurementError("boom", job="other", stage="timing")])
+    assert list(frame["name"]) == ["tiny", "other"]
+
+
+def test_outputs_off_fail_loudly(rpc_server):
+    """A zero tolerance cannot be met by float32 convolutions: the run must refuse to time."""
+    model = tiny_net(width=32)
+    x = torch.randn(1, 3, 64, 64)
+    dev = load_device("host", host="127.0.0.1", port=rpc_server.port)
+    with pytest.raises(MeasurementError) as info:
+        measure_latency(model, x, dev, atol=0.0, rtol=0.0, repeats=2)
+    assert info.value.stage == "check"
+    assert "differ from PyTorch: max abs diff" in str(info.value)
+
+
+def test_host_baselines(tiny):
+    model, x = tiny
+    base = host_baselines(model, x, repeats=3)
+    assert base["pytorch_eager_ms"] > 0 and base["onnxruntime_ms"] > 0
+    assert base["onnxruntime_max_abs_diff"] < 1e-4

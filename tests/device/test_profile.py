@@ -1,0 +1,91 @@
+"""Device profiles: shipped files, overrides from arguments/environment, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from archkit.device import DeviceError, available_devices, load_device
+from archkit.errors import ArchkitError
+
+
+def test_shipped_devices_load():
+    assert {"rpi4", "jetson-nano", "arm64", "host"} <= set(available_devices())
+    rpi = load_device("rpi4")
+    assert rpi.target["mtriple"] == "aarch64-linux-gnu"
+    assert rpi.target["mcpu"] == "cortex-a72"
+    assert "+neon" in rpi.target["mattr"]
+    assert rpi.threads == 4 and rpi.target["num-cores"] == 4
+    assert rpi.cross_compiler == "aarch64-linux-gnu-gcc"
+    assert rpi.connection.kind == "rpc" and rpi.connection.port == 9090
+    assert load_device("jetson-nano").target["mcpu"] == "cortex-a57"
+    host = load_device("host")
+    assert host.connection.kind == "local" and host.target == "host"
+    assert not host.emulated
+    assert issubclass(DeviceError, ArchkitError)
+
+
+def test_overrides_arguments_beat_environment(monkeypatch):
+    monkeypatch.setenv("ARCHKIT_DEVICE_HOST", "10.0.0.5")
+    monkeypatch.setenv("ARCHKIT_DEVICE_PORT", "9000")
+    dev = load_device("rpi4")
+    c = dev.connection
+    assert (c.kind, c.host, c.port) == ("rpc", "10.0.0.5", 9000)
+    dev = load_device("rpi4", host="192.168.1.7", port=9091)
+    assert (dev.connection.host, dev.connection.port) == ("192.168.1.7", 9091)
+    # A host makes the local 'host' device go through a (loopback) RPC server.
+    assert load_device("host", host="127.0.0.1").connection.kind == "rpc"
+
+
+def test_tracker_from_environment(monkeypatch):
+    monkeypatch.setenv("ARCHKIT_RPC_TRACKER", "tracker.lan:9190")
+    dev = load_device("rpi4")
+    assert dev.connection.kind == "tracker"
+    c = dev.connection
+    assert (c.host, c.port, c.key) == ("tracker.lan", 9190, "rpi4")
+    assert load_device("rpi4", key="pi-farm").connection.key == "pi-farm"
+    assert load_device("rpi4", tracker="t:1234").connection.port == 1234
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("name: x\ntarget: {kind: llvm}\nthreds: 4\n", "threds"),
+        ("name: x\ntarget: {kind: cuda}\n", "target.kind"),
+        ("name: x\ntarget: 'llvm -mcpu=cortex-a72'\n", "target"),
+        ("name: x\n", "target"),
+        ("name: x\ntarget: {kind: llvm}\nthreads: 0\n", "threads"),
+        ("name: x\ntarget: {kind: llvm}\nconnection: {kind: ssh}\n", "connection.kind"),
+        ("name: x\ntarget: {kind: llvm}\nconnection: {kind: rpc, port: http}\n", "connection.port"),
+        ("name: x\ntarget: {kind: llvm}\nconnection: {kind: rpc, hots: a}\n", "connection.hots"),
+    ],
+)
+def test_bad_file_names_file_and_field(tmp_path, text, field):
+    path = tmp_path / "board.yaml"
+    path.write_text(text)
+    with pytest.raises(DeviceError) as info:
+        load_device(str(path))
+    assert info.value.field == field
+    assert str(path) in str(info.value) and field in str(info.value)
+
+
+def test_unknown_device_lists_known():
+    with pytest.raises(DeviceError, match="known devices: .*rpi4"):
+        load_device("rpi5")
+
+
+def test_bad_port_in_environment(monkeypatch):
+    monkeypatch.setenv("ARCHKIT_DEVICE_PORT", "ninety")
+    with pytest.raises(DeviceError, match="ARCHKIT_DEVICE_PORT"):
+        load_device("rpi4")
+
+
+def test_import_is_lazy():
+    code = (
+        "import sys, archkit.device\n"
+        "heavy = [m for m in ('tvm', 'torch', 'onnxruntime') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,44 @@
+"""MetaSchedule tuning on the (loopback) board through the RPC runner; records reused later."""
+
+from __future__ import annotations
+
+import torch
+
+from archkit.device import database_dir, load_device, measure_latency
+
+from .conftest import tiny_net
+
+
+def test_tuning_records_persist_and_are_reused(rpc_server, tmp_path):
+    dev = load_device("host", host="127.0.0.1", port=rpc_server.port)
+    x = torch.randn(1, 3, 32, 32)
+
+    first = measure_latency(tiny_net(blocks=1), x, dev, tune_trials=8, cache_dir=tmp_path,
+                            repeats=3, progress=False)  # fmt: skip
+    t1 = first.metadata["tuning"]
+    assert t1["state"] == "tuned"
+    assert t1["tasks_total"] >= 3 and t1["tasks_tuned"] == t1["tasks_total"]
+    assert t1["tasks_reused"] == 0 and t1["trials_run"] > 0
+    assert t1["records_after"] > 0
+    assert first.max_abs_diff < 1e-4
+    db = database_dir(dev, dev.target_dict(), tmp_path)
+    assert t1["database"] == str(db)
+    assert (db / "database_tuning_record.json").stat().st_size > 0
+
+    # Same layer shapes (more blocks, other weights): every layer comes from the database.
+    second = measure_latency(tiny_net(blocks=2, seed=1), x, dev, tune_trials=8,
+                             cache_dir=tmp_path, repeats=3, progress=False)  # fmt: skip
+    t2 = second.metadata["tuning"]
+    assert t2["trials_run"] == 0 and t2["tasks_tuned"] == 0
+    assert t2["tasks_reused"] == t2["tasks_total"]
+    assert t2["records_after"] == t1["records_after"]
+    assert second.max_abs_diff < 1e-4
+
+    # A new head (20 classes): only the new layer is tuned, the convolutions are reused.
+    third = measure_latency(tiny_net(blocks=1, classes=20), x, dev, tune_trials=4,
+                            cache_dir=tmp_path, repeats=3, progress=False)  # fmt: skip
+    t3 = third.metadata["tuning"]
+    assert 0 < t3["tasks_tuned"] < t3["tasks_total"]
+    assert t3["tasks_reused"] == t3["tasks_total"] - t3["tasks_tuned"]
+    assert 0 < t3["trials_run"]
+    assert third.max_abs_diff < 1e-4
