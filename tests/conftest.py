@@ -149,29 +149,11 @@ def models() -> ModelCache:
 
 
 def calibrate(model, spec, batch: int = 2, seed: int = 1) -> None:
-    """Give every BatchNorm real statistics (cumulative average over one random batch), then eval.
+    """BatchNorm statistics that make output comparisons non-vacuous (see
+    :func:`archkit.build.calibrate_batchnorm`)."""
+    from archkit.build import calibrate_batchnorm
 
-    With fresh statistics (mean 0, var 1) MobileNetV2's logits are ~1e-9 and a 1e-4 comparison
-    would pass for any output.
-    """
-    import torch
-    from torch import nn
-
-    from archkit.build import example_input
-
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(example_input(spec, batch=batch, seed=seed))
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                # A variance from a handful of values (a 1x1 map, batch 2) can be ~0 and would
-                # amplify float32 rounding a thousandfold; keep the network well conditioned.
-                m.running_var.clamp_(min=0.05)
-    model.eval()
+    calibrate_batchnorm(model, spec, batch=batch, seed=seed)
 
 
 def fvcore_analysis(model, x):

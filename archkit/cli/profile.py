@@ -32,12 +32,19 @@ __all__ = ["command"]
 @click.option("--tracker", default=None, help="Tracker as HOST:PORT (device farm).")
 @click.option("--tune", type=int, default=0, show_default=True,
               help="MetaSchedule tuning trials on the device before timing.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Tuning database root [default: $ARCHKIT_CACHE_DIR or ~/.cache/archkit].")
+@click.option("--repeats", type=click.IntRange(min=3), default=30, show_default=True,
+              help="Timed repeats on the device (median and p90 over them).")
+@click.option("--emulated", is_flag=True, default=None,
+              help="The device is an emulator: label its timings 'emulated'.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="With --device: also time PyTorch eager and onnxruntime on this host.")
 def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
             expansion: float | None, fmt: str, per_layer: bool, dtype: str, convention: str,
             device: str | None, host: str | None, port: int | None, key: str | None,
-            tracker: str | None, tune: int, baselines: bool) -> None:
+            tracker: str | None, tune: int, cache_dir: str | None, repeats: int,
+            emulated: bool | None, baselines: bool) -> None:
     """Count MAdds, parameters and peak activation memory of SPECS (YAML files).
 
     Counting is analytic (no model is built). With --device, each spec is also compiled
@@ -53,7 +60,8 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
     latencies: list[dict[str, Any] | None] = [None] * len(profiles)
     if device is not None:
         latencies = _measure(profiles, device, host=host, port=port, key=key, tracker=tracker,
-                             tune=tune, baselines=baselines)
+                             tune=tune, baselines=baselines, cache_dir=cache_dir,
+                             repeats=repeats, emulated=emulated)
     if fmt == "json":
         _print_json(profiles, latencies, per_layer)
     elif fmt == "csv":
@@ -68,16 +76,21 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
         raise failed
 
 
-def _measure(profiles, device_name, *, host, port, key, tracker, tune, baselines):
-    from archkit.build import build_model, example_input
+def _measure(profiles, device_name, *, host, port, key, tracker, tune, baselines, cache_dir,
+             repeats, emulated):
+    from pathlib import Path
+
+    from archkit.build import build_model, calibrate_batchnorm, example_input
     from archkit.device import host_baselines, load_device, measure_many
 
-    device = load_device(device_name, host=host, port=port, key=key, tracker=tracker)
+    device = load_device(device_name, host=host, port=port, key=key, tracker=tracker,
+                         emulated=emulated)
     jobs = []
     for p in profiles:
-        model = build_model(p.spec).eval()
+        model = calibrate_batchnorm(build_model(p.spec), p.spec)
         jobs.append((p.spec.name, model, example_input(p.spec)))
-    results = measure_many(jobs, device, tune_trials=tune)
+    results = measure_many(jobs, device, tune_trials=tune, repeats=repeats,
+                           cache_dir=Path(cache_dir) if cache_dir else None)
     out: list[dict[str, Any] | None] = []
     for (_, model, x), result in zip(jobs, results, strict=True):
         if isinstance(result, Exception):
@@ -169,16 +182,29 @@ def _print_latency(console, latency: dict[str, Any]) -> None:
     if latency.get("error"):
         console.print(f"[bold red]latency: failed[/]: {latency['error']}")
         return
-    label = "EMULATED latency (not a device timing)" if latency.get("emulated") else "latency"
+    emulated = latency.get("emulated") or latency.get("label") == "emulated"
+    label = "EMULATED latency (an emulator, not a device timing)" if emulated else "latency"
     console.print(
-        f"[bold]{label}[/]: median {latency['median_ms']:.3f} ms, p90 {latency['p90_ms']:.3f} ms,"
+        f"[bold]{label}[/] on {latency.get('device', '?')}: median {latency['median_ms']:.3f} ms,"
+        f" p90 {latency['p90_ms']:.3f} ms, spread {latency['min_ms']:.3f}-"
+        f"{latency['max_ms']:.3f} ms over {latency.get('repeats', '?')} repeats;"
         f" max |out - torch| {latency.get('max_abs_diff', float('nan')):.2e}"
+    )
+    meta = latency.get("metadata") or {}
+    tuning = meta.get("tuning") or {}
+    console.print(
+        f"  TVM {meta.get('tvm_version', '?')}, target {meta.get('target', '?')}, threads "
+        f"{meta.get('threads', '?')}, tuning {tuning.get('state', 'untuned')}, governor "
+        f"{meta.get('governor') or 'unknown'}"
     )
     base = latency.get("host_baselines")
     if base:
-        parts = ", ".join(f"{name} {value:.3f} ms" for name, value in base.items()
-                          if isinstance(value, int | float))
-        console.print(f"host baselines: {parts}")
+        parts = ", ".join(
+            f"{name.removesuffix('_ms')} {value:.3f} ms" for name, value in base.items()
+            if name.endswith("_ms") and not name.endswith("p90_ms")
+            and isinstance(value, int | float)
+        )
+        console.print(f"  on this host: {parts}")
 
 
 def _opt(value: Any) -> str:

@@ -145,7 +145,7 @@ def export_library(executable: Any, path: Path, device: DeviceProfile) -> Path:
         raise DeviceError(
             f"cross compiler {compiler!r} not found on PATH; on Debian/Ubuntu install it with "
             "`apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross` "
-            "(or run tests/device/install_toolchain.sh)",
+            "(or run scripts/aarch64_toolchain.sh)",
             source=device.source,
             field="cross_compiler",
         )

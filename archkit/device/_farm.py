@@ -72,12 +72,14 @@ def measure_many(
 
     bar = None
     if progress:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         bar = Progress(
             TextColumn(f"[bold]measuring on {device.name}[/] ({workers} parallel)"),
             BarColumn(),
             MofNCompleteColumn(),
+            console=Console(stderr=True),  # stdout carries --format json/csv
         )
         bar_task = bar.add_task("jobs", total=len(jobs))
         bar.start()

@@ -282,6 +282,7 @@ def tune(
             logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
             bar, bar_task = None, None
             if progress:
+                from rich.console import Console
                 from rich.progress import (
                     BarColumn,
                     MofNCompleteColumn,
@@ -296,6 +297,7 @@ def tune(
                     MofNCompleteColumn(),
                     TimeElapsedColumn(),
                     transient=False,
+                    console=Console(stderr=True),  # stdout carries --format json/csv
                 )
                 bar_task = bar.add_task(
                     f"{len(new_tasks)} new layers, {len(tasks) - len(new_tasks)} reused",

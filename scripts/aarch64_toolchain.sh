@@ -4,7 +4,7 @@
 # and the aarch64 C library it links against (crti.o, libc.so).
 # Idempotent: installs only what is missing. Needs root (or sudo) and network for apt-get.
 #
-#   bash tests/device/install_toolchain.sh
+#   bash scripts/aarch64_toolchain.sh
 set -euo pipefail
 pkgs=()
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || pkgs+=(gcc-aarch64-linux-gnu)
