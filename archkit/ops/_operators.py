@@ -284,7 +284,9 @@ class FullyConnected(Operator):
     """Fully connected classifier on a 1x1 map; ``c`` defaults to the spec's ``num_classes``."""
 
     name = "fc"
-    fields = (_c(NUM_CLASSES, classes=True), FieldRule("bias", "bias", bool, True), _scaling("none"))
+    fields = (
+        _c(NUM_CLASSES, classes=True), FieldRule("bias", "bias", bool, True), _scaling("none"),
+    )
 
     def lower(self, g, spec, row, repeat, stride):
         return g.add("fc", "linear", "x", out_features=self.out_channels(spec, row), bias=row.bias)

@@ -68,7 +68,9 @@ class Conv(Primitive):
         groups = attrs["groups"]
         out = attrs["out_channels"]
         if x.channels % groups:
-            raise fail(f"groups={groups} must divide the input channels, got {x.channels}", "groups")
+            raise fail(
+                f"groups={groups} must divide the input channels, got {x.channels}", "groups"
+            )
         if out % groups:
             raise fail(f"groups={groups} must divide the output channels, got {out}", "groups")
         k, s, d = attrs["kernel"], attrs["stride"], attrs.get("dilation", 1)

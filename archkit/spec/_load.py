@@ -7,9 +7,9 @@ one :class:`~archkit.errors.SpecError` naming the file, the row and the field.
 from __future__ import annotations
 
 import dataclasses
-import reprlib
 import math
 import re
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,8 @@ def load_spec(path: str | Path) -> Spec:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=source) from None
+        reason = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise SpecError(reason, source=source) from None
     return parse_spec(text, source=source)
 
 
@@ -140,7 +141,8 @@ def _check_int(value: Any, field: str, source: str | None, lo: int, hi: int) -> 
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"must be an integer, got {_show(value)}", source=source, field=field)
     if not lo <= value <= hi:
-        raise SpecError(f"must be between {lo} and {hi}, got {_show(value)}", source=source, field=field)
+        raise SpecError(f"must be between {lo} and {hi}, got {_show(value)}", source=source,
+                        field=field)
 
 
 def _check_number(
@@ -180,7 +182,8 @@ def _decode(data: Any, source: str) -> Spec:
                             source=source, field=str(key))
     name = data.get("name", Path(source).stem if source != "<string>" else "spec")
     if not isinstance(name, str) or not name.strip():
-        raise SpecError(f"must be a non-empty string, got {_show(name)}", source=source, field="name")
+        raise SpecError(f"must be a non-empty string, got {_show(name)}", source=source,
+                        field="name")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise SpecError("must be a string", source=source, field="description")

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 __all__ = ["Row", "Spec", "make_divisible", "scale_channels", "WIDTH_SCALING"]
 
 #: How a row's channel count reacts to the width multiplier.
-#: ``full``: always scaled; ``grow_only``: scaled only when the multiplier is above 1 (the paper's
-#: rule for MobileNetV2's last conv: "for multipliers less than one, we apply width multiplier to all
-#: layers except the very last convolutional layer"); ``none``: never scaled (classifiers).
+#: ``full``: always scaled; ``grow_only``: scaled only when the multiplier is above 1 (the
+#: paper's rule for MobileNetV2's last conv: "for multipliers less than one, we apply width
+#: multiplier to all layers except the very last convolutional layer"); ``none``: never scaled
+#: (classifiers).
 WIDTH_SCALING = ("full", "grow_only", "none")
 
 
