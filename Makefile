@@ -35,6 +35,7 @@ demo: $(STAMP)
 	@echo "demo: open $(DEMO_RUN)/figure5.html (or .png); results in $(DEMO_RUN)/best.csv"
 
 test: $(STAMP) system
+	$(BIN)/ruff check archkit tests benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -19,6 +19,7 @@ from archkit.cost import DTYPE_BYTES, SCHEDULES, count
 from archkit.errors import ArchkitError
 from archkit.report import _paper as paper
 from archkit.report._families import FAMILY_GRIDS, family_spec, shufflenet_unscaled_stem
+from archkit.search import TRIAL_COLUMNS as _RUN_COLUMNS
 from archkit.spec import Spec, load_spec
 
 __all__ = [
@@ -62,21 +63,9 @@ PLOT_COLUMNS = (
     "source",
 )
 
-#: Columns a search run's ``trials.csv`` must have (the search writes them).
-TRIAL_COLUMNS = (
-    "number",
-    "state",
-    "width",
-    "resolution",
-    "expansion",
-    "madds",
-    "params",
-    "peak_activation_bytes",
-    "latency_ms",
-    "objective",
-    "feasible",
-    "pareto",
-)
+#: Columns of a search run's ``trials.csv`` that the plots read: the search's own leading
+#: columns (docs/search.md), up to its Pareto flag.
+TRIAL_COLUMNS = _RUN_COLUMNS[: _RUN_COLUMNS.index("pareto") + 1]
 
 #: y metric -> (column, axis title, maximize?, divisor from the column's unit to the axis's)
 METRICS: dict[str, tuple[str, str, bool, float]] = {

@@ -28,7 +28,7 @@ import yaml
 from archkit.errors import SpecError
 from archkit.search._errors import SearchSpaceError
 from archkit.spec import Row, Spec, apply_overrides, load_spec, parse_spec
-from archkit.spec._load import MAX_RESOLUTION, MAX_WIDTH
+from archkit.spec._load import MAX_RESOLUTION, MAX_WIDTH, safe_load_yaml
 
 __all__ = [
     "Range",
@@ -209,15 +209,7 @@ def parse_search_space(
 
     ``base`` may be a path (relative to ``base_dir``) or an inline spec mapping.
     """
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise SearchSpaceError(f"not valid YAML{at}: {problem}", source=source) from None
-    except (RecursionError, ValueError, OverflowError) as exc:
-        raise SearchSpaceError(f"not valid YAML: {type(exc).__name__}", source=source) from None
+    data = safe_load_yaml(text, source, SearchSpaceError)
     if not isinstance(data, Mapping):
         raise SearchSpaceError(
             f"the top level must be a mapping of keys, got {_kind(data)}", source=source

@@ -19,7 +19,9 @@ import yaml
 from archkit.errors import SpecError
 from archkit.spec._model import Row, Spec
 
-__all__ = ["load_spec", "parse_spec", "apply_overrides", "MAX_RESOLUTION", "MAX_WIDTH"]
+__all__ = [
+    "load_spec", "parse_spec", "apply_overrides", "safe_load_yaml", "MAX_RESOLUTION", "MAX_WIDTH",
+]
 
 MAX_FILE_BYTES = 1 << 20
 MAX_RESOLUTION = 4096
@@ -57,18 +59,23 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec(text, source=source)
 
 
-def parse_spec(text: str, source: str = "<string>") -> Spec:
-    """Parse and validate spec text (see ``docs/spec.md`` for the format)."""
+def safe_load_yaml(text: str, source: str, error: type[SpecError] = SpecError) -> Any:
+    """``yaml.safe_load`` (no tags that construct Python objects), every failure an ``error``
+    naming ``source`` and, where YAML knows it, the line and column."""
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise SpecError(f"not valid YAML{at}: {problem}", source=source) from None
+        raise error(f"not valid YAML{at}: {problem}", source=source) from None
     except (RecursionError, ValueError, OverflowError) as exc:
-        raise SpecError(f"not valid YAML: {type(exc).__name__}", source=source) from None
-    spec = _decode(data, source)
+        raise error(f"not valid YAML: {type(exc).__name__}", source=source) from None
+
+
+def parse_spec(text: str, source: str = "<string>") -> Spec:
+    """Parse and validate spec text (see ``docs/spec.md`` for the format)."""
+    spec = _decode(safe_load_yaml(text, source), source)
     _validate_network(spec)
     return spec
 
