@@ -45,16 +45,19 @@ def schedule_steps(network: Network, schedule: str = "naive") -> list[Step]:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     sizes: dict[str, int] = {INPUT: network.input_shape.elements}
     read_from_outside = {network.source_id(b) for b in network.blocks} | set(network.output_ids)
+    # Blocks an inner tensor of which another block (or the model's output) reads.
+    output_ids = {b.output_id for b in network.blocks}
+    inner_read_blocks = {
+        t.partition(":")[0] for t in read_from_outside if t != INPUT and t not in output_ids
+    }
     # Each op: (block index, name, input tensor ids, output tensor id, scratch elements).
     ops: list[tuple[int, str, tuple[str, ...], str, int]] = []
     # Network-wide tensor id -> the id of the materialized tensor it is (aliases resolve).
     materialized: dict[str, str] = {INPUT: INPUT}
     for block in network.blocks:
         source = materialized[network.source_id(block)]
-        inner_read = any(
-            t != block.output_id and t.startswith(f"{block.index}:") for t in read_from_outside
-        )
-        if schedule == "fused" and _fuse(block) and not inner_read:
+        inner_read = str(block.index) in inner_read_blocks
+        if schedule == "fused" and not inner_read and _fuse(block):
             out_id = block.output_id
             sizes[out_id] = block.out_shape.elements
             scratch = OPERATORS[block.row.op].fused_scratch_elements(block.nodes)
