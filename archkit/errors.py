@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ArchkitError", "SpecError", "BudgetError"]
+__all__ = ["ArchkitError", "SpecError", "BudgetError", "JobFailed"]
 
 
 class ArchkitError(Exception):
@@ -42,5 +42,11 @@ class SpecError(ArchkitError):
 
 class BudgetError(ArchkitError):
     """The job ran and found nothing that meets the budget (exit status 1)."""
+
+    exit_code = 1
+
+
+class JobFailed(ArchkitError):
+    """The job ran and part of it failed, e.g. a latency measurement (exit status 1)."""
 
     exit_code = 1

@@ -69,11 +69,9 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
     else:
         _print_tables(profiles, latencies, per_layer)
     if any(lat is not None and lat.get("error") for lat in latencies):
-        from archkit.errors import ArchkitError
+        from archkit.errors import JobFailed
 
-        failed = ArchkitError("a latency measurement failed (see above)")
-        failed.exit_code = 1
-        raise failed
+        raise JobFailed("a latency measurement failed (see above)")
 
 
 def _measure(profiles, device_name, *, host, port, key, tracker, tune, baselines, cache_dir,
