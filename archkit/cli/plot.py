@@ -6,6 +6,8 @@ import json
 
 import click
 
+from archkit.cost import DTYPE_BYTES, SCHEDULES
+
 __all__ = ["command"]
 
 _METRICS = ("accuracy", "latency", "memory", "params", "objective")
@@ -53,14 +55,14 @@ _FAMILIES = ("mobilenetv2", "mobilenetv1", "shufflenet_g3")
 )
 @click.option(
     "--dtype",
-    type=click.Choice(["fp32", "fp16", "int8"]),
+    type=click.Choice(list(DTYPE_BYTES)),
     default="fp32",
     show_default=True,
     help="Element type for peak activation memory.",
 )
 @click.option(
     "--schedule",
-    type=click.Choice(["naive", "fused"]),
+    type=click.Choice(SCHEDULES),
     default="naive",
     show_default=True,
     help="Section 5.1 schedule for peak activation memory.",

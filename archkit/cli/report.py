@@ -14,6 +14,9 @@ _PNG = click.option(
     show_default=True,
     help="Also write the static PNG (needs Chromium: scripts/chromium.sh).",
 )
+_OUTPUT_DIR = click.option(
+    "-o", "--output-dir", type=click.Path(file_okay=False), default="reports", show_default=True
+)
 _SPECS = click.option(
     "--specs-dir",
     type=click.Path(file_okay=False),
@@ -53,9 +56,7 @@ def paper_tables(output: str, to_stdout: bool, specs_dir: str | None) -> None:
 
 
 @command.command("figure5")
-@click.option(
-    "-o", "--output-dir", type=click.Path(file_okay=False), default="reports", show_default=True
-)
+@_OUTPUT_DIR
 @_PNG
 @_SPECS
 def figure5(output_dir: str, png: bool, specs_dir: str | None) -> None:
@@ -66,9 +67,7 @@ def figure5(output_dir: str, png: bool, specs_dir: str | None) -> None:
 
 
 @command.command("memory")
-@click.option(
-    "-o", "--output-dir", type=click.Path(file_okay=False), default="reports", show_default=True
-)
+@_OUTPUT_DIR
 @_PNG
 @_SPECS
 def memory(output_dir: str, png: bool, specs_dir: str | None) -> None:
@@ -79,9 +78,7 @@ def memory(output_dir: str, png: bool, specs_dir: str | None) -> None:
 
 
 @command.command("all")
-@click.option(
-    "-o", "--output-dir", type=click.Path(file_okay=False), default="reports", show_default=True
-)
+@_OUTPUT_DIR
 @_PNG
 @_SPECS
 def all_reports(output_dir: str, png: bool, specs_dir: str | None) -> None:

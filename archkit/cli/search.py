@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from archkit.cost import DTYPE_BYTES, SCHEDULES
 from archkit.search import (
     ESTIMATORS,
     Budgets,
@@ -127,14 +128,14 @@ def resolve_space(value: str | None):
 )
 @click.option(
     "--memory-dtype",
-    type=click.Choice(["fp32", "fp16", "int8"]),
+    type=click.Choice(list(DTYPE_BYTES)),
     default="fp32",
     show_default=True,
     help="Element size for peak activation memory.",
 )
 @click.option(
     "--memory-schedule",
-    type=click.Choice(["naive", "fused"]),
+    type=click.Choice(SCHEDULES),
     default="naive",
     show_default=True,
     help="naive: every tensor materialized; fused: Section 5.1.",
