@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from archkit._data import shipped_dir
 from archkit.cost import DTYPE_BYTES, SCHEDULES
 from archkit.search import (
     ESTIMATORS,
@@ -27,7 +28,7 @@ from archkit.search._results import records
 
 __all__ = ["command", "resolve_space"]
 
-_REPO_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
+_REPO_SPACES = shipped_dir("search_spaces")
 
 
 def resolve_space(value: str | None):

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from archkit._data import shipped_dir
 from archkit.device._errors import DeviceError
 
 __all__ = [
@@ -163,7 +164,7 @@ def devices_dir() -> Path:
     env = os.environ.get(ENV_DEVICES_DIR)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "devices"
+    return shipped_dir("devices")
 
 
 def available_devices() -> list[str]:

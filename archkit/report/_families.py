@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from archkit._data import shipped_dir
 from archkit.errors import SpecError
 from archkit.spec import Spec, apply_overrides, load_spec
 
@@ -29,7 +30,7 @@ def default_specs_dir() -> Path:
     here = Path("specs")
     if (here / "mobilenetv2.yaml").is_file():
         return here
-    return Path(__file__).resolve().parents[2] / "specs"
+    return shipped_dir("specs")
 
 
 def family_spec(

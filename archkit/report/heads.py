@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from archkit._data import shipped_dir
 from archkit.cost import count, profile
 from archkit.ops import PRIMITIVES, lower
 from archkit.spec import Spec, apply_overrides, load_spec
@@ -36,7 +37,7 @@ __all__ = [
     "write_heads_tables",
 ]
 
-_SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
+_SPECS_DIR = shipped_dir("specs")
 
 #: DeepLab's multi-scale test inputs (``eval_scales`` 0.5:0.25:1.75), each also left-right flipped
 #: ("MF" in Table 7).
