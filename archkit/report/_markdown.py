@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from archkit.report import _paper as paper
+from archkit import reference
 from archkit.report import _prose as prose
 from archkit.report._families import family_spec
 from archkit.report._tables import (
@@ -24,17 +24,24 @@ from archkit.report._tables import (
     truncate,
 )
 
-__all__ = ["COMMAND", "paper_tables_markdown", "write_paper_tables"]
+__all__ = ["COMMAND", "markdown_table", "paper_tables_markdown", "write_paper_tables"]
 
 COMMAND = "archkit report paper-tables"
 _MATCHING = ("both", "truncated", "rounded")
 _FIELDS = ("input", "operator", "t", "c", "n", "s")
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+def markdown_table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], *, missing: str = ""
+) -> str:
+    """A Markdown pipe table, cells as ``str(value)`` and ``missing`` for None.
+
+    pandas' ``DataFrame.to_markdown`` (tabulate) pads every column to its widest cell and writes
+    an alignment row (``|:---|``); the committed reports have neither, so they are written here.
+    """
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
-        lines.append("| " + " | ".join("" if v is None else str(v) for v in row) + " |")
+        lines.append("| " + " | ".join(missing if v is None else str(v) for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -91,11 +98,11 @@ def _section_table2(specs_dir) -> str:
             "Every paper row is reproduced" if paper_rows["same"].all() else "**Some rows differ**"
         ),
         num_classes=spec.num_classes,
-        text_layers=paper.TABLE2_TEXT_BOTTLENECK_LAYERS,
-        repeats=sum(int(r.n) for r in paper.TABLE2 if r.operator == "bottleneck"),
+        text_layers=reference.TABLE2_TEXT_BOTTLENECK_LAYERS,
+        repeats=sum(int(r.n) for r in reference.TABLE2 if r.operator == "bottleneck"),
         blocks=table2_bottleneck_layers(spec),
     )
-    return "\n\n".join([prose.TABLE2_INTRO, _table(headers, rows), notes])
+    return "\n\n".join([prose.TABLE2_INTRO, markdown_table(headers, rows), notes])
 
 
 # ---------------------------------------------------------------------------------- Table 3
@@ -180,7 +187,7 @@ def _section_table3(specs_dir) -> str:
             title,
             f"archkit: {network.description}; first-layer trick: {trick}. Paper column: "
             f'Table 3\'s "{network.paper_key}".',
-            _table(headers, rows),
+            markdown_table(headers, rows),
             _table3_notes(network.label, frame),
         ]
     return "\n\n".join(parts)
@@ -246,7 +253,9 @@ def _section_table4(specs_dir) -> str:
         "params match",
         "MAdds match",
     ]
-    return "\n\n".join([prose.TABLE4_INTRO, _table(headers, rows), notes, _section4(specs_dir)])
+    return "\n\n".join(
+        [prose.TABLE4_INTRO, markdown_table(headers, rows), notes, _section4(specs_dir)]
+    )
 
 
 def _section4(specs_dir) -> str:
@@ -255,12 +264,12 @@ def _section4(specs_dir) -> str:
     hi = ranges.loc[ranges["madds_m_1001"].idxmax()]
     p_lo, p_hi = ranges["params_m_tf_slim"].min(), ranges["params_m_tf_slim"].max()
     pt_lo, pt_hi = ranges["params_m_pytorch"].min(), ranges["params_m_pytorch"].max()
-    claims = paper.SECTION4_CLAIMS
+    claims = reference.SECTION4_CLAIMS
 
     def label(row) -> str:
         return f"{row['width']:g}/{int(row['resolution'])}"
 
-    table = _table(
+    table = markdown_table(
         ["claim", "paper", "archkit (tf-slim)", "archkit (pytorch)", "agrees"],
         [
             [
@@ -307,8 +316,8 @@ def _section4(specs_dir) -> str:
 # ---------------------------------------------------------------------------------- TF-slim
 
 _TFSLIM = {
-    "mobilenetv2": ("MobileNetV2", "tensorflow/models research/slim/nets/mobilenet/README.md"),
-    "mobilenetv1": ("MobileNetV1", "tensorflow/models research/slim/nets/mobilenet_v1.md"),
+    "mobilenetv2": ("MobileNetV2", reference.TFSLIM_MOBILENET_V2_SOURCE),
+    "mobilenetv1": ("MobileNetV1", reference.TFSLIM_MOBILENET_V1_SOURCE),
 }
 
 
@@ -353,7 +362,7 @@ def _section_tfslim(family: str, specs_dir) -> str:
     )
     parts = [
         prose.TFSLIM_INTRO.format(label=label, source=source, family=family),
-        _table(
+        markdown_table(
             [
                 "width",
                 "res",

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from archkit import reference
 from archkit.cost import count
 from archkit.ops import PRIMITIVES, lower
-from archkit.report import _paper as paper
 from archkit.report._families import (
     family_spec,
     shufflenet_g2,
@@ -123,7 +123,7 @@ def table2(spec: Spec) -> pd.DataFrame:
     # archkit's extra rows (dropout) have no paper row; the paper's classifier is a 1x1 conv.
     archkit_rows = [r for r in rendered if r["op"] != "dropout"]
     records = []
-    for index, paper_row in enumerate(paper.TABLE2):
+    for index, paper_row in enumerate(reference.TABLE2):
         ours = archkit_rows[index] if index < len(archkit_rows) else None
         record = {"row": index}
         notes = []
@@ -235,11 +235,11 @@ def table3(
     """
     spec = network.spec_factory(specs_dir)
     cells = memory_by_resolution(
-        spec, paper.TABLE3_RESOLUTIONS, dtype, first_layer_trick=network.first_layer_trick
+        spec, reference.TABLE3_RESOLUTIONS, dtype, first_layer_trick=network.first_layer_trick
     )
-    paper_cells = paper.TABLE3.get(network.paper_key or "", ())
+    paper_cells = reference.TABLE3.get(network.paper_key or "", ())
     records = []
-    for i, resolution in enumerate((*paper.TABLE3_RESOLUTIONS, 0)):
+    for i, resolution in enumerate((*reference.TABLE3_RESOLUTIONS, 0)):
         record: dict[str, object] = {"resolution": resolution or "max"}
         if resolution and paper_cells:
             cell = paper_cells[i]
@@ -248,7 +248,7 @@ def table3(
             record["paper_arith_kb"] = cell.channels * resolution * resolution * 2 / KB
         elif paper_cells:
             record["paper_channels"] = None
-            record["paper_kb"] = paper.TABLE3_MAX_KB[network.paper_key]
+            record["paper_kb"] = reference.TABLE3_MAX_KB[network.paper_key]
             record["paper_arith_kb"] = None
         for rule in TABLE3_RULE_LABELS:
             c = cells[rule][resolution]
@@ -297,7 +297,7 @@ def table4(specs_dir: str | Path | None = None) -> pd.DataFrame:
         ),
     }
     records = []
-    for row in paper.TABLE4:
+    for row in reference.TABLE4:
         record: dict[str, object] = {
             "model": row.model,
             "paper_params_m": row.params_m,
@@ -321,17 +321,18 @@ def table4(specs_dir: str | Path | None = None) -> pd.DataFrame:
         record["params_match"] = kinds[matching[0]] if matching else "differs"
         records.append(record)
     # The 1.5x model as the spec file scales it (stem 36 channels), for the record.
+    paper_sh15 = next(row for row in reference.TABLE4 if row.model == "ShuffleNet (1.5)")
     numbers = _madds_params(sh15)
     records.append(
         {
             "model": "ShuffleNet (1.5), stem scaled",
-            "paper_params_m": 3.4,
-            "paper_madds_m": 292,
+            "paper_params_m": paper_sh15.params_m,
+            "paper_madds_m": paper_sh15.madds_m,
             "archkit_spec": "shufflenet_g3 --width 1.5 (stem 36 channels)",
             **numbers,
-            "madds_match": match_kind(292, numbers["madds_m"], 0),
+            "madds_match": match_kind(paper_sh15.madds_m, numbers["madds_m"], 0),
             "params_convention": "pytorch, tf-slim",
-            "params_match": match_kind(3.4, numbers["params_m_pytorch"], 1),
+            "params_match": match_kind(paper_sh15.params_m, numbers["params_m_pytorch"], 1),
         }
     )
     return pd.DataFrame.from_records(records)
@@ -340,8 +341,8 @@ def table4(specs_dir: str | Path | None = None) -> pd.DataFrame:
 def section4_ranges(specs_dir: str | Path | None = None) -> pd.DataFrame:
     """MAdds and params over Section 4's grid (widths 0.35..1.4, resolutions 96..224)."""
     records = []
-    for width in paper.SECTION4_CLAIMS["widths"]:
-        for resolution in paper.SECTION4_CLAIMS["resolutions"]:
+    for width in reference.SECTION4_CLAIMS["widths"]:
+        for resolution in reference.SECTION4_CLAIMS["resolutions"]:
             spec = family_spec("mobilenetv2", width, resolution, specs_dir)
             records.append({"width": width, "resolution": resolution, **_madds_params(spec)})
     return pd.DataFrame.from_records(records)
@@ -363,9 +364,10 @@ def tfslim_table(family: str, specs_dir: str | Path | None = None) -> pd.DataFra
     MACs are compared with archkit's count under a 1001-way classifier (TF-slim's), params under
     the three conventions; ``*_match`` columns are :func:`match_kind` results.
     """
-    rows = {"mobilenetv2": paper.TFSLIM_MOBILENET_V2, "mobilenetv1": paper.TFSLIM_MOBILENET_V1}[
-        family
-    ]
+    rows = {
+        "mobilenetv2": reference.TFSLIM_MOBILENET_V2,
+        "mobilenetv1": reference.TFSLIM_MOBILENET_V1,
+    }[family]
     records = []
     for row in rows:
         spec = family_spec(family, row.width, row.resolution, specs_dir)

@@ -10,22 +10,19 @@ number is computed from a spec.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from archkit import reference
 from archkit._data import shipped_dir
 from archkit.cost import count, profile
 from archkit.ops import PRIMITIVES, lower
+from archkit.report._markdown import markdown_table
 from archkit.spec import Spec, apply_overrides, load_spec
 
 __all__ = [
     "DEEPLAB_EVAL_SCALES",
-    "PAPER_TABLE5",
-    "PAPER_TABLE6",
-    "PAPER_TABLE7",
-    "PaperRow",
     "deeplab_scaled_resolution",
     "head_costs",
     "heads_tables_markdown",
@@ -47,44 +44,21 @@ DEEPLAB_EVAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 DEEPLAB_CROP = 513
 
 
-@dataclass(frozen=True)
-class PaperRow:
-    """One published row: parameters in millions and MAdds in billions, as printed."""
-
-    network: str
-    params_m: float | None
-    madds_b: float | None
-    spec: str | None = None
-    output_stride: int | None = None
-    aspp: bool | None = None
-    multi_scale_flip: bool = False
-    metric: float | None = None
-
-
-# Table 5: heads only (extra feature layers and prediction layers), MobileNetV2, 80 classes.
-PAPER_TABLE5 = (
-    PaperRow("SSD", 14.8, 1.25, "ssd_mobilenetv2"),
-    PaperRow("SSDLite", 2.1, 0.35, "ssdlite_mobilenetv2"),
-)
-# Table 6: whole detectors on COCO at 320 x 320 (mAP); CPU times are not reproduced here.
-PAPER_TABLE6 = (
-    PaperRow("SSD300", 36.1, 35.2, metric=23.2),
-    PaperRow("SSD512", 36.1, 99.5, metric=26.8),
-    PaperRow("YOLOv2", 50.7, 17.5, metric=21.6),
-    PaperRow("MNet V1 + SSDLite", 5.1, 1.3, "ssdlite_mobilenetv1", metric=22.2),
-    PaperRow("MNet V2 + SSDLite", 4.3, 0.8, "ssdlite_mobilenetv2", metric=22.1),
-)
-# Table 7: PASCAL VOC 2012 val (mIOU); MNet V2* = heads on the second-last feature map.
-PAPER_TABLE7 = (
-    PaperRow("MNet V1", 11.15, 14.25, "deeplabv3_mobilenetv1", 16, True, False, 75.29),
-    PaperRow("MNet V1", 11.15, 941.9, "deeplabv3_mobilenetv1_os8", 8, True, True, 78.56),
-    PaperRow("MNet V2*", 4.52, 5.8, "deeplabv3_mobilenetv2_aspp", 16, True, False, 75.70),
-    PaperRow("MNet V2*", 4.52, 387.0, "deeplabv3_mobilenetv2_os8_aspp", 8, True, True, 78.42),
-    PaperRow("MNet V2*", 2.11, 2.75, "deeplabv3_mobilenetv2", 16, False, False, 75.32),
-    PaperRow("MNet V2*", 2.11, 152.6, "deeplabv3_mobilenetv2_os8", 8, False, True, 77.33),
-    PaperRow("ResNet-101", 58.16, 81.0, None, 16, True, False, 80.49),
-    PaperRow("ResNet-101", 58.16, 4870.6, None, 8, True, True, 82.70),
-)
+# The shipped spec archkit counts for each published row (rows without one have no spec).
+_TABLE5_SPECS = {"SSD": "ssd_mobilenetv2", "SSDLite": "ssdlite_mobilenetv2"}
+_TABLE6_SPECS = {
+    "MNet V1 + SSDLite": "ssdlite_mobilenetv1",
+    "MNet V2 + SSDLite": "ssdlite_mobilenetv2",
+}
+#: (network, output stride, ASPP) -> spec; the MF rows share the plain rows' spec.
+_TABLE7_SPECS = {
+    ("MNet V1", 16, True): "deeplabv3_mobilenetv1",
+    ("MNet V1", 8, True): "deeplabv3_mobilenetv1_os8",
+    ("MNet V2*", 16, True): "deeplabv3_mobilenetv2_aspp",
+    ("MNet V2*", 8, True): "deeplabv3_mobilenetv2_os8_aspp",
+    ("MNet V2*", 16, False): "deeplabv3_mobilenetv2",
+    ("MNet V2*", 8, False): "deeplabv3_mobilenetv2_os8",
+}
 
 
 def _spec(name: str, specs_dir: Path | None = None) -> Spec:
@@ -147,12 +121,13 @@ def multi_scale_madds(spec: Spec, *, tf_atrous: bool = False, flip: bool = True)
 def table5(specs_dir: Path | None = None) -> pd.DataFrame:
     """SSD vs SSDLite heads on MobileNetV2 at 320 x 320, 80 classes (+ background)."""
     records = []
-    for row in PAPER_TABLE5:
-        params, madds = head_costs(_spec(row.spec, specs_dir))
+    for row in reference.TABLE5:
+        spec = _TABLE5_SPECS[row.head]
+        params, madds = head_costs(_spec(spec, specs_dir))
         records.append(
             {
-                "network": row.network,
-                "spec": row.spec,
+                "network": row.head,
+                "spec": spec,
                 "paper_params_m": row.params_m,
                 "params": params,
                 "paper_madds_b": row.madds_b,
@@ -165,14 +140,15 @@ def table5(specs_dir: Path | None = None) -> pd.DataFrame:
 def table6(specs_dir: Path | None = None) -> pd.DataFrame:
     """Whole detectors; archkit counts the rows it ships a spec for."""
     records = []
-    for row in PAPER_TABLE6:
-        spec = _shipped(row.spec, specs_dir)
+    for row in reference.TABLE6:
+        name = _TABLE6_SPECS.get(row.network)
+        spec = _shipped(name, specs_dir)
         costs = count(spec) if spec else None
         records.append(
             {
                 "network": row.network,
-                "spec": row.spec,
-                "paper_map": row.metric,
+                "spec": name,
+                "paper_map": row.map,
                 "paper_params_m": row.params_m,
                 "params": costs.params if costs else None,
                 "paper_madds_b": row.madds_b,
@@ -186,14 +162,15 @@ def table7(specs_dir: Path | None = None) -> pd.DataFrame:
     """DeepLabv3 heads: archkit at the spec's 512 x 512, at DeepLab's 513 x 513 crop, and at 513
     with TensorFlow's space-to-batch atrous convolutions; MF rows sum every scale and flip."""
     records = []
-    for row in PAPER_TABLE7:
+    for row in reference.TABLE7:
+        name = _TABLE7_SPECS.get((row.network, row.output_stride, row.aspp))
         record = {
             "network": row.network,
-            "spec": row.spec,
+            "spec": name,
             "os": row.output_stride,
             "aspp": row.aspp,
             "mf": row.multi_scale_flip,
-            "paper_miou": row.metric,
+            "paper_miou": row.miou,
             "paper_params_m": row.params_m,
             "params": None,
             "paper_madds_b": row.madds_b,
@@ -201,7 +178,7 @@ def table7(specs_dir: Path | None = None) -> pd.DataFrame:
             "madds_513": None,
             "madds_513_tf": None,
         }
-        spec = _shipped(row.spec, specs_dir)
+        spec = _shipped(name, specs_dir)
         if spec is not None:
             crop = apply_overrides(spec, resolution=DEEPLAB_CROP)
             record["params"] = count(spec).params
@@ -222,9 +199,7 @@ def table7(specs_dir: Path | None = None) -> pd.DataFrame:
 
 
 def _table(headers: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join("–" if v is None else str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(headers, rows, missing="–")
 
 
 def _millions(value: object) -> str | None:
@@ -239,6 +214,29 @@ def _ratio(ours: object, paper: float | None, scale: float) -> str | None:
     if ours is None or pd.isna(ours) or paper is None:
         return None
     return f"{int(ours) / scale / paper - 1:+.1%}"
+
+
+#: Tables 5 and 6: params and MAdds, paper and archkit, with archkit's relative difference.
+_COST_HEADERS = (
+    "Params (paper)",
+    "Params (archkit)",
+    "Δ",
+    "MAdds (paper)",
+    "MAdds (archkit)",
+    "Δ",
+)
+
+
+def _cost_cells(r) -> list[str | None]:
+    """The :data:`_COST_HEADERS` cells of a :func:`table5` or :func:`table6` row."""
+    return [
+        f"{r.paper_params_m}M",
+        _millions(r.params),
+        _ratio(r.params, r.paper_params_m, 1e6),
+        f"{r.paper_madds_b}B",
+        _billions(r.madds),
+        _ratio(r.madds, r.paper_madds_b, 1e9),
+    ]
 
 
 def _worst_gap(t7: pd.DataFrame) -> float:
@@ -270,27 +268,8 @@ def heads_tables_markdown(specs_dir: Path | None = None) -> str:
         "after MobileNetV2's layer 19).",
         "",
         _table(
-            [
-                "Head",
-                "Params (paper)",
-                "Params (archkit)",
-                "Δ",
-                "MAdds (paper)",
-                "MAdds (archkit)",
-                "Δ",
-            ],
-            [
-                [
-                    r.network,
-                    f"{r.paper_params_m}M",
-                    _millions(r.params),
-                    _ratio(r.params, r.paper_params_m, 1e6),
-                    f"{r.paper_madds_b}B",
-                    _billions(r.madds),
-                    _ratio(r.madds, r.paper_madds_b, 1e9),
-                ]
-                for r in t5.itertuples()
-            ],
+            ["Head", *_COST_HEADERS],
+            [[r.network, *_cost_cells(r)] for r in t5.itertuples()],
         ),
         "",
         "- Parameters agree for both heads, and SSD's MAdds agree (the paper's 1.25B is "
@@ -309,29 +288,8 @@ def heads_tables_markdown(specs_dir: Path | None = None) -> str:
         "## Table 6: whole detectors on COCO",
         "",
         _table(
-            [
-                "Network",
-                "mAP (paper)",
-                "Params (paper)",
-                "Params (archkit)",
-                "Δ",
-                "MAdds (paper)",
-                "MAdds (archkit)",
-                "Δ",
-            ],
-            [
-                [
-                    r.network,
-                    r.paper_map,
-                    f"{r.paper_params_m}M",
-                    _millions(r.params),
-                    _ratio(r.params, r.paper_params_m, 1e6),
-                    f"{r.paper_madds_b}B",
-                    _billions(r.madds),
-                    _ratio(r.madds, r.paper_madds_b, 1e9),
-                ]
-                for r in t6.itertuples()
-            ],
+            ["Network", "mAP (paper)", *_COST_HEADERS],
+            [[r.network, r.paper_map, *_cost_cells(r)] for r in t6.itertuples()],
         ),
         "",
         f"- MobileNetV2 + SSDLite: {_millions(lite_total.params)} parameters "

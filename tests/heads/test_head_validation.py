@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from archkit._data import shipped_file
 from archkit.errors import SpecError
 from archkit.spec import parse_spec
 
-SPECS = Path(__file__).resolve().parents[2] / "specs"
-ASPP = (SPECS / "deeplabv3_mobilenetv2_aspp.yaml").read_text()
-SSDLITE = (SPECS / "ssdlite_mobilenetv2.yaml").read_text()
+ASPP = shipped_file("specs", "deeplabv3_mobilenetv2_aspp").read_text()
+SSDLITE = shipped_file("specs", "ssdlite_mobilenetv2").read_text()
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,10 @@
 """The paper's numbers against archkit's, where they should agree.
 
-Reference values are the paper's and TF-slim's published numbers (archkit/report/_paper.py holds
-them as transcribed data; the literal spot checks below guard the transcription). Rounding is
-restated here with math.floor / round, not taken from the report code.
+Reference values are the paper's and TF-slim's published numbers, imported from archkit.reference
+(outside data: tests/report/test_reference.py checks the transcription against the paper and
+published_imagenet.md). Rounding is restated here with math.floor / round, not taken from the
+report code. TF-slim's MobileNetV2 rows and Table 4's MobileNetV2 totals are checked in
+tests/cost/test_paper_totals.py.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from archkit import reference
 from archkit.cost import count
-from archkit.report import _paper as paper
 from archkit.report._families import family_spec, shufflenet_g2, shufflenet_unscaled_stem
 from archkit.report._table3 import memory_by_resolution
 from archkit.report._tables import table2
@@ -30,28 +32,6 @@ def spec(family: str, width: float = 1.0, resolution: int = 224):
     return family_spec(family, width, resolution, SPECS_DIR)
 
 
-def test_transcribed_values_spot_check():
-    # The reference file and the paper, typed again: a typo in _paper.py fails here.
-    v2 = {(r.width, r.resolution): (r.macs_m, r.params_m) for r in paper.TFSLIM_MOBILENET_V2}
-    v1 = {(r.width, r.resolution): (r.macs_m, r.params_m) for r in paper.TFSLIM_MOBILENET_V1}
-    assert v2[(1.0, 224)] == (300, 3.47) and v2[(0.75, 192)] == (153, 2.61)
-    assert v2[(1.4, 224)] == (582, 6.06) and v2[(0.35, 96)] == (11, 1.66)
-    assert v1[(1.0, 224)] == (569, 4.24) and v1[(0.75, 224)] == (317, 2.59)
-    assert v1[(0.25, 192)] == (34, 0.47) and v1[(0.5, 224)] == (150, 1.34)
-    assert len(v2) == 22 and len(v1) == 16
-    table4 = {r.model: (r.params_m, r.madds_m) for r in paper.TABLE4}
-    assert table4["MobileNetV2"] == (3.4, 300) and table4["MobileNetV1"] == (4.2, 575)
-    assert table4["ShuffleNet (x2)"] == (5.4, 524) and table4["MobileNetV2 (1.4)"] == (6.9, 585)
-    assert [(c.channels, c.kb) for c in paper.TABLE3["MobileNetV2"]] == [
-        (16, 400),
-        (32, 200),
-        (64, 100),
-        (160, 62),
-        (320, 32),
-        (1280, 2),
-    ]
-
-
 # ------------------------------------------------------------------------------------ Table 2
 
 
@@ -60,20 +40,13 @@ def test_table2_rendered_from_the_spec_matches_the_paper():
     paper_rows = frame[frame["row"].notna()]
     assert len(paper_rows) == 11
     assert paper_rows["same"].all(), paper_rows[~paper_rows["same"]].to_dict("records")
-    # Literal Table 2 (Input, c, n, s of every bottleneck row).
-    bottlenecks = paper_rows[paper_rows["operator_archkit"] == "bottleneck"]
-    assert list(bottlenecks["input_archkit"]) == [
-        "112²×32",
-        "112²×16",
-        "56²×24",
-        "28²×32",
-        "14²×64",
-        "14²×96",
-        "7²×160",
-    ]
-    assert list(bottlenecks["c_archkit"]) == ["16", "24", "32", "64", "96", "160", "320"]
-    assert list(bottlenecks["n_archkit"]) == ["1", "2", "3", "4", "3", "3", "1"]
-    assert list(bottlenecks["s_archkit"]) == ["1", "2", "2", "2", "1", "2", "1"]
+    # Every field, rendered back from the spec, against the paper's Table 2 as printed.
+    rendered = paper_rows.to_dict("records")
+    for ours, printed in zip(rendered, reference.TABLE2, strict=True):
+        if printed.operator != "bottleneck":
+            continue
+        for field in ("input", "operator", "t", "c", "n", "s"):
+            assert ours[f"{field}_archkit"] == getattr(printed, field), (printed, field)
 
 
 def test_table2_has_17_bottlenecks_not_the_texts_19():
@@ -81,36 +54,34 @@ def test_table2_has_17_bottlenecks_not_the_texts_19():
     from archkit.ops import lower
 
     blocks = [b for b in lower(spec("mobilenetv2")).blocks if b.row.op == "bottleneck"]
-    assert len(blocks) == 17
+    table_repeats = sum(int(r.n) for r in reference.TABLE2 if r.operator == "bottleneck")
+    assert len(blocks) == table_repeats == 17
+    assert reference.TABLE2_TEXT_BOTTLENECK_LAYERS == 19
 
 
 # ------------------------------------------------------------------------------ TF-slim tables
 
 
-@pytest.mark.parametrize(
-    "row", paper.TFSLIM_MOBILENET_V2, ids=lambda r: f"v2-{r.width:g}-{r.resolution}"
-)
-def test_tfslim_mobilenetv2_row(row):
-    costs = count(spec("mobilenetv2", row.width, row.resolution), "tf-slim")
-    # MACs truncated to whole millions; params: no BatchNorm, 1001 classes, 2 decimals.
-    assert math.floor(m(costs.madds)) == row.macs_m
-    assert round(m(costs.params), 2) == row.params_m
+TFSLIM_V2 = {(r.width, r.resolution): r for r in reference.TFSLIM_MOBILENET_V2}
+TABLE4 = {r.model: r for r in reference.TABLE4}
 
 
 def test_tfslim_mobilenetv2_macs_are_truncated_not_rounded():
+    published = TFSLIM_V2[1.0, 224].macs_m
     exact = m(count(spec("mobilenetv2", 1.0, 224), "tf-slim").madds)
-    assert 300.5 < exact < 301 and round(exact) == 301  # published: 300
+    assert math.floor(exact) == published and round(exact) == published + 1
 
 
 def test_tfslim_mobilenetv2_params_exclude_batchnorm():
     s = spec("mobilenetv2")
-    assert round(m(count(s, "pytorch").params), 2) != 3.47
-    assert round(m(count(s, "tf-slim-vars").params), 2) != 3.47
-    assert count(s, "pytorch").params == 3_504_872  # torchvision's mobilenet_v2
+    published = TFSLIM_V2[1.0, 224].params_m
+    assert round(m(count(s, "tf-slim").params), 2) == published
+    assert round(m(count(s, "pytorch").params), 2) != published
+    assert round(m(count(s, "tf-slim-vars").params), 2) != published
 
 
 @pytest.mark.parametrize(
-    "row", paper.TFSLIM_MOBILENET_V1, ids=lambda r: f"v1-{r.width:g}-{r.resolution}"
+    "row", reference.TFSLIM_MOBILENET_V1, ids=lambda r: f"v1-{r.width:g}-{r.resolution}"
 )
 def test_tfslim_mobilenetv1_row(row):
     s = spec("mobilenetv1", row.width, row.resolution)
@@ -139,46 +110,49 @@ def row_madds(s, row_index: int) -> int:
 # ------------------------------------------------------------------------------------ Table 4
 
 
-def test_table4_mobilenetv2():
-    s = spec("mobilenetv2")
-    assert math.floor(m(count(s).madds)) == 300
-    assert math.floor(m(count(s, "tf-slim").params) * 10) / 10 == 3.4
-
-
 def test_table4_shufflenet():
     # The paper calls ShuffleNet's params estimates: 5.4M is the conv weights without BatchNorm
     # (5.404M), or the PyTorch count (5.451M) truncated.
+    x2_paper, x15_paper = TABLE4["ShuffleNet (x2)"], TABLE4["ShuffleNet (1.5)"]
     x2 = count(spec("shufflenet_g3", 2.0), "tf-slim")
-    assert round(m(x2.madds)) == 524 and round(m(x2.params), 1) == 5.4
-    # 1.5x as released keeps the 24-channel stem; scaling it too gives 299.6M.
+    assert round(m(x2.madds)) == x2_paper.madds_m and round(m(x2.params), 1) == x2_paper.params_m
+    # 1.5x as released keeps the 24-channel stem; scaling it too costs more than published.
     x15 = count(shufflenet_unscaled_stem(spec("shufflenet_g3", 1.5)))
-    assert round(m(x15.madds)) == 292 and round(m(x15.params), 1) == 3.4
-    assert round(m(count(spec("shufflenet_g3", 1.5)).madds)) == 300
+    assert round(m(x15.madds)) == x15_paper.madds_m
+    assert round(m(x15.params), 1) == x15_paper.params_m
+    assert round(m(count(spec("shufflenet_g3", 1.5)).madds)) > x15_paper.madds_m
 
 
 def test_table4_mobilenetv1_params_and_the_unexplained_575():
+    paper = TABLE4["MobileNetV1"]
+    v1_paper = next(r for r in reference.MOBILENETV1_PAPER if (r.width, r.resolution) == (1, 224))
     costs = count(spec("mobilenetv1"), "tf-slim-vars")
-    assert round(m(costs.params), 1) == 4.2
-    assert round(m(costs.madds)) == 569  # the MobileNetV1 paper's 569M, not Table 4's 575M
+    assert round(m(costs.params), 1) == paper.params_m
+    # The MobileNetV1 paper's 569M, not Table 4's 575M.
+    assert round(m(costs.madds)) == v1_paper.madds_m != paper.madds_m
 
 
 def test_table4_mobilenetv2_14_is_tfslims_checkpoint_not_the_papers():
+    paper, slim = TABLE4["MobileNetV2 (1.4)"], TFSLIM_V2[1.4, 224]
     costs = count(spec("mobilenetv2", 1.4), "tf-slim")
-    assert math.floor(m(costs.madds)) == 582 and round(m(costs.params), 2) == 6.06
-    assert round(m(costs.madds)) != 585 and round(m(costs.params), 1) != 6.9
+    assert math.floor(m(costs.madds)) == slim.macs_m
+    assert round(m(costs.params), 2) == slim.params_m
+    assert round(m(costs.madds)) != paper.madds_m and round(m(costs.params), 1) != paper.params_m
 
 
 def test_section4_ranges():
-    grid = [(w, r) for w in (0.35, 0.5, 0.75, 1.0, 1.4) for r in (96, 128, 160, 192, 224)]
+    claims = reference.SECTION4_CLAIMS
+    grid = [(w, r) for w in claims["widths"] for r in claims["resolutions"]]
     params = [m(count(spec("mobilenetv2", w, r), "tf-slim").params) for w, r in grid]
     madds = [m(count(spec("mobilenetv2", w, r)).madds) for w, r in grid]
-    assert round(min(params), 1) == 1.7  # "between 1.7M and 6.9M"
-    assert 11 < min(madds) < 12  # the paper's "7" is not reached
+    assert round(min(params), 1) == claims["params_m"][0]  # "between 1.7M and 6.9M"
+    # The paper's "7" is not reached: the smallest is TF-slim's 0.35/96 (11M, truncated).
+    assert math.floor(min(madds)) == TFSLIM_V2[0.35, 96].macs_m > claims["madds_m"][0]
 
 
 # ------------------------------------------------------------------------------------ Table 3
 
-RES = paper.TABLE3_RESOLUTIONS
+RES = reference.TABLE3_RESOLUTIONS
 
 
 def kb(channels: int, resolution: int) -> float:
@@ -187,7 +161,7 @@ def kb(channels: int, resolution: int) -> float:
 
 def test_table3_arithmetic_is_single_fp16_tensor_in_1000_byte_kb():
     err_1000 = err_1024 = 0.0
-    for name, cells in paper.TABLE3.items():
+    for name, cells in reference.TABLE3.items():
         for resolution, cell in zip(RES, cells, strict=True):
             if (name, resolution) == ("MobileNetV1", 7):
                 # 199 = input + output of the 1024 -> 1024 layer, not one tensor.
@@ -204,18 +178,18 @@ def test_table3_arithmetic_is_single_fp16_tensor_in_1000_byte_kb():
 
 def test_table3_mobilenetv1_is_the_largest_tensor():
     cells = memory_by_resolution(spec("mobilenetv1"), RES)["tensor_all"]
-    for resolution, paper_cell in zip(RES, paper.TABLE3["MobileNetV1"], strict=True):
+    for resolution, paper_cell in zip(RES, reference.TABLE3["MobileNetV1"], strict=True):
         assert cells[resolution].channels == paper_cell.channels
-    assert round(cells[0].kb, -2) == paper.TABLE3_MAX_KB["MobileNetV1"]  # 1605.6 -> 1600
+    assert round(cells[0].kb, -2) == reference.TABLE3_MAX_KB["MobileNetV1"]  # 1605.6 -> 1600
 
 
 def test_table3_mobilenetv2():
     rules = memory_by_resolution(spec("mobilenetv2"), RES, first_layer_trick=True)
     between, row_input = rules["tensor_between_blocks"], rules["row_input"]
-    v2 = dict(zip(RES, paper.TABLE3["MobileNetV2"], strict=True))
+    v2 = dict(zip(RES, reference.TABLE3["MobileNetV2"], strict=True))
     # The first-layer trick: the largest tensor is 112x112x16 = 401 Kb (paper: 16/400, max 400K).
     assert between[112].channels == v2[112].channels == 16
-    assert math.floor(between[0].kb / 100) * 100 == paper.TABLE3_MAX_KB["MobileNetV2"]
+    assert math.floor(between[0].kb / 100) * 100 == reference.TABLE3_MAX_KB["MobileNetV2"]
     assert between[1].channels == v2[1].channels == 1280
     # 56, 28, 14: a stride-2 row's c counted at the resolution it reads.
     for resolution in (56, 28, 14):
@@ -227,7 +201,7 @@ def test_table3_mobilenetv2():
 
 
 def test_table3_shufflenet_column_is_g2_not_g3():
-    paper_cells = dict(zip(RES, paper.TABLE3["ShuffleNet (2x,g=3)"], strict=True))
+    paper_cells = dict(zip(RES, reference.TABLE3["ShuffleNet (2x,g=3)"], strict=True))
     g3 = memory_by_resolution(spec("shufflenet_g3", 2.0), RES, first_layer_trick=True)
     g2 = memory_by_resolution(
         shufflenet_g2(spec("shufflenet_g3", 2.0)), RES, first_layer_trick=True
