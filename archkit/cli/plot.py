@@ -7,10 +7,10 @@ import json
 import click
 
 from archkit.cost import DTYPE_BYTES, SCHEDULES
+from archkit.search import PLOT_METRICS
 
 __all__ = ["command"]
 
-_METRICS = ("accuracy", "latency", "memory", "params", "objective")
 _FAMILIES = ("mobilenetv2", "mobilenetv1", "shufflenet_g3")
 
 
@@ -18,7 +18,7 @@ _FAMILIES = ("mobilenetv2", "mobilenetv1", "shufflenet_g3")
 @click.option(
     "--y",
     "metric",
-    type=click.Choice(_METRICS),
+    type=click.Choice(PLOT_METRICS),
     default="accuracy",
     show_default=True,
     help="What to plot against MAdds: published top-1, latency (from --latency or "

@@ -6,54 +6,47 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
-from archkit._data import shipped_dir
 from archkit.cost import DTYPE_BYTES, SCHEDULES
 from archkit.search import (
     ESTIMATORS,
+    ArgumentError,
     Budgets,
+    SearchBudgetError,
+    SearchConfig,
     SearchInputError,
     SearchResult,
-    SearchSpaceError,
-    load_search_space,
-    resume_search,
-    run_search,
+    records,
+    resolve_space,
+    resume_config,
+    search,
 )
 from archkit.search._budget import format_bytes, format_count
-from archkit.search._results import records
 
-__all__ = ["command", "resolve_space"]
+__all__ = ["command", "FLAGS"]
 
-_REPO_SPACES = shipped_dir("search_spaces")
-
-
-def resolve_space(value: str | None):
-    """A search space from a file path or a name (``mobilenetv2``): ``./search_spaces/NAME.yaml``,
-    then the repository's ``search_spaces/``, then the built-in spaces."""
-    from archkit.search._space import builtin_space
-
-    value = value or "mobilenetv2"
-    path = Path(value)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise SearchSpaceError("search space file does not exist", source=value)
-        return load_search_space(path), str(path)
-    for folder in (Path("search_spaces"), _REPO_SPACES):
-        candidate = folder / f"{value}.yaml"
-        if candidate.is_file():
-            return load_search_space(candidate), str(candidate)
-    space = builtin_space(value)
-    if space is None:
-        raise SearchSpaceError(
-            f"no search space file or built-in space named {value!r} (built-in: "
-            f"mobilenetv2, mobilenetv1)",
-            source=value,
-        )
-    return space, None
+#: The flag of each library argument an error may name.
+FLAGS = {
+    "budgets.madds": "--budget-madds",
+    "budgets.params": "--budget-params",
+    "budgets.peak_activation_bytes": "--budget-memory",
+    "budgets.latency_ms": "--budget-latency",
+    "device": "--device",
+    "objective": "--objective",
+    "objective_options.data": "--data",
+    "pareto": "--pareto",
+    "trials": "--trials",
+    "seed": "--seed",
+    "storage": "--storage",
+    "study_name": "--study-name",
+    "run_dir": "--run-dir",
+    "resume": "--resume",
+    "memory_dtype": "--memory-dtype",
+    "memory_schedule": "--memory-schedule",
+}
 
 
 @click.command("search")
@@ -217,18 +210,20 @@ def command(
         objective_options = {"data": data, "epochs": epochs, "seed": seed, "max_images": max_images}
     elif data is not None:
         raise SearchInputError("--data", "only used with --objective train")
-    with _ProgressBar(show_progress) as bar:
+    # The library names its arguments (budgets.madds); this command's users know its flags.
+    # Resuming, the run directory is the one given to --resume.
+    flags = {**FLAGS, "run_dir": "--resume"} if resume is not None else FLAGS
+    try:
         if resume is not None:
             if space is not None:
                 raise SearchInputError(
                     "--resume", "takes the search space from the run; do not pass SPACE too"
                 )
-            result = resume_search(
+            config = resume_config(
                 resume,
                 trials=trials,
                 worker=worker,
                 storage=storage,
-                progress=bar.update,
                 command=argv,
                 timeout_s=timeout_s,
             )
@@ -250,9 +245,9 @@ def command(
                 )
                 if v is not None
             }
-            search_space, path = resolve_space(space)
-            result = run_search(
-                path or search_space,
+            _, path = resolve_space(space)
+            config = SearchConfig(
+                path,
                 budgets=budgets,
                 objective=objective,
                 objective_options=objective_options,
@@ -269,9 +264,12 @@ def command(
                 top=top,
                 worker=worker,
                 timeout_s=timeout_s,
-                progress=bar.update,
                 command=argv,
             )
+        with _ProgressBar(show_progress) as bar:
+            result = search(config, progress=bar.update)
+    except (ArgumentError, SearchBudgetError) as exc:
+        raise exc.renamed(flags) from None
     _render(result, fmt)
 
 

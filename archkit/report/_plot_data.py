@@ -7,7 +7,6 @@ everything here is testable without plotly; :mod:`archkit.report._draw` turns a
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,17 @@ from archkit.cost import DTYPE_BYTES, SCHEDULES, count
 from archkit.errors import ArchkitError
 from archkit.report import _paper as paper
 from archkit.report._families import FAMILY_GRIDS, family_spec, shufflenet_unscaled_stem
-from archkit.search import TRIAL_COLUMNS as _RUN_COLUMNS
+from archkit.search import METRICS as _ALL_METRICS
+from archkit.search import (
+    PLOT_METRICS,
+    RunDirError,
+    load_run,
+    pareto_front,
+    pareto_mask,  # re-exported: archkit.report.pareto_mask is the search's one front
+    read_run_info,
+    winner_names,
+    winner_ranks,
+)
 from archkit.spec import Spec, load_spec
 
 __all__ = [
@@ -27,7 +36,6 @@ __all__ = [
     "PLOT_COLUMNS",
     "PlotData",
     "ReportError",
-    "TRIAL_COLUMNS",
     "family_points",
     "figure5_data",
     "load_latency_csv",
@@ -63,23 +71,8 @@ PLOT_COLUMNS = (
     "source",
 )
 
-#: Columns of a search run's ``trials.csv`` that the plots read: the search's own leading
-#: columns (docs/search.md), up to its Pareto flag.
-TRIAL_COLUMNS = _RUN_COLUMNS[: _RUN_COLUMNS.index("pareto") + 1]
-
-#: y metric -> (column, axis title, maximize?, divisor from the column's unit to the axis's)
-METRICS: dict[str, tuple[str, str, bool, float]] = {
-    "accuracy": ("top1", "ImageNet top-1 accuracy (%), published", True, 1.0),
-    "latency": ("latency_ms", "latency (ms)", False, 1.0),
-    "memory": (
-        "peak_activation_bytes",
-        "peak activation memory (KB, 1 KB = 1000 bytes)",
-        False,
-        1e3,
-    ),
-    "params": ("params", "parameters (millions)", False, 1e6),
-    "objective": ("objective", "search objective", False, 1.0),
-}
+#: The y metrics of a plot (x is MAdds), from the one metric table (``archkit.search.METRICS``).
+METRICS = {name: _ALL_METRICS[name] for name in PLOT_METRICS}
 
 
 @dataclass(frozen=True)
@@ -249,70 +242,26 @@ def spec_points(
     return pd.DataFrame.from_records(records, columns=list(PLOT_COLUMNS))
 
 
-def _boolean(series: pd.Series, what: str, source: str) -> pd.Series:
-    mapping = {
-        "true": True,
-        "false": False,
-        "1": True,
-        "0": False,
-        "1.0": True,
-        "0.0": False,
-        "yes": True,
-        "no": False,
-        "": False,
-        "nan": False,
-    }
-    text = series.astype(str).str.strip().str.lower()
-    bad = sorted(set(text) - set(mapping))
-    if bad:
-        raise ReportError(f"{source}: column {what!r} must be true/false, got {bad[0]!r}")
-    return text.map(mapping).astype(bool)
-
-
 def load_trials(run_dir: str | Path, *, complete_only: bool = True) -> pd.DataFrame:
-    """A search run's ``trials.csv`` as plot rows (``kind`` = ``trial``).
+    """A search run's trials (read by :func:`archkit.search.load_run`) as plot rows (``kind`` =
+    ``trial``).
 
     Raises:
         ReportError: no ``trials.csv``, or a required column is missing or malformed.
     """
     run_dir = Path(run_dir)
-    path = run_dir / "trials.csv"
-    if not path.is_file():
-        raise ReportError(f"{run_dir}: no trials.csv (is this a search run directory?)")
     try:
-        raw = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path}: not a readable CSV ({exc})") from None
-    missing = [c for c in TRIAL_COLUMNS if c not in raw.columns]
-    if missing:
-        raise ReportError(
-            f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(TRIAL_COLUMNS)})"
-        )
-    numeric = (
-        "number",
-        "width",
-        "resolution",
-        "expansion",
-        "madds",
-        "params",
-        "peak_activation_bytes",
-        "latency_ms",
-        "objective",
-    )
-    for column in numeric:
-        values = pd.to_numeric(raw[column], errors="coerce")
-        bad = raw[column][values.isna() & raw[column].notna()]
-        if len(bad):
-            raise ReportError(
-                f"{path}: column {column!r} must be numeric, "
-                f"got {bad.iloc[0]!r} (row {bad.index[0]})"
-            )
-        raw[column] = values
-    raw["feasible"] = _boolean(raw["feasible"], "feasible", str(path))
-    raw["pareto"] = _boolean(raw["pareto"], "pareto", str(path))
+        raw = load_run(run_dir)
+    except RunDirError as exc:
+        raise ReportError(str(exc)) from None
+    path = run_dir / "trials.csv"
+    # Counts read as whole numbers unless a trial lacks them (plot rows have always held them so).
+    for column in ("number", "resolution", "madds", "params", "peak_activation_bytes"):
+        counts = raw[column]
+        raw[column] = counts.astype(float) if counts.isna().any() else counts.astype("int64")
     if complete_only:
         raw = raw[raw["state"].astype(str).str.upper() == "COMPLETE"]
-    ranks = _winner_ranks(run_dir)
+    ranks = winner_ranks(run_dir)
     records = []
     for r in raw.itertuples(index=False):
         number = int(r.number)
@@ -336,45 +285,9 @@ def load_trials(run_dir: str | Path, *, complete_only: bool = True) -> pd.DataFr
         )
         records.append(record)
     frame = pd.DataFrame.from_records(records, columns=list(PLOT_COLUMNS))
-    frame.attrs["winners"] = sorted(p.stem for p in (run_dir / "winners").glob("*.yaml"))
-    frame.attrs["run_info"] = _run_info(run_dir)
+    frame.attrs["winners"] = winner_names(run_dir)
+    frame.attrs["run_info"] = read_run_info(run_dir)
     return frame
-
-
-def _winner_ranks(run_dir: Path) -> dict[int, int]:
-    """trial number -> rank, from the run's best.csv (absent: no winners marked)."""
-    path = run_dir / "best.csv"
-    if not path.is_file():
-        return {}
-    try:
-        best = pd.read_csv(path)
-        return {int(n): int(r) for n, r in zip(best["number"], best["rank"], strict=True)}
-    except (KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return {}
-
-
-def _run_info(run_dir: Path) -> dict[str, object]:
-    """The run's run.json (how memory was counted, the objective...), or {}."""
-    path = run_dir / "run.json"
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(info, dict):
-        return {}
-    # run.json nests these (docs/search.md): {"memory": {"dtype", "schedule"}, "objective": {...}}.
-    memory = info.get("memory")
-    if isinstance(memory, dict):
-        info.setdefault("memory_dtype", memory.get("dtype"))
-        info.setdefault("memory_schedule", memory.get("schedule"))
-    objective = info.get("objective")
-    if isinstance(objective, dict):
-        label = objective.get("label") or objective.get("name", "see run.json")
-        loo = objective.get("loo_mae_top1")
-        info["objective_label"] = label + (
-            f"; leave-one-out error {loo:.2f} points" if isinstance(loo, int | float) else ""
-        )
-    return info
 
 
 def load_latency_csv(path: str | Path) -> pd.DataFrame:
@@ -413,37 +326,21 @@ def _attach_latency(frame: pd.DataFrame, latency: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def pareto_mask(x: np.ndarray, y: np.ndarray, maximize_y: bool = False) -> np.ndarray:
-    """True for the points no other point dominates (smaller-or-equal x and better-or-equal y,
-    strictly better in one). NaNs are never on the front."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if maximize_y:
-        y = -y
-    valid = ~(np.isnan(x) | np.isnan(y))
-    mask = np.zeros(len(x), dtype=bool)
-    for i in np.flatnonzero(valid):
-        others = valid.copy()
-        others[i] = False
-        dominated = (
-            (x[others] <= x[i]) & (y[others] <= y[i]) & ((x[others] < x[i]) | (y[others] < y[i]))
-        )
-        mask[i] = not dominated.any()
-    return mask
-
-
 def _finish(
     frame: pd.DataFrame, metric: str, *, title: str, notes: tuple[str, ...] = ()
 ) -> PlotData:
-    column, y_title, maximize, divisor = METRICS[metric]
+    y_metric, x_metric = METRICS[metric], _ALL_METRICS["madds"]
+    maximize = y_metric.maximize
+    # Reference points (published models) may keep the metric in a column of their own: top-1
+    # is published as `top1`; a run's trials have only the search's estimate of it.
+    column = y_metric.published_column or y_metric.column
     frame = frame.copy()
-    frame["x"] = frame["madds"].astype(float) / 1e6
-    frame["y"] = pd.to_numeric(frame[column], errors="coerce").astype(float) / divisor
-    if metric == "accuracy":
-        # A run's trials have no measured accuracy: the search's objective estimates top-1.
+    frame["x"] = frame[x_metric.column].astype(float) / x_metric.axis_scale
+    frame["y"] = pd.to_numeric(frame[column], errors="coerce").astype(float) / y_metric.axis_scale
+    if column != y_metric.column:
         trials = frame["kind"] == "trial"
         frame.loc[trials, "y"] = pd.to_numeric(
-            frame.loc[trials, "objective"], errors="coerce"
+            frame.loc[trials, y_metric.column], errors="coerce"
         ).astype(float)
     dropped = frame[frame["y"].isna()]
     frame = frame[frame["y"].notna()].reset_index(drop=True)
@@ -454,24 +351,17 @@ def _finish(
     if len(dropped):
         names = sorted(set(dropped["series"]))
         notes += (f"left out for lack of {column}: {len(dropped)} point(s) of {', '.join(names)}",)
+    xy = (x_metric.direction, y_metric.direction)
     # The front of the reference points; a run's trials keep the search's own `pareto` flags.
     reference = frame["kind"] != "trial"
     if reference.any():
-        frame.loc[reference, "on_front"] = pareto_mask(
-            frame.loc[reference, "x"].to_numpy(),
-            frame.loc[reference, "y"].to_numpy(),
-            maximize,
-        )
+        frame.loc[reference, "on_front"] = pareto_front(frame.loc[reference, ["x", "y"]], xy)
     frame["on_front"] = frame["on_front"].fillna(False).astype(bool)
     frame["series_front"] = False
     for _, index in frame.groupby("series").groups.items():
         part = frame.loc[index]
-        frame.loc[index, "series_front"] = pareto_mask(
-            part["x"].to_numpy(), part["y"].to_numpy(), maximize
-        )
-    return PlotData(
-        frame, "multiply-adds (millions, archkit's exact count)", y_title, title, maximize, notes
-    )
+        frame.loc[index, "series_front"] = pareto_front(part[["x", "y"]], xy)
+    return PlotData(frame, x_metric.axis_title, y_metric.axis_title, title, maximize, notes)
 
 
 def pareto_data(
@@ -546,11 +436,4 @@ def pareto_data(
             f"run {Path(run).name}: completed trials; the front is the search's "
             f"`pareto` column; {len(winners)} winner spec(s) in {Path(run).name}/winners/"
         )
-    what = {
-        "accuracy": "top-1",
-        "latency": "latency",
-        "memory": "peak memory",
-        "params": "parameters",
-        "objective": "objective",
-    }[metric]
-    return _finish(frame, metric, title=f"{what} vs MAdds", notes=tuple(notes))
+    return _finish(frame, metric, title=f"{METRICS[metric].short} vs MAdds", notes=tuple(notes))

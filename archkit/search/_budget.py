@@ -26,7 +26,6 @@ __all__ = [
     "parse_latency",
     "format_count",
     "format_bytes",
-    "METRICS",
 ]
 
 _COUNT_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -41,14 +40,6 @@ _MEMORY_UNITS = {
 }
 _LATENCY_UNITS = {"MS": 1.0, "S": 1000.0, "US": 1e-3}
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")
-
-#: Metric name -> (Budgets attribute, column in trials.csv, direction of "better").
-METRICS = {
-    "madds": ("madds", "madds", "minimize"),
-    "params": ("params", "params", "minimize"),
-    "memory": ("peak_activation_bytes", "peak_activation_bytes", "minimize"),
-    "latency": ("latency_ms", "latency_ms", "minimize"),
-}
 
 
 @dataclass(frozen=True)
@@ -98,14 +89,15 @@ class Budgets:
         memory: str | None = None,
         latency: str | None = None,
     ) -> Budgets:
-        """Parse CLI-style budget strings; each error names its option."""
+        """Parse budget strings with units (``"150M"``, ``"512KB"``, ``"30ms"``); each error names
+        its field (``budgets.madds`` ...)."""
         return cls(
-            madds=None if madds is None else parse_count(madds, "--budget-madds"),
-            params=None if params is None else parse_count(params, "--budget-params"),
+            madds=None if madds is None else parse_count(madds, "budgets.madds"),
+            params=None if params is None else parse_count(params, "budgets.params"),
             peak_activation_bytes=None
             if memory is None
-            else parse_memory(memory, "--budget-memory"),
-            latency_ms=None if latency is None else parse_latency(latency, "--budget-latency"),
+            else parse_memory(memory, "budgets.peak_activation_bytes"),
+            latency_ms=None if latency is None else parse_latency(latency, "budgets.latency_ms"),
         )
 
 
@@ -126,7 +118,7 @@ def _split(text: str | float | int, option: str) -> tuple[float, str]:
     return value, unit
 
 
-def parse_count(text: str | int, option: str = "--budget-madds") -> int:
+def parse_count(text: str | int, option: str = "budgets.madds") -> int:
     """``150M`` -> 150_000_000. Units K, M, G, T (powers of 1000); none = an exact count."""
     value, unit = _split(text, option)
     if unit.upper() not in _COUNT_UNITS or (unit and unit != unit.upper() and unit != "k"):
@@ -136,7 +128,7 @@ def parse_count(text: str | int, option: str = "--budget-madds") -> int:
     return int(round(value * _COUNT_UNITS[unit.upper()]))
 
 
-def parse_memory(text: str | int, option: str = "--budget-memory") -> int:
+def parse_memory(text: str | int, option: str = "budgets.peak_activation_bytes") -> int:
     """``512KB`` -> 512_000 bytes, ``1.5MB`` -> 1_500_000, ``512KiB`` -> 524_288."""
     value, unit = _split(text, option)
     if not unit:
@@ -150,7 +142,7 @@ def parse_memory(text: str | int, option: str = "--budget-memory") -> int:
     return int(round(value * _MEMORY_UNITS[unit.upper()]))
 
 
-def parse_latency(text: str | float, option: str = "--budget-latency") -> float:
+def parse_latency(text: str | float, option: str = "budgets.latency_ms") -> float:
     """``30ms`` -> 30.0 (milliseconds); ``0.03s`` -> 30.0; ``500us`` -> 0.5."""
     value, unit = _split(text, option)
     if not unit:

@@ -176,10 +176,10 @@ class PublishedEstimator(Estimator):
             self.family = "mobilenetv1"
         else:
             raise SearchInputError(
-                "--objective",
+                "objective",
                 f"published is calibrated on MobileNetV2 and MobileNetV1 only; "
                 f"the base of search space {space.name!r} has neither bottleneck nor dwsep rows "
-                f"(use --objective proxy or train)",
+                f"(use {{objective}} proxy or train)",
             )
         return space
 
@@ -353,8 +353,9 @@ class TrainEstimator(Estimator):
     ) -> None:
         if data is None:
             raise SearchInputError(
-                "--data",
-                "--objective train needs --data DIR (an ImageFolder: one sub-folder per class)",
+                "objective_options.data",
+                "{objective} train needs {objective_options.data} DIR "
+                "(an ImageFolder: one sub-folder per class)",
             )
         from archkit.search._train import ImageFolderData
 
@@ -408,7 +409,7 @@ def make_estimator(name: str, **options: Any) -> Estimator:
     """Create the estimator ``name`` (``published``, ``proxy``, ``train``)."""
     if name not in ESTIMATORS:
         raise SearchInputError(
-            "--objective", f"unknown objective {name!r} (known: {', '.join(ESTIMATORS)})"
+            "objective", f"unknown objective {name!r} (known: {', '.join(ESTIMATORS)})"
         )
     if name != "train":
         options = {}

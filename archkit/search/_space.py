@@ -37,7 +37,7 @@ __all__ = [
     "load_search_space",
     "parse_search_space",
     "REPEATABLE_OPS",
-    "builtin_space",
+    "resolve_space",
 ]
 
 _TOP_KEYS = ("name", "description", "base", "width", "resolution", "expansion", "repeats")
@@ -472,24 +472,30 @@ def _check_corners(space: SearchSpace, source: str) -> None:
             ) from None
 
 
-#: Spaces available by name without a file (an installed archkit has no search_spaces/ folder):
-#: the same ranges as search_spaces/<name>.yaml, with the base spec inline.
-def builtin_space(name: str) -> SearchSpace | None:
-    """The built-in search space ``name`` (``mobilenetv2``, ``mobilenetv1``), or None."""
-    from archkit.search._published import FAMILY_SPECS
+def resolve_space(value: str | Path | None = None) -> tuple[SearchSpace, str]:
+    """A search space from a file path or a name: ``./search_spaces/NAME.yaml``, then the
+    spaces archkit ships (``mobilenetv2``, the default, ``mobilenetv1`` ...).
 
-    ranges = {
-        "mobilenetv2": (
-            "width: {low: 0.35, high: 1.4}\n"
-            "resolution: {low: 96, high: 224, step: 16}\n"
-            "expansion: {low: 2, high: 10, step: 1}\n"
-        ),
-        "mobilenetv1": (
-            "width: {low: 0.25, high: 1.4}\nresolution: {low: 96, high: 224, step: 16}\n"
-        ),
-    }
-    if name not in ranges:
-        return None
-    base = yaml.safe_load(FAMILY_SPECS[name])
-    text = yaml.safe_dump({"name": name, "base": base}) + ranges[name]
-    return parse_search_space(text, source=f"<built-in {name}>")
+    Returns:
+        The space and the path of the file it was read from.
+
+    Raises:
+        SearchSpaceError: no such file or name, or the file is invalid.
+    """
+    from archkit._data import shipped_file, shipped_names
+
+    value = str(value or "mobilenetv2")
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise SearchSpaceError("search space file does not exist", source=value)
+        return load_search_space(path), str(path)
+    local = Path("search_spaces") / f"{value}.yaml"
+    found = local if local.is_file() else shipped_file("search_spaces", value)
+    if found is None:
+        raise SearchSpaceError(
+            f"no search space file or shipped space named {value!r} (shipped: "
+            f"{', '.join(shipped_names('search_spaces'))})",
+            source=value,
+        )
+    return load_search_space(found), str(found)

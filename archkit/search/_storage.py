@@ -68,14 +68,12 @@ def open_storage(url: str, *, connect_timeout_s: int = 10) -> Any:
             lock = optuna.storages.journal.JournalFileSymlinkLock(str(path), grace_period=10)
             backend = optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock)
         except OSError as exc:
-            raise StorageError(
-                f"--storage: cannot open journal file {path}: {exc.strerror or exc}"
-            ) from None
+            raise StorageError(f"cannot open journal file {path}: {exc.strerror or exc}") from None
         return optuna.storages.JournalStorage(backend)
     scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
     if scheme not in _RDB_SCHEMES:
         raise StorageError(
-            f"--storage: expected postgresql://..., mysql://..., sqlite:///... or "
+            f"expected postgresql://..., mysql://..., sqlite:///... or "
             f"journal:PATH, got {redact_url(url)!r}"
         )
     if scheme in ("postgresql", "postgres"):
@@ -90,7 +88,7 @@ def open_storage(url: str, *, connect_timeout_s: int = 10) -> Any:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
         except ModuleNotFoundError as exc:
             raise StorageError(
-                f"--storage: the database driver is missing ({exc.name}); "
+                f"the database driver is missing ({exc.name}); "
                 f"install psycopg2-binary for PostgreSQL"
             ) from None
         except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many types
@@ -101,5 +99,5 @@ def open_storage(url: str, *, connect_timeout_s: int = 10) -> Any:
             if attempt < 4 and ("already exists" in detail or "duplicate key" in detail):
                 time.sleep(0.2 + random.random() * (attempt + 1))
                 continue
-            raise StorageError(f"--storage: cannot open {redact_url(url)}: {detail}") from None
+            raise StorageError(f"cannot open {redact_url(url)}: {detail}") from None
     raise AssertionError("unreachable")

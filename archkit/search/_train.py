@@ -51,13 +51,14 @@ class ImageFolderData:
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise SearchInputError("--data", f"{str(root)!r} is not a folder")
+            raise SearchInputError("objective_options.data", f"{str(root)!r} is not a folder")
         if (self.root / "train").is_dir() and (self.root / "val").is_dir():
             self.classes, self.train = _scan(self.root / "train")
             val_classes, self.val = _scan(self.root / "val")
             if val_classes != self.classes:
                 raise SearchInputError(
-                    "--data", f"{root}: train/ and val/ must have the same class folders"
+                    "objective_options.data",
+                    f"{root}: train/ and val/ must have the same class folders",
                 )
         else:
             self.classes, items = _scan(self.root)
@@ -71,11 +72,13 @@ class ImageFolderData:
                 self.train += group[cut:]
         if len(self.classes) < 2:
             raise SearchInputError(
-                "--data", f"{root}: need at least 2 class folders, found {len(self.classes)}"
+                "objective_options.data",
+                f"{root}: need at least 2 class folders, found {len(self.classes)}",
             )
         if not self.train or not self.val:
             raise SearchInputError(
-                "--data", f"{root}: no images (looked for {', '.join(IMAGE_SUFFIXES)})"
+                "objective_options.data",
+                f"{root}: no images (looked for {', '.join(IMAGE_SUFFIXES)})",
             )
         if max_images is not None:
             rng = random.Random(seed)
@@ -98,7 +101,8 @@ class ImageFolderData:
         mode = {1: "L", 3: "RGB"}.get(channels)
         if mode is None:
             raise SearchInputError(
-                "--data", f"images can feed 1 or 3 input channels, the spec has {channels}"
+                "objective_options.data",
+                f"images can feed 1 or 3 input channels, the spec has {channels}",
             )
         arrays = []
         for path, _ in items:
@@ -113,7 +117,9 @@ class ImageFolderData:
                         )
                     )
             except (OSError, UnidentifiedImageError) as exc:
-                raise SearchInputError("--data", f"cannot read image {path}: {exc}") from None
+                raise SearchInputError(
+                    "objective_options.data", f"cannot read image {path}: {exc}"
+                ) from None
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous() / 127.5 - 1.0
         y = torch.tensor([label for _, label in items], dtype=torch.long)
         return x, y

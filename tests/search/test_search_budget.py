@@ -68,25 +68,25 @@ def test_kb_is_1000_bytes_as_in_table_3():
 @pytest.mark.parametrize(
     ("option", "kwargs", "needle"),
     [
-        ("--budget-madds", {"madds": "150Q"}, "unknown unit 'Q'"),
-        ("--budget-madds", {"madds": "-150M"}, "must be positive"),
-        ("--budget-madds", {"madds": "0"}, "must be positive"),
-        ("--budget-madds", {"madds": "lots"}, "expected a number"),
-        ("--budget-madds", {"madds": "150m"}, "unknown unit"),
-        ("--budget-params", {"params": "2X"}, "unknown unit"),
-        ("--budget-memory", {"memory": "512"}, "needs a unit"),
-        ("--budget-memory", {"memory": "512KQ"}, "unknown unit"),
-        ("--budget-memory", {"memory": "-1KB"}, "must be positive"),
-        ("--budget-latency", {"latency": "30"}, "needs a unit"),
-        ("--budget-latency", {"latency": "30min"}, "unknown unit"),
-        ("--budget-latency", {"latency": "inf ms"}, "expected a number"),
-        ("--budget-latency", {"latency": "nan"}, "expected a number"),
+        ("budgets.madds", {"madds": "150Q"}, "unknown unit 'Q'"),
+        ("budgets.madds", {"madds": "-150M"}, "must be positive"),
+        ("budgets.madds", {"madds": "0"}, "must be positive"),
+        ("budgets.madds", {"madds": "lots"}, "expected a number"),
+        ("budgets.madds", {"madds": "150m"}, "unknown unit"),
+        ("budgets.params", {"params": "2X"}, "unknown unit"),
+        ("budgets.peak_activation_bytes", {"memory": "512"}, "needs a unit"),
+        ("budgets.peak_activation_bytes", {"memory": "512KQ"}, "unknown unit"),
+        ("budgets.peak_activation_bytes", {"memory": "-1KB"}, "must be positive"),
+        ("budgets.latency_ms", {"latency": "30"}, "needs a unit"),
+        ("budgets.latency_ms", {"latency": "30min"}, "unknown unit"),
+        ("budgets.latency_ms", {"latency": "inf ms"}, "expected a number"),
+        ("budgets.latency_ms", {"latency": "nan"}, "expected a number"),
     ],
 )
-def test_errors_name_the_option(option, kwargs, needle):
+def test_errors_name_the_budget_field(option, kwargs, needle):
     with pytest.raises(SearchInputError) as info:
         Budgets.parse(**kwargs)
-    assert str(info.value).startswith(f"{option}: ")
+    assert str(info.value).startswith(f"{option}: ") and info.value.option == option
     assert needle in str(info.value)
     assert isinstance(info.value, ArchkitError) and info.value.exit_code == 2
 

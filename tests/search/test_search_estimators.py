@@ -114,7 +114,7 @@ def test_train_on_digits_via_the_cli(digits_folder, tmp_path):
 
 
 def test_train_needs_an_image_folder(tmp_path):
-    with pytest.raises(SearchInputError, match="--data: .* is not a folder"):
+    with pytest.raises(SearchInputError, match="objective_options.data: .* is not a folder"):
         make_estimator("train", data=tmp_path / "missing")
     (tmp_path / "one").mkdir()
     with pytest.raises(SearchInputError, match="need at least 2 class folders"):

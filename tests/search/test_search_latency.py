@@ -32,7 +32,7 @@ class FakeMeter:
 @pytest.fixture
 def fake_meter(monkeypatch):
     FakeMeter.measured = []
-    monkeypatch.setattr(_run, "_LatencyMeter", FakeMeter)
+    monkeypatch.setattr(_run, "LatencyMeter", FakeMeter)
     return FakeMeter
 
 
@@ -81,7 +81,7 @@ def test_latency_pareto(fake_meter, tmp_path):
 def test_latency_nobody_meets(fake_meter, tmp_path):
     with pytest.raises(
         BudgetError,
-        match=r"--budget-latency 0.1ms; the smallest candidate "
+        match=r"budgets.latency_ms 0.1ms; the smallest candidate "
         r"\(width 0.35, resolution 96\) costs .* ms",
     ):
         run_search(
@@ -94,7 +94,7 @@ def test_latency_nobody_meets(fake_meter, tmp_path):
 
 
 def test_latency_budget_needs_a_device(tmp_path):
-    with pytest.raises(SearchInputError, match="--budget-latency: needs --device"):
+    with pytest.raises(SearchInputError, match="budgets.latency_ms: needs device"):
         run_search(
             parse_search_space(SPACE),
             budgets=Budgets.parse(latency="30ms"),

@@ -146,7 +146,7 @@ def test_refuses_families_it_was_not_calibrated_on(tmp_path):
     space = parse_search_space(f"base: {SPECS / 'shufflenet_g3.yaml'}\nwidth: [1.0, 1.5]")
     with pytest.raises(
         SearchInputError,
-        match="--objective: published is calibrated on MobileNetV2 and MobileNetV1 only",
+        match="objective: published is calibrated on MobileNetV2 and MobileNetV1 only",
     ):
         make_estimator("published").prepare(space)
 

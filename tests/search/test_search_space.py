@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,8 +14,7 @@ from hypothesis import strategies as st
 
 from archkit.cost import count
 from archkit.errors import SpecError
-from archkit.search import SearchSpaceError, load_search_space, parse_search_space
-from archkit.search._space import builtin_space
+from archkit.search import SearchSpaceError, load_search_space, parse_search_space, resolve_space
 from archkit.spec import apply_overrides, load_spec
 
 from .conftest import SPACES, SPECS
@@ -66,11 +66,13 @@ def test_per_stage_expansion_and_repeats():
     assert spec.rows[4].repeats == 5 and spec.rows[1].expansion == 1
 
 
-def test_builtin_spaces_match_the_files():
-    for name in ("mobilenetv2", "mobilenetv1"):
-        builtin, shipped = builtin_space(name), load_search_space(SPACES / f"{name}.yaml")
-        assert builtin.ranges == shipped.ranges
-        assert builtin.base.rows == shipped.base.rows
+def test_a_name_resolves_to_the_shipped_file_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./search_spaces here: the package data answers
+    space, path = resolve_space("mobilenetv1")
+    assert Path(path).read_bytes() == (SPACES / "mobilenetv1.yaml").read_bytes()
+    assert space.name == "mobilenetv1" and resolve_space(None)[0].name == "mobilenetv2"
+    with pytest.raises(SearchSpaceError, match="no search space file or shipped space named"):
+        resolve_space("nope")
 
 
 def test_lists_and_fixed_values():

@@ -1,0 +1,319 @@
+"""The run directory: the one module that writes and reads its files.
+
+``trials.csv`` (:data:`TRIAL_COLUMNS`), ``best.csv`` and ``best.json`` (:data:`BEST_COLUMNS`),
+``run.json`` and ``winners/*.yaml``. The column names are a contract with the report code and are
+listed in docs/search.md; the report reads a run through :func:`load_run`, :func:`read_run_info`,
+:func:`winner_ranks` and :func:`winner_names`, never by parsing the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from archkit.search._errors import RunDirError
+from archkit.search._space import SearchSpace
+
+__all__ = [
+    "ATTRS_KEY",
+    "BEST_COLUMNS",
+    "RUN_FILE",
+    "TRIAL_COLUMNS",
+    "load_run",
+    "read_run_info",
+    "records",
+    "stage_columns",
+    "typed",
+    "winner_names",
+    "winner_ranks",
+    "write_run",
+]
+
+#: Leading columns of trials.csv; per-stage ``expansion_<row>`` / ``repeats_<row>`` columns follow
+#: ``expansion`` when the space has them.
+TRIAL_COLUMNS = (
+    "number",
+    "state",
+    "width",
+    "resolution",
+    "expansion",
+    "madds",
+    "params",
+    "peak_activation_bytes",
+    "latency_ms",
+    "objective",
+    "feasible",
+    "pareto",
+    "calibrated",
+    "note",
+    "violation",
+    "duration_s",
+    "worker",
+    "error",
+)
+#: Columns of best.csv (and of each result in best.json), stage columns after ``expansion``.
+BEST_COLUMNS = (
+    "rank",
+    "number",
+    "width",
+    "resolution",
+    "expansion",
+    "madds",
+    "params",
+    "peak_activation_bytes",
+    "latency_ms",
+    "objective",
+    "calibrated",
+    "note",
+    "spec",
+)
+#: The columns a trials.csv must have to be read (the ones after ``pareto`` are optional).
+REQUIRED_COLUMNS = TRIAL_COLUMNS[: TRIAL_COLUMNS.index("pareto") + 1]
+RUN_FILE = "run.json"
+TRIALS_FILE = "trials.csv"
+BEST_FILE = "best.csv"
+WINNERS_DIR = "winners"
+#: The user attribute of an Optuna trial that holds archkit's record of it.
+ATTRS_KEY = "archkit"
+
+_INT_COLUMNS = ("number", "resolution", "madds", "params", "peak_activation_bytes", "worker")
+_FLOAT_COLUMNS = ("width", "expansion", "latency_ms", "objective", "violation", "duration_s")
+_BOOL_COLUMNS = ("feasible", "pareto", "calibrated")
+_TEXT_COLUMNS = ("note", "error", "state")
+_BOOLEAN_TEXT = {
+    "true": True,
+    "false": False,
+    "1": True,
+    "0": False,
+    "1.0": True,
+    "0.0": False,
+    "yes": True,
+    "no": False,
+    "": False,
+    "nan": False,
+}
+
+
+def stage_columns(space: SearchSpace) -> list[str]:
+    """The per-stage columns of a space (``expansion_<row>``, ``repeats_<row>``)."""
+    return [
+        r.name for stage in space.stages for r in (stage.expansion, stage.repeats) if r is not None
+    ]
+
+
+def typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The trials table with its column types (nullable integers and booleans)."""
+    ints = {c: "Int64" for c in _INT_COLUMNS if c in frame}
+    ints.update({c: "Int64" for c in frame.columns if c.startswith("repeats_")})
+    floats = {c: "float64" for c in _FLOAT_COLUMNS if c in frame}
+    floats.update({c: "float64" for c in frame.columns if c.startswith("expansion_")})
+    frame = frame.astype({**ints, **floats})
+    for column in _BOOL_COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].astype("boolean")
+    for column in _TEXT_COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].fillna("").astype(str)
+    return frame
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain dicts with None for missing values (the JSON form of a table)."""
+    return [
+        {
+            k: (None if _missing(v) else (v.item() if hasattr(v, "item") else v))
+            for k, v in row.items()
+        }
+        for row in frame.to_dict(orient="records")
+    ]
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return value is pd.NA or value is None or (isinstance(value, float) and math.isnan(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _atomic_write(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def winner_name(space: SearchSpace, row: pd.Series) -> str:
+    parts = [space.name, f"w{float(row['width']):.3f}", f"r{int(row['resolution'])}"]
+    if not pd.isna(row.get("expansion")):
+        parts.append(f"t{float(row['expansion']):g}")
+    if stage_columns(space):
+        parts.append(f"trial{int(row['number'])}")
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", "-".join(parts))
+
+
+def candidate_params(row: pd.Series, space: SearchSpace) -> dict[str, float]:
+    params = {r.name: row[r.name] for r in space.ranges if r.name in row}
+    return {
+        k: (int(v) if k == "resolution" or k.startswith("repeats_") else float(v))
+        for k, v in params.items()
+    }
+
+
+def write_run(
+    run_dir: Path,
+    space: SearchSpace,
+    frame: pd.DataFrame,
+    best: pd.DataFrame,
+    info: dict[str, Any],
+    objective_label: str,
+) -> pd.DataFrame:
+    """Write trials.csv, best.csv, best.json, winners/*.yaml and run.json; return ``best`` with
+    its ``spec`` column filled in (paths relative to ``run_dir``)."""
+    from archkit.search._specio import dump_spec
+    from archkit.spec import load_spec
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    winners = run_dir / WINNERS_DIR
+    winners.mkdir(exist_ok=True)
+    for old in winners.glob("*.yaml"):
+        old.unlink()
+    best = best.copy()
+    for index, row in best.iterrows():
+        name = winner_name(space, row)
+        spec = space.candidate(candidate_params(row, space))
+        spec = dataclasses.replace(
+            spec,
+            name=name,
+            description=f"archkit search winner #{int(row['rank'])} of "
+            f"{info.get('study_name')}: trial {int(row['number'])}",
+        )
+        comment = (
+            f"archkit search winner #{int(row['rank'])}: study "
+            f"{info.get('study_name')}, trial {int(row['number'])}\n"
+            f"objective ({objective_label}): {row['objective']:.4g}; madds "
+            f"{int(row['madds'])}; params {int(row['params'])}"
+        )
+        calibrated = row["calibrated"]
+        if not pd.isna(calibrated) and not bool(calibrated):
+            comment += f"\nextrapolated: {row['note']}"
+        path = winners / f"{int(row['rank']):02d}_{name}.yaml"
+        _atomic_write(path, dump_spec(spec, comment))
+        # A winner is only useful if it reads back as the very network that was scored.
+        if load_spec(path) != spec:
+            raise RuntimeError(f"winner spec {path} does not round-trip")
+        best.at[index, "spec"] = str(path.relative_to(run_dir))
+    _atomic_write(run_dir / TRIALS_FILE, frame.to_csv(index=False))
+    _atomic_write(run_dir / BEST_FILE, best.to_csv(index=False))
+    _write_json(run_dir / "best.json", {"objective": objective_label, "results": records(best)})
+    _write_json(run_dir / RUN_FILE, info)
+    return best
+
+
+def _booleans(series: pd.Series, column: str, source: Path) -> pd.Series:
+    text = series.astype(str).str.strip().str.lower()
+    bad = sorted(set(text) - set(_BOOLEAN_TEXT))
+    if bad:
+        raise RunDirError(f"{source}: column {column!r} must be true/false, got {bad[0]!r}")
+    return text.map(_BOOLEAN_TEXT).astype(bool)
+
+
+def load_run(run_dir: str | Path) -> pd.DataFrame:
+    """The trials of a run directory (``trials.csv``) with typed columns.
+
+    Raises:
+        RunDirError: ``run_dir`` holds no trials.csv, or a column of it is missing or malformed
+            (the message names the file, the column and the first bad value).
+    """
+    path = Path(run_dir) / TRIALS_FILE
+    if not path.is_file():
+        raise RunDirError(
+            f"{run_dir}: no trials.csv (not a search run, or it has not finished a trial yet)"
+        )
+    try:
+        frame = pd.read_csv(path, dtype={"state": str, "note": str, "error": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path}: not a readable CSV ({exc})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise RunDirError(
+            f"{path}: missing column(s) {', '.join(missing)} "
+            f"(expected {', '.join(REQUIRED_COLUMNS)})"
+        )
+    numeric = [c for c in (*_INT_COLUMNS, *_FLOAT_COLUMNS) if c in frame.columns]
+    for column in numeric:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = frame[column][values.isna() & frame[column].notna()]
+        if len(bad):
+            raise RunDirError(
+                f"{path}: column {column!r} must be numeric, "
+                f"got {bad.iloc[0]!r} (row {bad.index[0]})"
+            )
+        frame[column] = values
+    for column in _BOOL_COLUMNS:
+        if column in frame.columns and column != "calibrated":
+            frame[column] = _booleans(frame[column], column, path)
+    try:
+        return typed(frame)
+    except (TypeError, ValueError) as exc:
+        raise RunDirError(f"{path}: {exc}") from None
+
+
+def read_run_info(run_dir: str | Path) -> dict[str, Any]:
+    """The run's ``run.json`` as a dict ({} when absent or unreadable).
+
+    Besides the file's own keys (docs/search.md), it has ``memory_dtype`` and
+    ``memory_schedule`` (run.json nests them under ``memory``) and ``objective_label``.
+    """
+    try:
+        info = json.loads((Path(run_dir) / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(info, dict):
+        return {}
+    memory = info.get("memory")
+    if isinstance(memory, dict):
+        info.setdefault("memory_dtype", memory.get("dtype"))
+        info.setdefault("memory_schedule", memory.get("schedule"))
+    objective = info.get("objective")
+    if isinstance(objective, dict):
+        label = objective.get("label") or objective.get("name", "see run.json")
+        loo = objective.get("loo_mae_top1")
+        info["objective_label"] = label + (
+            f"; leave-one-out error {loo:.2f} points" if isinstance(loo, int | float) else ""
+        )
+    return info
+
+
+def winner_ranks(run_dir: str | Path) -> dict[int, int]:
+    """Trial number -> rank, from the run's best.csv (absent or unreadable: {})."""
+    path = Path(run_dir) / BEST_FILE
+    if not path.is_file():
+        return {}
+    try:
+        best = pd.read_csv(path)
+        return {int(n): int(r) for n, r in zip(best["number"], best["rank"], strict=True)}
+    except (KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return {}
+
+
+def winner_names(run_dir: str | Path) -> list[str]:
+    """The winner spec files' names (``01_<name>``), sorted."""
+    return sorted(p.stem for p in (Path(run_dir) / WINNERS_DIR).glob("*.yaml"))
