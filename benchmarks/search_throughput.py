@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from archkit.search import Budgets, _run, load_search_space, run_search
+from archkit.search import Budgets, _objective, _study, load_search_space, run_search
 from archkit.search._estimators import PublishedEstimator
 from archkit.search._space import SearchSpace
 
@@ -53,19 +53,19 @@ def one_run(space_path: Path, storage: str, trials: int, seed: int) -> dict[str,
     timers = Timers()
     originals = (
         SearchSpace.candidate,
-        _run.count,
-        _run._Evaluator.run_one,
+        _objective.count,
+        _objective.Objective.run_one,
         PublishedEstimator.estimate,
-        _run.open_storage,
+        _study.open_storage,
     )
     SearchSpace.candidate = timers.wrap(originals[0], "archkit_s")
-    _run.count = timers.wrap(originals[1], "archkit_s")
-    _run._Evaluator.run_one = timers.wrap(originals[2], "trial_s")
+    _objective.count = timers.wrap(originals[1], "archkit_s")
+    _objective.Objective.run_one = timers.wrap(originals[2], "trial_s")
     PublishedEstimator.estimate = timers.wrap(originals[3], "archkit_s")
     if storage == "memory":  # not a user option (searches persist): shows Optuna minus I/O
         import optuna
 
-        _run.open_storage = lambda url: optuna.storages.InMemoryStorage()
+        _study.open_storage = lambda url: optuna.storages.InMemoryStorage()
     try:
         with tempfile.TemporaryDirectory() as folder:
             url = {"journal": None, "memory": None, "sqlite": f"sqlite:///{folder}/study.db"}[
@@ -86,10 +86,10 @@ def one_run(space_path: Path, storage: str, trials: int, seed: int) -> dict[str,
     finally:
         (
             SearchSpace.candidate,
-            _run.count,
-            _run._Evaluator.run_one,
+            _objective.count,
+            _objective.Objective.run_one,
             PublishedEstimator.estimate,
-            _run.open_storage,
+            _study.open_storage,
         ) = originals
     optuna_s = timers.trial_s - timers.archkit_s
     return {

@@ -16,7 +16,6 @@ from archkit.report._plot_data import (
     figure5_data,
     load_trials,
     pareto_data,
-    pareto_mask,
 )
 from archkit.report._tables import (
     match_kind,
@@ -43,7 +42,6 @@ __all__ = [
     "match_kind",
     "paper_tables_markdown",
     "pareto_data",
-    "pareto_mask",
     "save",
     "section4_ranges",
     "table2",

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from archkit import reference as paper
 from archkit.cost import DTYPE_BYTES, SCHEDULES, count
 from archkit.errors import ArchkitError
-from archkit.report import _paper as paper
 from archkit.report._families import FAMILY_GRIDS, family_spec, shufflenet_unscaled_stem
 from archkit.search import METRICS as _ALL_METRICS
 from archkit.search import (
@@ -24,7 +24,6 @@ from archkit.search import (
     RunDirError,
     load_run,
     pareto_front,
-    pareto_mask,  # re-exported: archkit.report.pareto_mask is the search's one front
     read_run_info,
     winner_names,
     winner_ranks,
@@ -41,7 +40,6 @@ __all__ = [
     "load_latency_csv",
     "load_trials",
     "pareto_data",
-    "pareto_mask",
     "spec_points",
 ]
 

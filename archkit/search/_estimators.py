@@ -3,7 +3,7 @@
 An estimator turns a candidate spec (and its analytic costs) into a number to maximize:
 
 - ``published``: ImageNet top-1 (%) predicted from MAdds and parameters by a least-squares model
-  calibrated on the published MobileNetV2 and MobileNetV1 checkpoints (:mod:`._published`).
+  calibrated on the published MobileNetV2 and MobileNetV1 checkpoints (:mod:`archkit.reference`).
 - ``proxy``: log10 of the SynFlow score of the built model (training-free; any search space).
 - ``train``: validation accuracy (%) after a few epochs on an ImageFolder data set.
 
@@ -22,16 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from archkit._data import shipped_file
 from archkit.cost import Costs, count
+from archkit.reference import TFSLIM_MOBILENET_V1, TFSLIM_MOBILENET_V2
+from archkit.reference import TFSLIM_MOBILENET_V2_EXPANSION as CALIBRATED_EXPANSION
 from archkit.search._errors import SearchInputError
-from archkit.search._published import (
-    CALIBRATED_EXPANSION,
-    FAMILY_SPECS,
-    MOBILENETV1,
-    MOBILENETV2,
-)
 from archkit.search._space import SearchSpace
-from archkit.spec import Spec, apply_overrides, parse_spec
+from archkit.spec import Spec, apply_overrides, load_spec
 
 __all__ = [
     "ESTIMATORS",
@@ -107,7 +104,8 @@ class Calibration:
 
 @functools.cache
 def _family_spec(family: str) -> Spec:
-    return parse_spec(FAMILY_SPECS[family], source=f"<published {family}>")
+    # The architectures the checkpoints were trained with are the shipped specs.
+    return load_spec(shipped_file("specs", family))
 
 
 def _features(family: str, madds: float, params: float) -> list[float]:
@@ -125,13 +123,16 @@ def published_calibration() -> Calibration:
     import numpy as np
 
     rows, features, targets = [], [], []
-    for family, table in (("mobilenetv2", MOBILENETV2), ("mobilenetv1", MOBILENETV1)):
+    published = (("mobilenetv2", TFSLIM_MOBILENET_V2), ("mobilenetv1", TFSLIM_MOBILENET_V1))
+    for family, table in published:
         base = _family_spec(family)
-        for width, resolution, _, _, top1 in table:
-            costs = count(apply_overrides(base, width=width, resolution=resolution))
-            rows.append((family, width, resolution, costs.madds, costs.params, top1))
+        for row in table:
+            # Features are exact analytic counts: the published MACs are truncated to whole
+            # millions and the published parameters follow TF-slim's convention.
+            costs = count(apply_overrides(base, width=row.width, resolution=row.resolution))
+            rows.append((family, row.width, row.resolution, costs.madds, costs.params, row.top1))
             features.append(_features(family, costs.madds, costs.params))
-            targets.append(top1)
+            targets.append(row.top1)
     x, y = np.array(features), np.array(targets)
     coef = np.linalg.lstsq(x, y, rcond=None)[0]
     loo = np.empty_like(y)

@@ -3,57 +3,20 @@ analytic counts, its leave-one-out error is reported and small, and it flags ext
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
 from archkit.cost import count
+from archkit.reference import TFSLIM_MOBILENET_V1, TFSLIM_MOBILENET_V2
 from archkit.search import load_search_space, make_estimator, published_calibration
-from archkit.search._published import FAMILY_SPECS, MOBILENETV1, MOBILENETV2
-from archkit.spec import apply_overrides, load_spec, parse_spec
+from archkit.spec import apply_overrides, load_spec
 
 from .conftest import ROOT, SPACES, SPECS
 
-REFERENCE = ROOT.parent / "shared" / "reference" / "published_imagenet.md"
-
-
-def _reference_table(heading: str) -> list[list[str]]:
-    if not REFERENCE.is_file():
-        pytest.skip(f"{REFERENCE} is not present (only in the project's CI layout)")
-    text = REFERENCE.read_text(encoding="utf-8")
-    section = text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
-    rows = [
-        line.strip().strip("|").split("|")
-        for line in section.splitlines()
-        if re.match(r"^\|\s*[\d.]+\s*\|", line)
-    ]
-    return [[cell.strip() for cell in row] for row in rows]
-
-
-@pytest.mark.parametrize(
-    ("heading", "data"),
-    [
-        ("MobileNetV2 (TF-slim", MOBILENETV2),
-        ("MobileNetV1 (TF-slim", MOBILENETV1),
-    ],
-)
-def test_data_match_the_reference_file(heading, data):
-    table = _reference_table(heading)
-    expected = [(float(r[0]), int(r[1]), int(r[2]), float(r[3]), float(r[4])) for r in table]
-    assert list(data) == expected
-
-
-@pytest.mark.parametrize("family", sorted(FAMILY_SPECS))
-def test_embedded_specs_are_the_shipped_specs(family):
-    embedded = parse_spec(FAMILY_SPECS[family])
-    shipped = load_spec(SPECS / f"{family}.yaml")
-    assert embedded.rows == shipped.rows
-    assert (embedded.num_classes, embedded.divisor, embedded.min_ratio) == (
-        shipped.num_classes,
-        shipped.divisor,
-        shipped.min_ratio,
-    )
+# (width, resolution, published MACs in millions, published params in millions, top-1 %)
+MOBILENETV2 = [(r.width, r.resolution, r.macs_m, r.params_m, r.top1) for r in TFSLIM_MOBILENET_V2]
+MOBILENETV1 = [(r.width, r.resolution, r.macs_m, r.params_m, r.top1) for r in TFSLIM_MOBILENET_V1]
 
 
 def test_features_are_exact_counts_not_rounded_macs():

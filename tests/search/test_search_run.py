@@ -11,6 +11,7 @@ import pytest
 
 from archkit.cost import count
 from archkit.errors import BudgetError
+from archkit.reference import TFSLIM_MOBILENET_V2
 from archkit.search import (
     BEST_COLUMNS,
     TRIAL_COLUMNS,
@@ -21,12 +22,13 @@ from archkit.search import (
     make_estimator,
     run_search,
 )
-from archkit.search._published import MOBILENETV2
 from archkit.spec import apply_overrides, load_spec
 
 from .conftest import SPACES, SPECS, archkit
 
 BUDGET_150M = 150_000_000
+# (width, resolution, published MACs in millions, published params in millions, top-1 %)
+MOBILENETV2 = [(r.width, r.resolution, r.macs_m, r.params_m, r.top1) for r in TFSLIM_MOBILENET_V2]
 
 
 @pytest.fixture(scope="module")
