@@ -1,14 +1,15 @@
 """Build PyTorch models (and ONNX files) from specs. Importing this module imports torch."""
 
-from archkit.build._torch import (
+from archkit.build._model import (
     ArchNet,
     BlockModule,
     build_model,
     calibrate_batchnorm,
     example_input,
-    export_onnx,
 )
+from archkit.build._onnx import ONNX_OPSET, export_onnx
 
 __all__ = [
-    "ArchNet", "BlockModule", "build_model", "calibrate_batchnorm", "example_input", "export_onnx",
+    "ArchNet", "BlockModule", "ONNX_OPSET", "build_model", "calibrate_batchnorm",
+    "example_input", "export_onnx",
 ]

@@ -13,7 +13,7 @@ from archkit.cost._memory import DTYPE_BYTES, schedule_steps
 from archkit.ops import PRIMITIVES, Network, lower
 from archkit.spec import Spec
 
-__all__ = ["Costs", "count", "CONVENTIONS"]
+__all__ = ["Costs", "count", "CONVENTIONS", "bn_params_per_channel"]
 
 #: ``pytorch``: the model as archkit builds it (BatchNorm weight and bias are parameters).
 #: ``tf-slim``: TF-slim's MobileNetV2 table: a ``num_classes + 1``-way classifier (background
@@ -43,6 +43,11 @@ class Costs:
         return elements * DTYPE_BYTES[dtype]
 
 
+def bn_params_per_channel(convention: str) -> int:
+    """Parameters a convention counts per BatchNorm channel (see :data:`CONVENTIONS`)."""
+    return _BN_PER_CHANNEL[convention]
+
+
 def convention_spec(spec: Spec, convention: str) -> Spec:
     """The spec whose built model the convention counts (``tf-slim`` adds a background class)."""
     if convention not in CONVENTIONS:
@@ -70,7 +75,7 @@ def _count_network(network: Network, convention: str) -> Costs:
         madds += prim.madds(node)
         params += prim.params(node)
         bn_channels += prim.bn_channels(node)
-    bn_params = _BN_PER_CHANNEL[convention] * bn_channels
+    bn_params = bn_params_per_channel(convention) * bn_channels
     # A network of aliases only (dropout) runs no operation: its input is all that lives.
     start = network.input_shape.elements
     naive = max((s.live_elements for s in schedule_steps(network, "naive")), default=start)

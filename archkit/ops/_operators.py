@@ -8,47 +8,21 @@ of the row becomes primitive nodes. The spec loader, the builder and the counter
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 from archkit.errors import SpecError
 from archkit.ops._ir import Node, Shape
 from archkit.ops._primitives import ACTIVATIONS, PRIMITIVES
+from archkit.spec._fields import COMMON_FIELDS, NUM_CLASSES, FieldRule
 from archkit.spec._model import WIDTH_SCALING, Row, Spec, make_divisible
 
 __all__ = ["FieldRule", "Operator", "OPERATORS", "BlockGraph", "NUM_CLASSES", "COMMON_FIELDS"]
-
-#: The value of ``c`` that means "the spec's number of classes".
-NUM_CLASSES = "num_classes"
 
 MAX_CHANNELS = 16384
 MAX_REPEATS = 64
 MAX_KERNEL = 15
 MAX_EXPANSION = 64.0
-
-
-@dataclass(frozen=True)
-class FieldRule:
-    """One YAML key of a row: its attribute on :class:`Row`, type and bounds."""
-
-    key: str
-    attr: str
-    kind: type
-    default: Any = None
-    choices: tuple[Any, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    exclusive_minimum: bool = False
-    #: ``c`` may be the literal ``num_classes`` (classifier rows).
-    allow_classes: bool = False
-    help: str = ""
-    #: Missing means ``None`` (not "required") when there is no default.
-    optional: bool = False
-    #: For ``kind=tuple``: the type of every item (the YAML value is a list).
-    item: type | None = None
-    #: A string value must match this regular expression (whole string).
-    pattern: str | None = None
 
 
 def _c(default: Any = None, *, classes: bool = False) -> FieldRule:
@@ -76,19 +50,6 @@ def _scaling(default: str) -> FieldRule:
 
 _GROUPS = FieldRule("groups", "groups", int, 1, minimum=1, maximum=MAX_CHANNELS)
 _DILATION = FieldRule("dilation", "dilation", int, 1, minimum=1, maximum=32)
-
-#: A feature-map name: a Python identifier, so it reads like the module path it mirrors.
-NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
-#: Keys every row may carry, whatever its operator (docs/heads.md).
-COMMON_FIELDS = (
-    FieldRule("name", "name", str, optional=True, pattern=NAME_PATTERN,
-              help="feature-map name that later rows may read with from:"),
-    FieldRule("from", "from_feature", str, optional=True,
-              pattern=rf"{NAME_PATTERN}(\.[0-9]+(\.{NAME_PATTERN})?)?",
-              help="the feature map this row reads: <name>, <name>.<repeat> or "
-                   "<name>.<repeat>.<node>"),
-)
-
 
 class BlockGraph:
     """Collects the nodes of one block, inferring each output shape as it goes."""

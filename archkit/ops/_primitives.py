@@ -15,12 +15,13 @@ Conventions (see docs/costs.md):
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from archkit.ops._ir import Node, Shape
 
-__all__ = ["Primitive", "PRIMITIVES", "ACTIVATIONS", "conv_out_size"]
+__all__ = ["Primitive", "NoArithmetic", "PRIMITIVES", "ACTIVATIONS", "conv_out_size"]
 
 ACTIVATIONS = ("relu6", "relu", "none")
 
@@ -33,29 +34,52 @@ def conv_out_size(size: int, kernel: int, stride: int, dilation: int = 1) -> int
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-class Primitive:
-    """Base class: a primitive knows its output shape, its costs and its PyTorch module."""
+class Primitive(ABC):
+    """Base class: a primitive knows its output shape, its costs and its PyTorch module.
+
+    Every cost rule is required: a subclass that does not state its MAdds, parameters and
+    BatchNorm channels cannot be instantiated (so it cannot be registered), as fvcore reports an
+    operator it has no handle for instead of counting it as zero. A primitive without arithmetic
+    or weights says so by deriving from :class:`NoArithmetic`.
+    """
 
     name: str = ""
     #: True when the output is a view of the input (no new activation memory).
     alias: bool = False
 
+    @abstractmethod
     def infer(self, attrs: Mapping[str, Any], inputs: tuple[Shape, ...], fail: Fail) -> Shape:
-        raise NotImplementedError
+        """The output shape, or ``fail(message, field)`` raised when the inputs do not fit."""
+
+    @abstractmethod
+    def madds(self, node: Node) -> int:
+        """Multiply-adds of one image (see the conventions above)."""
+
+    @abstractmethod
+    def params(self, node: Node) -> int:
+        """Parameters other than BatchNorm's."""
+
+    @abstractmethod
+    def bn_channels(self, node: Node) -> int:
+        """Channels normalized by a BatchNorm inside this node (0 if none)."""
+
+    @abstractmethod
+    def module(self, node: Node) -> Any:
+        """The ``torch.nn.Module`` that computes ``node`` (imports torch)."""
+
+
+class NoArithmetic(Primitive, ABC):
+    """A primitive with no multiply-adds and no parameters by the conventions above (pooling,
+    residual adds, concatenation, channel shuffle, bilinear resizing, dropout)."""
 
     def madds(self, node: Node) -> int:
         return 0
 
     def params(self, node: Node) -> int:
-        """Parameters other than BatchNorm's."""
         return 0
 
     def bn_channels(self, node: Node) -> int:
-        """Channels normalized by a BatchNorm inside this node (0 if none)."""
         return 0
-
-    def module(self, node: Node) -> Any:
-        raise NotImplementedError
 
 
 class Conv(Primitive):
@@ -95,9 +119,9 @@ class Conv(Primitive):
         return node.out_shape.channels if node.attr("bn") else 0
 
     def module(self, node):
-        from archkit.ops import _torch
+        from archkit.ops import _modules
 
-        return _torch.conv_bn_act(node)
+        return _modules.conv_bn_act(node)
 
 
 class Linear(Primitive):
@@ -121,13 +145,16 @@ class Linear(Primitive):
     def params(self, node):
         return self.madds(node) + (node.out_shape.channels if node.attr("bias") else 0)
 
+    def bn_channels(self, node):
+        return 0
+
     def module(self, node):
-        from archkit.ops import _torch
+        from archkit.ops import _modules
 
-        return _torch.classifier(node)
+        return _modules.classifier(node)
 
 
-class GlobalAvgPool(Primitive):
+class GlobalAvgPool(NoArithmetic):
     name = "global_avgpool"
 
     def infer(self, attrs, inputs, fail):
@@ -139,7 +166,7 @@ class GlobalAvgPool(Primitive):
         return nn.AdaptiveAvgPool2d(1)
 
 
-class Pool(Primitive):
+class Pool(NoArithmetic):
     """Max or average pooling with a window, 'same' padding (avg counts the padding, as PyTorch)."""
 
     def __init__(self, name: str) -> None:
@@ -161,7 +188,7 @@ class Pool(Primitive):
         return cls(k, stride=s, padding=(k - 1) // 2)
 
 
-class Add(Primitive):
+class Add(NoArithmetic):
     """Residual addition (+ activation)."""
 
     name = "add"
@@ -173,12 +200,12 @@ class Add(Primitive):
         return a
 
     def module(self, node):
-        from archkit.ops import _torch
+        from archkit.ops import _modules
 
-        return _torch.Add(node.attr("activation"))
+        return _modules.Add(node.attr("activation"))
 
 
-class Concat(Primitive):
+class Concat(NoArithmetic):
     """Channel concatenation of two or more tensors (+ activation)."""
 
     name = "concat"
@@ -192,12 +219,12 @@ class Concat(Primitive):
         return Shape(sum(x.channels for x in inputs), first.height, first.width)
 
     def module(self, node):
-        from archkit.ops import _torch
+        from archkit.ops import _modules
 
-        return _torch.Concat(node.attr("activation"))
+        return _modules.Concat(node.attr("activation"))
 
 
-class Resize(Primitive):
+class Resize(NoArithmetic):
     """Bilinear resizing to a fixed ``height x width`` (DeepLab's upsampling; 0 MAdds by the
     convention above, like pooling)."""
 
@@ -207,13 +234,13 @@ class Resize(Primitive):
         return Shape(inputs[0].channels, attrs["height"], attrs["width"])
 
     def module(self, node):
-        from archkit.ops import _torch
+        from archkit.ops import _modules
 
-        return _torch.Resize((node.attr("height"), node.attr("width")),
+        return _modules.Resize((node.attr("height"), node.attr("width")),
                              node.attr("align_corners"))
 
 
-class Shuffle(Primitive):
+class Shuffle(NoArithmetic):
     """ShuffleNet's channel shuffle: a permutation, no arithmetic."""
 
     name = "shuffle"
@@ -225,12 +252,12 @@ class Shuffle(Primitive):
         return x
 
     def module(self, node):
-        from archkit.ops import _torch
+        from archkit.ops import _modules
 
-        return _torch.ChannelShuffle(node.attr("groups"))
+        return _modules.ChannelShuffle(node.attr("groups"))
 
 
-class Dropout(Primitive):
+class Dropout(NoArithmetic):
     name = "dropout"
     alias = True
 

@@ -1,15 +1,38 @@
-"""Declarative specs: Table-2-style rows decoded once into frozen dataclasses."""
+"""Declarative specs: Table-2-style rows decoded once into frozen dataclasses.
 
-from archkit.spec._load import apply_overrides, load_spec, parse_spec
+The modules of this package import no other archkit layer. :func:`load_spec`, :func:`parse_spec`
+and :func:`apply_overrides` also check that the network lowers, which needs the operators one
+layer up: they live in ``archkit.ops`` and are re-exported here (and from ``archkit``), imported
+on first use so that importing this package imports nothing above it.
+"""
+
+from typing import Any
+
+from archkit.spec._fields import COMMON_FIELDS, NUM_CLASSES, FieldRule
+from archkit.spec._load import decode_spec
 from archkit.spec._model import WIDTH_SCALING, Row, Spec, make_divisible, scale_channels
 
 __all__ = [
+    "COMMON_FIELDS",
+    "FieldRule",
+    "NUM_CLASSES",
     "Row",
     "Spec",
     "WIDTH_SCALING",
     "apply_overrides",
+    "decode_spec",
     "load_spec",
     "make_divisible",
     "parse_spec",
     "scale_channels",
 ]
+
+_VALIDATED = ("apply_overrides", "load_spec", "parse_spec")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _VALIDATED:
+        from archkit.ops import _validate
+
+        return getattr(_validate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

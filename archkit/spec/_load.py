@@ -1,7 +1,10 @@
-"""YAML -> :class:`Spec`, validated once at the boundary.
+"""YAML -> :class:`Spec`: the decoder, which depends on no other archkit layer.
 
 YAML is read with ``yaml.safe_load`` (no tags that construct Python objects). Every mistake becomes
-one :class:`~archkit.errors.SpecError` naming the file, the row and the field.
+one :class:`~archkit.errors.SpecError` naming the file, the row and the field. The keys a row may
+carry are an argument (``row_fields``, declared by the operators in ``archkit.ops``), so the
+decoder needs no operator registry; ``archkit.ops`` composes decoding with lowering into
+``load_spec``, ``parse_spec`` and ``apply_overrides``.
 """
 
 from __future__ import annotations
@@ -10,18 +13,23 @@ import dataclasses
 import math
 import re
 import reprlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from archkit.errors import SpecError
+from archkit.spec._fields import COMMON_FIELDS, NUM_CLASSES, FieldRule
 from archkit.spec._model import Row, Spec
 
 __all__ = [
-    "load_spec", "parse_spec", "apply_overrides", "safe_load_yaml", "MAX_RESOLUTION", "MAX_WIDTH",
+    "decode_spec", "read_spec_text", "override_spec", "safe_load_yaml", "MAX_RESOLUTION",
+    "MAX_WIDTH",
 ]
+
+#: The keys each row kind accepts (besides ``op`` and :data:`COMMON_FIELDS`), by operator name.
+RowFields = Mapping[str, Sequence[FieldRule]]
 
 MAX_FILE_BYTES = 1 << 20
 MAX_RESOLUTION = 4096
@@ -38,11 +46,11 @@ _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str:
                tuple: "a list"}
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a spec file.
+def read_spec_text(path: str | Path) -> str:
+    """The text of a spec file.
 
     Raises:
-        SpecError: the file cannot be read, is not YAML, or does not describe a valid network.
+        SpecError: the file cannot be read, is too large or is not UTF-8.
     """
     source = str(path)
     try:
@@ -52,11 +60,10 @@ def load_spec(path: str | Path) -> Spec:
     if len(raw) > MAX_FILE_BYTES:
         raise SpecError(f"file is larger than {MAX_FILE_BYTES} bytes", source=source)
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         reason = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
         raise SpecError(reason, source=source) from None
-    return parse_spec(text, source=source)
 
 
 def safe_load_yaml(text: str, source: str, error: type[SpecError] = SpecError) -> Any:
@@ -73,27 +80,35 @@ def safe_load_yaml(text: str, source: str, error: type[SpecError] = SpecError) -
         raise error(f"not valid YAML: {type(exc).__name__}", source=source) from None
 
 
-def parse_spec(text: str, source: str = "<string>") -> Spec:
-    """Parse and validate spec text (see ``docs/spec.md`` for the format)."""
-    spec = _decode(safe_load_yaml(text, source), source)
-    _validate_network(spec)
-    return spec
+def decode_spec(text: str, source: str, row_fields: RowFields) -> Spec:
+    """Decode spec text into a :class:`Spec`: every key, type and bound checked, the network's
+    shapes not (lowering checks those: ``archkit.ops.parse_spec`` does both).
+
+    Args:
+        text: the YAML text (see ``docs/spec.md`` for the format).
+        source: the file name that error messages name.
+        row_fields: the keys each operator accepts, by operator name (``op`` values not in it
+            are unknown operators).
+
+    Raises:
+        SpecError: naming the file, the row and the field.
+    """
+    return _decode(safe_load_yaml(text, source), source, row_fields)
 
 
-def apply_overrides(
+def override_spec(
     spec: Spec,
     *,
     width: float | None = None,
     resolution: int | None = None,
     expansion: float | None = None,
 ) -> Spec:
-    """Return a variant of ``spec``: a new width multiplier, input resolution or expansion ratio.
+    """``spec`` with a new width multiplier, input resolution or expansion ratio, each checked
+    against its bounds (the network's shapes are not checked: see
+    ``archkit.ops.apply_overrides``).
 
-    ``expansion`` replaces every bottleneck expansion ratio above 1 (rows with ``t: 1``, like
-    MobileNetV2's first bottleneck, keep it).
-
-    Raises:
-        SpecError: an override is out of range or makes the network invalid.
+    ``expansion`` replaces the ratio of every row that :attr:`Row.has_expansion` (``t: 1`` rows,
+    like MobileNetV2's first bottleneck, keep theirs).
     """
     changes: dict[str, Any] = {}
     if width is not None:
@@ -105,20 +120,10 @@ def apply_overrides(
     if expansion is not None:
         _check_number(expansion, "--expansion", spec.source, 0.0, 64.0, exclusive=True)
         changes["rows"] = tuple(
-            dataclasses.replace(row, expansion=float(expansion))
-            if row.op == "bottleneck" and (row.expansion or 0) > 1
-            else row
+            dataclasses.replace(row, expansion=float(expansion)) if row.has_expansion else row
             for row in spec.rows
         )
-    variant = dataclasses.replace(spec, **changes)
-    _validate_network(variant)
-    return variant
-
-
-def _validate_network(spec: Spec) -> None:
-    from archkit.ops import lower
-
-    lower(spec)
+    return dataclasses.replace(spec, **changes)
 
 
 _REPR = reprlib.Repr()
@@ -179,7 +184,7 @@ def _kind(value: Any) -> str:
     return "nothing" if value is None else type(value).__name__
 
 
-def _decode(data: Any, source: str) -> Spec:
+def _decode(data: Any, source: str, row_fields: RowFields) -> Spec:
     if not isinstance(data, Mapping):
         raise SpecError(f"the top level must be a mapping of keys, got {_kind(data)}",
                         source=source)
@@ -225,26 +230,25 @@ def _decode(data: Any, source: str) -> Spec:
     if len(layers) > MAX_ROWS:
         raise SpecError(f"at most {MAX_ROWS} rows, got {len(layers)}", source=source,
                         field="layers")
-    rows = tuple(_decode_row(raw, index, source) for index, raw in enumerate(layers))
+    rows = tuple(
+        _decode_row(raw, index, source, row_fields) for index, raw in enumerate(layers)
+    )
     return Spec(name=name.strip(), rows=rows, resolution=resolution, in_channels=in_channels,
                 num_classes=num_classes, width=float(width), divisor=divisor,
                 min_ratio=float(min_ratio), source=source, description=description,
                 output_stride=output_stride)
 
 
-def _decode_row(raw: Any, index: int, source: str) -> Row:
-    from archkit.ops import COMMON_FIELDS, NUM_CLASSES, OPERATORS
-
+def _decode_row(raw: Any, index: int, source: str, row_fields: RowFields) -> Row:
     if not isinstance(raw, Mapping):
         raise SpecError(f"a row must be a mapping with an 'op' key, got {_kind(raw)}",
                         source=source, row=index)
     op_name = raw.get("op")
-    if not isinstance(op_name, str) or op_name not in OPERATORS:
-        known = ", ".join(OPERATORS)
+    if not isinstance(op_name, str) or op_name not in row_fields:
+        known = ", ".join(row_fields)
         raise SpecError(f"unknown operator {_show(op_name)} (known: {known})", source=source,
                         row=index, field="op")
-    op = OPERATORS[op_name]
-    rules = {rule.key: rule for rule in (*op.fields, *COMMON_FIELDS)}
+    rules = {rule.key: rule for rule in (*row_fields[op_name], *COMMON_FIELDS)}
     for key in raw:
         if key != "op" and key not in rules:
             allowed = ", ".join(["op", *rules]) if rules else "op"
@@ -266,7 +270,7 @@ def _decode_row(raw: Any, index: int, source: str) -> Row:
     return Row(op=op_name, index=index, **values)
 
 
-def _coerce(value: Any, rule: Any, where: dict[str, Any]) -> Any:
+def _coerce(value: Any, rule: FieldRule, where: dict[str, Any]) -> Any:
     if rule.kind is tuple:
         if not isinstance(value, list | tuple):
             raise SpecError(f"must be a list ({_TYPE_NAMES[rule.item]} each), got {_show(value)}",

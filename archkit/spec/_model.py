@@ -84,6 +84,13 @@ class Row:
     #: Bilinear upsampling with ``align_corners`` (TensorFlow's ``resize_bilinear`` in DeepLab).
     align_corners: bool | None = None
 
+    @property
+    def has_expansion(self) -> bool:
+        """A bottleneck that expands its input (``t > 1``): the rows whose ``t`` the expansion
+        override and a search over expansion ratios change. A ``t: 1`` bottleneck (MobileNetV2's
+        first) and a shuffle unit's bottleneck ratio keep theirs."""
+        return self.op == "bottleneck" and (self.expansion or 0) > 1
+
 
 @dataclass(frozen=True)
 class Spec:

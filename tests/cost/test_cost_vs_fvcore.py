@@ -10,7 +10,8 @@ import pytest
 from conftest import FVCORE_MAC_OPS, family_params, fvcore_madds
 from torch import nn
 
-from archkit.cost import count, profile
+from archkit.cost import cost_table, count
+from archkit.ops import lower
 
 pytestmark = pytest.mark.parametrize("variant", family_params())
 
@@ -45,7 +46,7 @@ def test_per_block_equal_fvcore_by_module(variant, models):
     analysis = models.flops(variant)
     by_module = analysis.by_module_and_operator()
     fv_params = parameter_count(model)
-    layers = profile(spec).layers
+    layers = cost_table(spec).layers
     per_block = layers.groupby("block")[["madds", "params", "bn_params"]].sum()
     assert list(per_block.index) == list(range(len(model.blocks)))
     for i, block in enumerate(model.blocks):
@@ -61,24 +62,32 @@ def test_per_block_equal_fvcore_by_module(variant, models):
         assert per_block.loc[i, "bn_params"] == bn, name
 
 
-def test_stages_sum_blocks_and_totals(variant, models):
+def test_stages_equal_fvcore_by_module(variant, models):
+    """One stage per spec row (a Table 2 line): its MAdds and parameters are fvcore's counts of
+    the blocks that row built, its ``n`` the number of those blocks."""
+    from fvcore.nn import parameter_count
+
     spec = models.spec(variant)
-    prof = profile(spec)
-    layers, stages = prof.layers, prof.stages
-    assert len(stages) == len(spec.rows)
-    assert int(stages["madds"].sum()) == prof.madds == count(spec).madds
-    assert int(stages["params"].sum()) == prof.params == count(spec).params
+    model = models.model(variant)
+    by_module = models.flops(variant).by_module_and_operator()
+    fv_params = parameter_count(model)
+    stages = cost_table(spec).stages
+    assert list(stages["stage"]) == list(range(len(spec.rows)))
+    blocks_of = {}
+    for i, block in enumerate(lower(spec).blocks):
+        blocks_of.setdefault(block.row.index, []).append(f"blocks.{i}")
     for stage in stages.itertuples():
-        part = layers[layers["stage"] == stage.stage]
-        assert stage.madds == int(part["madds"].sum())
-        assert stage.n == part["block"].nunique()
+        names = blocks_of[stage.stage]
+        assert stage.n == len(names)
+        assert stage.madds == sum(fvcore_madds(by_module.get(n, {})) for n in names), names
+        assert stage.params == sum(fv_params.get(n, 0) for n in names), names
 
 
 def test_node_output_shapes_equal_torch(variant, models):
     """The shapes in the per-layer table are the shapes PyTorch produces."""
     spec = models.spec(variant)
     _, events = models.hooks(variant)
-    layers = profile(spec).layers
+    layers = cost_table(spec).layers
     assert len(events) == len(layers)
     for ev, row in zip(events, layers.itertuples(), strict=True):
         c, *hw = ev["out_shape"]

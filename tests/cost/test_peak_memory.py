@@ -11,7 +11,7 @@ import pytest
 from conftest import FAMILY, family_params
 
 from archkit.build import build_model, example_input
-from archkit.cost import DTYPE_BYTES, count, profile, schedule_steps
+from archkit.cost import cost_table, count, schedule_steps
 from archkit.ops import lower
 from archkit.spec import parse_spec
 
@@ -34,7 +34,7 @@ def test_two_conv_chain_by_hand():
     assert costs.peak_activation_bytes("fp32") == 4 * 576
     assert costs.peak_activation_bytes("fp16") == 2 * 576
     assert costs.peak_activation_bytes("int8") == 576
-    assert profile(spec, dtype="fp16").peak_activation_bytes() == 2 * 576
+    assert cost_table(spec, dtype="fp16").peak_activation_bytes() == 2 * 576
 
 
 def test_bottleneck_with_shortcut_keeps_residual_alive():
@@ -141,7 +141,6 @@ def test_mobilenetv2_224_peak_values():
     assert costs.peak_activation_elements == max(2 * x, y + expanded, expanded + 56 * 56 * 96)
     assert costs.peak_activation_elements == 1_505_280
     assert costs.peak_activation_bytes("fp32", "fused") == 4 * 627_200
-    assert DTYPE_BYTES["fp32"] == 4
 
 
 def _spec_file(name: str):

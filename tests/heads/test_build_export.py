@@ -4,14 +4,13 @@ through TVM on the host."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from conftest import FVCORE_MAC_OPS, calibrate, fvcore_analysis, fvcore_madds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from archkit._data import shipped_dir
 from archkit.cost import count, schedule_steps
 from archkit.ops import OPERATORS, lower
 from archkit.spec import apply_overrides, load_spec, parse_spec
@@ -20,7 +19,7 @@ torch = pytest.importorskip("torch")
 
 from archkit.build import build_model, example_input, export_onnx  # noqa: E402
 
-SPECS = Path(__file__).resolve().parents[2] / "specs"
+SPECS = shipped_dir("specs")
 
 
 def _as_tuple(outputs):
@@ -139,6 +138,23 @@ def test_onnx_export_matches_pytorch(name, resolution, tmp_path):
         assert g.shape == w.shape
         assert np.abs(w).max() > 1e-2  # calibrated: the comparison is not vacuous
         np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-3 * float(np.abs(w).max()))
+
+
+def test_export_takes_a_built_model_and_its_example_input(tmp_path):
+    """What the device layer's host baselines do: any model, its own input, no spec."""
+    ort = pytest.importorskip("onnxruntime")
+    spec, model = _calibrated("ssdlite_mobilenetv2", 64)
+    x = example_input(spec, batch=2, seed=5)
+    path = export_onnx(None, tmp_path / "m.onnx", model=model, example=x)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        want = [t.numpy() for t in _as_tuple(model(x))]
+    assert [g.shape[0] for g in got] == [2] * len(want)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-3 * float(np.abs(w).max()))
+    with pytest.raises(ValueError, match="a model and an example input"):
+        export_onnx(None, tmp_path / "n.onnx", model=model)
 
 
 def test_ssdlite_compiles_through_tvm_on_the_host():

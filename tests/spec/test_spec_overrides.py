@@ -63,9 +63,12 @@ def test_expansion_one_removes_every_expand_conv(v2):
     assert all(n.name != "expand" for b in lower(variant).blocks for n in b.nodes)
 
 
-def test_overrides_compose_with_dataclasses_replace(v2):
-    assert apply_overrides(v2, width=1.4) == dataclasses.replace(v2, width=1.4)
-    assert apply_overrides(v2) == v2
+def test_rows_with_expansion_are_table_2s_t_6_bottlenecks(v2):
+    """MobileNetV2 Table 2: seven bottleneck rows, the first with t = 1 and six with t = 6; the
+    expansion override (and the search) changes exactly those six."""
+    assert [r.has_expansion for r in v2.rows if r.op == "bottleneck"] == [False] + [True] * 6
+    assert not any(r.has_expansion for r in v2.rows if r.op != "bottleneck")
+    assert not any(r.has_expansion for r in load_spec(SPECS_DIR / "shufflenet_g3.yaml").rows)
 
 
 @pytest.mark.parametrize(

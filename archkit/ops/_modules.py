@@ -1,4 +1,5 @@
-"""PyTorch modules for the primitives (imported only when a model is built)."""
+"""PyTorch modules for the primitives (imported only when a model is built: this module imports
+torch)."""
 
 from __future__ import annotations
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from archkit.ops import INPUT, PRIMITIVES, Block, Network, lower
 from archkit.spec import Spec
 
-__all__ = [
-    "ArchNet", "BlockModule", "build_model", "calibrate_batchnorm", "export_onnx", "example_input",
-]
+__all__ = ["ArchNet", "BlockModule", "build_model", "calibrate_batchnorm", "example_input"]
 
 
 class BlockModule(nn.Module):
@@ -138,21 +134,6 @@ def example_input(spec: Spec, batch: int = 1, seed: int = 0) -> torch.Tensor:
     return torch.randn(
         batch, spec.in_channels, spec.resolution, spec.resolution, generator=generator
     )
-
-
-def export_onnx(spec: Spec, path: str | Path, *, model: nn.Module | None = None,
-                opset: int = 17) -> Path:
-    """Export ``spec``'s model (eval mode, batch 1) to ONNX and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = (model or build_model(spec)).eval()
-    with torch.no_grad():
-        torch.onnx.export(
-            model, (example_input(spec),), str(path), input_names=["input"],
-            output_names=list(getattr(model, "output_names", ("output",))),
-            opset_version=opset, dynamo=False,
-        )
-    return path
 
 
 def calibrate_batchnorm(model: nn.Module, spec: Spec, batch: int = 2, seed: int = 1) -> nn.Module:

@@ -7,12 +7,12 @@ from functools import cached_property
 
 import pandas as pd
 
-from archkit.cost._count import Costs, _count_network, convention_spec
+from archkit.cost._count import Costs, _count_network, bn_params_per_channel, convention_spec
 from archkit.cost._memory import DTYPE_BYTES, schedule_steps
 from archkit.ops import PRIMITIVES, Network, lower
 from archkit.spec import Spec
 
-__all__ = ["Profile", "profile", "LAYER_COLUMNS"]
+__all__ = ["CostTable", "cost_table", "LAYER_COLUMNS"]
 
 LAYER_COLUMNS = (
     "block", "stage", "op", "repeat", "node", "prim", "input", "output", "stride", "kernel",
@@ -21,7 +21,7 @@ LAYER_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class Profile:
+class CostTable:
     """Analytic costs of one spec: per-layer table, stage table and totals.
 
     Args:
@@ -41,7 +41,7 @@ class Profile:
     def layers(self) -> pd.DataFrame:
         """One row per primitive node (a fused conv-BN-act, pool, add...), execution order."""
         live = {(s.block, s.node): s.live_elements for s in schedule_steps(self.network)}
-        bn = 0 if self.convention == "tf-slim" else 3 if self.convention == "tf-slim-vars" else 2
+        bn = bn_params_per_channel(self.convention)
         records = []
         for block, node in self.network.nodes():
             prim = PRIMITIVES[node.prim]
@@ -120,9 +120,9 @@ class Profile:
         }
 
 
-def profile(spec: Spec, *, dtype: str = "fp32", convention: str = "pytorch") -> Profile:
-    """Profile ``spec`` analytically (see :class:`Profile`)."""
+def cost_table(spec: Spec, *, dtype: str = "fp32", convention: str = "pytorch") -> CostTable:
+    """Count ``spec`` analytically, per layer, per stage and in total (see :class:`CostTable`)."""
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype must be one of {tuple(DTYPE_BYTES)}, got {dtype!r}")
     network = lower(convention_spec(spec, convention))
-    return Profile(spec, network, convention, dtype, _count_network(network, convention))
+    return CostTable(spec, network, convention, dtype, _count_network(network, convention))

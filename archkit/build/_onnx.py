@@ -1,0 +1,85 @@
+"""ONNX export: the one exporter archkit uses (the device layer's host baselines call it too)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from archkit.build._model import build_model, example_input
+from archkit.spec import Spec
+
+__all__ = ["export_onnx", "ONNX_OPSET"]
+
+#: The opset the torch.export-based exporter targets natively (torch 2.13); asking it for an
+#: older one adds a version-conversion pass.
+ONNX_OPSET = 18
+
+
+def export_onnx(
+    spec: Spec | None,
+    path: str | Path,
+    *,
+    model: nn.Module | None = None,
+    example: torch.Tensor | None = None,
+    opset: int = ONNX_OPSET,
+    dynamo: bool = True,
+) -> Path:
+    """Export a model (eval mode) to ONNX and return the path.
+
+    Args:
+        spec: the spec whose model is exported; ``None`` when ``model`` and ``example`` are given
+            (any ``nn.Module``, e.g. a model the caller built or loaded).
+        path: the ``.onnx`` file to write (its folder is created).
+        model: the model to export; built from ``spec`` when ``None``. It is put in eval mode.
+        example: the input to trace with; :func:`~archkit.build.example_input` of ``spec``
+            (batch 1) when ``None``.
+        opset: the ONNX opset.
+        dynamo: ``torch.onnx.export``'s torch.export-based exporter (the default, which every
+            shipped spec exports through with onnxruntime matching PyTorch); ``False`` selects
+            the deprecated TorchScript exporter.
+
+    The input is named ``input``; the outputs are named after ``model.output_names`` (an
+    :class:`~archkit.build.ArchNet`: ``output``, or one name per detection head map) when the
+    model has them. Weights are stored inside the file.
+
+    Raises:
+        ValueError: ``spec`` is ``None`` and ``model`` or ``example`` is missing.
+    """
+    if spec is None and (model is None or example is None):
+        raise ValueError("export_onnx needs a spec, or both a model and an example input")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = (model if model is not None else build_model(spec)).eval()
+    x = example if example is not None else example_input(spec)
+    names = getattr(model, "output_names", None)
+    options = {"external_data": False, "verbose": False} if dynamo else {}
+    with torch.no_grad(), _quiet_torchvision_notice():
+        torch.onnx.export(
+            model, (x,), str(path), input_names=["input"],
+            output_names=list(names) if names else None, opset_version=opset, dynamo=dynamo,
+            **options,
+        )
+    return path
+
+
+class _DropTorchvisionNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "torchvision is not installed" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_torchvision_notice() -> Iterator[None]:
+    """The exporter logs a warning per torchvision operator it cannot register when torchvision
+    is absent; archkit's models use none of them."""
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    notice = _DropTorchvisionNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
