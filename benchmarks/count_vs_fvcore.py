@@ -1,11 +1,11 @@
-"""archkit's analytic ``count`` (and ``profile``) against fvcore's ``FlopCountAnalysis``.
+"""archkit's analytic ``count`` (and ``cost_table``) against fvcore's ``FlopCountAnalysis``.
 
 For MobileNetV2 1.0/224, MobileNetV1 1.0/224 and ShuffleNet 1x (g=3) this times, as medians
 over repeats:
 
 - ``count``: archkit's analytic totals from the spec (the lowering cache is cleared before each
   repeat, so every run lowers the spec from scratch);
-- ``profile``: the per-layer table (``profile(spec).layers``), also uncached;
+- ``cost_table``: the per-layer table (``cost_table(spec).layers``), also uncached;
 - ``fvcore (trace only)``: ``FlopCountAnalysis(model, x).by_operator()`` on an already built model;
 - ``fvcore (build + trace)``: ``build_model(spec)`` then the same.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from archkit.build import build_model, example_input
-from archkit.cost import count, profile
+from archkit.cost import cost_table, count
 from archkit.ops import lower
 from archkit.spec import load_spec
 
@@ -89,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         torch_params = sum(p.numel() for p in model.parameters())
         assert costs.madds == fv_madds, (label, costs.madds, fv_madds)
         assert costs.params == torch_params, (label, costs.params, torch_params)
-        layers = profile(spec).layers
+        layers = cost_table(spec).layers
         assert int(layers["madds"].sum()) == fv_madds
 
         t_count = median_seconds(lambda spec=spec: count(spec), args.repeats, clear)
-        t_profile = median_seconds(lambda spec=spec: profile(spec).layers, args.repeats, clear)
+        t_profile = median_seconds(lambda spec=spec: cost_table(spec).layers, args.repeats, clear)
         t_trace = median_seconds(lambda m=model, x=x: fvcore_counts(m, x), args.fvcore_repeats)
         t_build_trace = median_seconds(
             lambda spec=spec, x=x: fvcore_counts(build_model(spec).eval(), x), args.fvcore_repeats

@@ -106,7 +106,7 @@ def _spec_record(
     spec: Spec, dtype: str, schedule: str, convention: str = "pytorch"
 ) -> dict[str, object]:
     costs = count(spec, convention)
-    expansions = {r.expansion for r in spec.rows if r.op == "bottleneck" and r.expansion > 1}
+    expansions = {r.expansion for r in spec.rows if r.has_expansion}
     return {
         "spec": spec.name,
         "width": spec.width,

@@ -16,7 +16,7 @@ import pandas as pd
 
 from archkit import reference
 from archkit._data import shipped_dir
-from archkit.cost import count, profile
+from archkit.cost import cost_table, count
 from archkit.ops import PRIMITIVES, lower
 from archkit.report._markdown import markdown_table
 from archkit.spec import Spec, apply_overrides, load_spec
@@ -76,7 +76,7 @@ def _shipped(name: str | None, specs_dir: Path | None = None) -> Spec | None:
 def head_costs(spec: Spec, backbone_end: str = "layer19") -> tuple[int, int]:
     """``(params, madds)`` of the rows after the row named ``backbone_end`` (the SSD extra
     feature layers and prediction layers), PyTorch convention."""
-    layers = profile(spec).layers
+    layers = cost_table(spec).layers
     last = next(row.index for row in spec.rows if row.name == backbone_end)
     heads = layers[layers["stage"] > last]
     return int(heads["params"].sum()), int(heads["madds"].sum())

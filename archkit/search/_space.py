@@ -245,7 +245,7 @@ def parse_search_space(
     expansion, per_stage = _expansion(data.get("expansion"), source)
     stages = _stages(base, expansion if per_stage else None, data.get("repeats"), source)
     if expansion is not None and not any(
-        row.op == "bottleneck" and (row.expansion or 0) > 1 for row in base.rows
+        row.has_expansion for row in base.rows
     ):
         raise SearchSpaceError(
             "the base spec has no bottleneck row with t > 1 to expand",
@@ -437,7 +437,7 @@ def _stages(base: Spec, expansion: Range | None, repeats: Any, source: str) -> t
         if row.op not in REPEATABLE_OPS:
             continue
         exp = None
-        if expansion is not None and row.op == "bottleneck" and (row.expansion or 0) > 1:
+        if expansion is not None and row.has_expansion:
             exp = dataclasses.replace(expansion, name=f"expansion_{row.index}")
         rep = _repeat_range(row, change)
         if exp is not None or rep is not None:
