@@ -10,16 +10,16 @@ Example:
 
 from archkit.device._baselines import host_baselines
 from archkit.device._connect import check_reachable
-from archkit.device._errors import DeviceError, MeasurementError
-from archkit.device._farm import measure_many
-from archkit.device._measure import LatencyResult, measure_latency, results_frame
-from archkit.device._profile import (
+from archkit.device._devices import (
     Connection,
     DeviceProfile,
     available_devices,
     load_device,
     server_help,
 )
+from archkit.device._errors import DeviceError, MeasurementError
+from archkit.device._farm import measure_many
+from archkit.device._measure import LatencyResult, measure_latency, results_frame
 from archkit.device._tune import TuningStats, database_dir, default_cache_dir
 
 __all__ = [

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from archkit.device._devices import DeviceProfile, server_help
 from archkit.device._errors import DeviceError, MeasurementError
-from archkit.device._profile import DeviceProfile, server_help
 
 __all__ = ["Remote", "check_reachable", "open_remote", "tracker_servers"]
 

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from archkit.device._devices import DeviceProfile
 from archkit.device._errors import MeasurementError
-from archkit.device._profile import DeviceProfile
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -1,4 +1,4 @@
-"""Device profiles: shipped files, overrides from arguments/environment, clear errors."""
+"""Device files: shipped ones, overrides from arguments and environment, clear errors."""
 
 from __future__ import annotations
 
