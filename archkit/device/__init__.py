@@ -6,20 +6,22 @@ Example:
     >>> dev = load_device("rpi4", host="192.168.1.7")               # doctest: +SKIP
     >>> res = measure_latency(model, torch.randn(1, 3, 224, 224), dev, tune_trials=64)  # +SKIP
     >>> res.median_ms, res.metadata["tuning"]                       # doctest: +SKIP
+    >>> [m.to_dict() for m in measure_specs([load_spec("specs/mobilenetv2.yaml")], dev)]  # +SKIP
 """
 
 from archkit.device._baselines import host_baselines
 from archkit.device._connect import check_reachable
-from archkit.device._errors import DeviceError, MeasurementError
-from archkit.device._farm import measure_many
-from archkit.device._measure import LatencyResult, measure_latency, results_frame
-from archkit.device._profile import (
+from archkit.device._devices import (
     Connection,
     DeviceProfile,
     available_devices,
     load_device,
     server_help,
 )
+from archkit.device._errors import DeviceError, MeasurementError
+from archkit.device._farm import measure_many
+from archkit.device._measure import LatencyResult, measure_latency, results_frame
+from archkit.device._specs import SpecLatency, measure_specs
 from archkit.device._tune import TuningStats, database_dir, default_cache_dir
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "DeviceProfile",
     "LatencyResult",
     "MeasurementError",
+    "SpecLatency",
     "TuningStats",
     "available_devices",
     "check_reachable",
@@ -37,6 +40,7 @@ __all__ = [
     "load_device",
     "measure_latency",
     "measure_many",
+    "measure_specs",
     "results_frame",
     "server_help",
 ]

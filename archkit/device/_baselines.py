@@ -32,17 +32,6 @@ def _time_ms(fn: Any, repeats: int, min_repeat_ms: float = 20.0) -> dict[str, fl
     return {"median_ms": float(np.median(arr)), "p90_ms": float(np.percentile(arr, 90))}
 
 
-def _export_onnx(model: Any, example_input: Any, path: Path) -> None:
-    import torch
-
-    try:
-        torch.onnx.export(
-            model, (example_input,), str(path), dynamo=True, external_data=False, verbose=False
-        )
-    except Exception:  # noqa: BLE001 - fall back to the TorchScript exporter
-        torch.onnx.export(model, (example_input,), str(path), dynamo=False, opset_version=17)
-
-
 def host_baselines(
     model: torch.nn.Module, example_input: torch.Tensor, repeats: int = 30
 ) -> dict[str, Any]:
@@ -61,6 +50,8 @@ def host_baselines(
     import onnxruntime as ort
     import torch
 
+    from archkit.build import export_onnx
+
     was_training = model.training
     model.eval()
     try:
@@ -70,7 +61,7 @@ def host_baselines(
             reference = reference[0] if isinstance(reference, list | tuple) else reference
         with tempfile.TemporaryDirectory(prefix="archkit-onnx-") as tmp:
             path = Path(tmp) / "model.onnx"
-            _export_onnx(model, example_input, path)
+            export_onnx(None, path, model=model, example=example_input)
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     finally:
         model.train(was_training)

@@ -16,7 +16,7 @@ from archkit.device._errors import DeviceError, MeasurementError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from archkit.device._profile import DeviceProfile
+    from archkit.device._devices import DeviceProfile
 
 __all__ = ["RelaxProgram", "build", "export_library", "flatten_outputs", "to_relax"]
 

@@ -7,39 +7,16 @@ never a hang.
 from __future__ import annotations
 
 import socket
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
+from archkit.device._devices import DeviceProfile, server_help
 from archkit.device._errors import DeviceError, MeasurementError
-from archkit.device._profile import DeviceProfile, server_help
+from archkit.device._threads import call_in_thread
 
 __all__ = ["Remote", "check_reachable", "open_remote", "tracker_servers"]
 
-T = TypeVar("T")
-
 GOVERNOR_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
-
-
-def _with_deadline(fn: Callable[[], T], timeout_s: float, what: str) -> T:
-    """Run ``fn`` in a daemon thread; raise TimeoutError if it takes longer than ``timeout_s``."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = err
-
-    thread = threading.Thread(target=run, name=f"archkit-{what}", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
-        raise TimeoutError(f"{what} did not answer within {timeout_s:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def _tcp_probe(host: str, port: int, timeout_s: float) -> None:
@@ -76,9 +53,9 @@ def tracker_servers(device: DeviceProfile) -> tuple[int, int]:
     host, port = _require_address(device)
     timeout = device.connect_timeout_s
     try:
-        _with_deadline(lambda: _tcp_probe(host, port, timeout), timeout + 1, "tracker")
-        tracker = _with_deadline(lambda: rpc.connect_tracker(host, port), timeout, "tracker")
-        summary = _with_deadline(tracker.summary, timeout, "tracker summary")
+        call_in_thread(lambda: _tcp_probe(host, port, timeout), "tracker", timeout + 1)
+        tracker = call_in_thread(lambda: rpc.connect_tracker(host, port), "tracker", timeout)
+        summary = call_in_thread(tracker.summary, "tracker summary", timeout)
     except (OSError, TimeoutError, RuntimeError) as err:
         raise _unreachable(device, "tracker", err) from None
     total = free = 0
@@ -109,7 +86,7 @@ def check_reachable(device: DeviceProfile) -> None:
         return
     timeout = device.connect_timeout_s
     try:
-        _with_deadline(lambda: _tcp_probe(host, port, timeout), timeout + 1, "RPC server")
+        call_in_thread(lambda: _tcp_probe(host, port, timeout), "RPC server", timeout + 1)
     except (OSError, TimeoutError) as err:
         raise _unreachable(device, "RPC server", err) from None
 
@@ -176,9 +153,10 @@ def _request_from_tracker(device: DeviceProfile) -> Remote:
     last_err: BaseException | None = None
     for _ in range(5):
         try:
-            sock = _with_deadline(
-                lambda: socket.create_connection((host, port), timeout=timeout), timeout + 1,
+            sock = call_in_thread(
+                lambda: socket.create_connection((host, port), timeout=timeout),
                 "tracker",
+                timeout + 1,
             )
         except (OSError, TimeoutError) as err:
             raise _unreachable(device, "tracker", err) from None
@@ -202,12 +180,12 @@ def _request_from_tracker(device: DeviceProfile) -> Remote:
         finally:
             sock.close()
         try:
-            session = _with_deadline(
+            session = call_in_thread(
                 lambda u=url, p=srv_port, k=match_key: rpc.connect(
                     u, p, k, session_timeout=device.session_timeout_s
                 ),
-                timeout,
                 f"RPC server {url}:{srv_port}",
+                timeout,
             )
         except (OSError, TimeoutError, RuntimeError) as err:
             last_err = err  # the board went away after the tracker handed it out: ask again
@@ -236,15 +214,15 @@ def open_remote(device: DeviceProfile) -> Remote:
     check_reachable(device)
     host, port = _require_address(device)
     try:
-        session = _with_deadline(
+        session = call_in_thread(
             lambda: rpc.connect(
                 host,
                 port,
                 device.connection.key or "",
                 session_timeout=device.session_timeout_s,
             ),
-            device.connect_timeout_s,
             "RPC server",
+            device.connect_timeout_s,
         )
     except (OSError, TimeoutError, RuntimeError) as err:
         raise _unreachable(device, "RPC handshake", err) from None

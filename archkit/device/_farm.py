@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from archkit.device._devices import DeviceProfile
 from archkit.device._errors import DeviceError, MeasurementError
 from archkit.device._measure import LatencyResult, measure_latency
-from archkit.device._profile import DeviceProfile
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

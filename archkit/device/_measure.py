@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import platform
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from archkit.device._devices import DeviceProfile
 from archkit.device._errors import MeasurementError
-from archkit.device._profile import DeviceProfile
+from archkit.device._threads import call_in_thread
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -144,23 +144,6 @@ def _configure_threads(remote: Any, threads: int) -> int | None:
             return int(num_threads())
         except Exception:  # noqa: BLE001
             return None
-
-
-def _in_fresh_thread(fn: Callable[[], Any]) -> Any:
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = err
-
-    thread = threading.Thread(target=run, name="archkit-measure", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def _on_device_fn(
@@ -353,7 +336,9 @@ def measure_latency(
         try:
             # A fresh thread gets a fresh TVM thread pool (they are thread-local), so the
             # configured thread count applies; RPC servers fork a fresh process per session.
-            max_abs_diff, seconds, n, runtime_threads, governor = _in_fresh_thread(on_device)
+            max_abs_diff, seconds, n, runtime_threads, governor = call_in_thread(
+                on_device, "measure"
+            )
         finally:
             remote.close()
 
@@ -395,5 +380,3 @@ def measure_latency(
     )
     event("done", server=server, median_ms=result.median_ms)
     return result
-
-

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from archkit.device._devices import DeviceProfile
 from archkit.device._errors import MeasurementError
-from archkit.device._profile import DeviceProfile
 
 __all__ = ["TuningStats", "default_cache_dir", "database_dir", "tune"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("tvm")
+tvm = pytest.importorskip("tvm")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def test_profile_on_the_host_device_reports_checked_latency(tmp_path):
     assert 0 < latency["min_ms"] <= latency["median_ms"] <= latency["p90_ms"]
     # Calibrated BatchNorm: the outputs are O(1), so this bound means the program is right.
     assert latency["max_abs_diff"] < 1e-3
-    assert latency["metadata"]["tvm_version"].startswith("0.27")
+    assert latency["metadata"]["tvm_version"] == tvm.__version__
     assert latency["host_baselines"]["onnxruntime_ms"] > 0
 
 

@@ -68,3 +68,26 @@ def test_unreachable_tracker_fails_fast():
     with pytest.raises(DeviceError, match="cannot reach device"):
         check_reachable(dev)
     assert time.monotonic() - t0 < 5
+
+
+def test_call_in_thread_deadline_errors_and_fresh_daemon_thread():
+    """The one helper behind every network deadline and the measuring thread."""
+    import threading
+
+    from archkit.device._threads import call_in_thread
+
+    never = threading.Event()
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match="board did not answer within 0.2 s"):
+        call_in_thread(never.wait, "board", 0.2)
+    assert time.monotonic() - t0 < 2
+    never.set()
+    with pytest.raises(KeyError):
+        call_in_thread(lambda: {}["missing"], "lookup")
+    with pytest.raises(TimeoutError, match="^its own$"):  # fn's own TimeoutError, unchanged
+        call_in_thread(lambda: (_ for _ in ()).throw(TimeoutError("its own")), "x", 5)
+    caller = threading.get_ident()
+    ident, daemon = call_in_thread(
+        lambda: (threading.get_ident(), threading.current_thread().daemon), "measure"
+    )
+    assert ident != caller and daemon

@@ -1,6 +1,6 @@
-"""Device profiles: ``devices/*.yaml`` decoded into frozen dataclasses.
+"""Devices: the ``devices/*.yaml`` files decoded into frozen dataclasses (:class:`DeviceProfile`).
 
-A profile says what to compile for (a TVM target in JSON-dict form), how to link for the board
+A device file says what to compile for (a TVM target in JSON-dict form), how to link for the board
 (the cross compiler handed to ``export_library``), how many threads to run with and how to reach
 the board: ``local`` (this machine, no RPC), ``rpc`` (host, port of a TVM RPC server) or
 ``tracker`` (host, port of a TVM RPC tracker and the key its boards registered with).

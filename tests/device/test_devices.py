@@ -1,4 +1,4 @@
-"""Device profiles: shipped files, overrides from arguments/environment, clear errors."""
+"""Device files: shipped ones, overrides from arguments and environment, clear errors."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from archkit.errors import ArchkitError
 
 def test_shipped_devices_load():
     assert {"rpi4", "jetson-nano", "arm64", "host"} <= set(available_devices())
+    # The boards' CPUs as their makers publish them: Raspberry Pi 4 (BCM2711, 4x Cortex-A72),
+    # Jetson Nano (4x Cortex-A57).
     rpi = load_device("rpi4")
     assert rpi.target["mtriple"] == "aarch64-linux-gnu"
     assert rpi.target["mcpu"] == "cortex-a72"
@@ -25,6 +27,21 @@ def test_shipped_devices_load():
     assert host.connection.kind == "local" and host.target == "host"
     assert not host.emulated
     assert issubclass(DeviceError, ArchkitError)
+
+
+@pytest.mark.parametrize("name", available_devices())
+def test_shipped_targets_are_what_tvm_reads(name):
+    """TVM's own Target parser accepts every shipped target and reads back its fields."""
+    tvm = pytest.importorskip("tvm")
+    dev = load_device(name)
+    wanted = dev.target_dict()
+    target = tvm.target.Target(wanted)
+    assert target.kind.name == wanted["kind"]
+    for field in ("mtriple", "mcpu", "num-cores"):
+        if field in wanted:
+            assert target.attrs[field] == wanted[field], field
+    assert int(target.attrs["num-cores"]) == dev.threads
+    assert list(target.attrs.get("mattr", [])) == list(wanted.get("mattr", []))
 
 
 def test_overrides_arguments_beat_environment(monkeypatch):
