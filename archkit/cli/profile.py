@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from archkit._json import json_default, records
 from archkit.cli._common import human, load_with_overrides, override_options
 from archkit.cost import CONVENTIONS, DTYPE_BYTES
 
@@ -50,10 +51,10 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
     Counting is analytic (no model is built). With --device, each spec is also compiled
     through TVM, checked against PyTorch on the device and timed there.
     """
-    from archkit.cost import profile
+    from archkit.cost import cost_table
 
     profiles = [
-        profile(load_with_overrides(path, width, resolution, expansion), dtype=dtype,
+        cost_table(load_with_overrides(path, width, resolution, expansion), dtype=dtype,
                 convention=convention)
         for path in specs
     ]
@@ -78,29 +79,16 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
         raise JobFailed("a latency measurement failed (see above)")
 
 
-# TODO(coordinator): the same helper as archkit/search/_results.py:_json_default, and `_records`
-# does the job of its `records` (not byte for byte: to_json keeps 10 significant digits); pick
-# one shared home at merge.
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def _records(frame) -> list[dict[str, Any]]:
-    return json.loads(frame.to_json(orient="records"))
-
-
 def _print_json(profiles, latencies, per_layer: bool) -> None:
     docs = []
     for p, latency in zip(profiles, latencies, strict=True):
-        doc: dict[str, Any] = {"totals": p.totals(), "stages": _records(p.stages)}
+        doc: dict[str, Any] = {"totals": p.totals(), "stages": records(p.stages)}
         if per_layer:
-            doc["layers"] = _records(p.layers)
+            doc["layers"] = records(p.layers)
         if latency is not None:
             doc["latency"] = latency
         docs.append(doc)
-    click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, default=_json_default))
+    click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, default=json_default))
 
 
 def _print_csv(profiles, latencies, per_layer: bool) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from archkit._json import json_default, records
 from archkit.search._errors import RunDirError
 from archkit.search._space import SearchSpace
 
@@ -124,32 +124,6 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as plain dicts with None for missing values (the JSON form of a table)."""
-    return [
-        {
-            k: (None if _missing(v) else (v.item() if hasattr(v, "item") else v))
-            for k, v in row.items()
-        }
-        for row in frame.to_dict(orient="records")
-    ]
-
-
-def _missing(value: Any) -> bool:
-    try:
-        return value is pd.NA or value is None or (isinstance(value, float) and math.isnan(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -157,7 +131,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    _atomic_write(path, json.dumps(data, indent=2, default=json_default) + "\n")
 
 
 def winner_name(space: SearchSpace, row: pd.Series) -> str:
