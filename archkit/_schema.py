@@ -176,6 +176,11 @@ def load_yaml(text: str, where: Where, *, rows: str | None = None) -> Any:
         return loader.get_single_data()
     except DuplicateKeyError as dup:
         raise _duplicate(dup, where, rows) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else "a character"
+        raise where.fail(f"not valid YAML at line {line}: {what} is not allowed "
+                         f"({exc.reason})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

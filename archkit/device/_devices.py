@@ -26,6 +26,7 @@ from archkit._schema import (
     check_string,
     did_you_mean,
     is_number,
+    kind,
     load_yaml,
     read_text,
     show,
@@ -230,7 +231,7 @@ def _parse_tracker(value: str, *, source: str) -> tuple[str, int]:
 def _parse_profile(data: Any, source: str, default_name: str) -> DeviceProfile:
     at = Where(source, DeviceError)
     if not isinstance(data, dict):
-        raise at.fail("a device file must be a mapping of fields")
+        raise at.fail(f"the top level must be a mapping of keys, got {kind(data)}")
     check_keys(data, _TOP_FIELDS, at)
     name = check_string(data.get("name", default_name), at, "name", non_empty=True)
 
@@ -261,16 +262,18 @@ def _parse_profile(data: Any, source: str, default_name: str) -> DeviceProfile:
     threads = data.get("threads", "auto")
     if threads == "auto":
         threads = os.cpu_count() or 1
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise at.fail(f"must be a positive integer or 'auto', got {show(threads)}", "threads")
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+        raise at.fail(f"must be an integer from 1 to 1024 or 'auto', got {show(threads)}",
+                      "threads")
     if isinstance(target, dict) and "num-cores" not in target:
         target = {**target, "num-cores": threads}
 
     conn = check_mapping(data.get("connection", {"kind": "local"}), at, "connection")
     check_keys(conn, _CONN_FIELDS, at.inside("connection"))
-    kind = conn.get("kind", "local")
-    if kind not in _KINDS:
-        raise at.fail(f"must be one of {', '.join(_KINDS)}, got {show(kind)}", "connection.kind")
+    conn_kind = conn.get("kind", "local")
+    if conn_kind not in _KINDS:
+        raise at.fail(f"must be one of {', '.join(_KINDS)}, got {show(conn_kind)}"
+                      f"{did_you_mean(conn_kind, _KINDS)}", "connection.kind")
     host = conn.get("host")
     if host is not None:
         host = check_string(host, at, "connection.host")
@@ -295,8 +298,8 @@ def _parse_profile(data: Any, source: str, default_name: str) -> DeviceProfile:
         cross_compiler=cross,
         cross_compiler_options=tuple(options),
         threads=threads,
-        connection=Connection(kind=kind, host=host, port=port, key=key),
-        description=str(data.get("description", "")),
+        connection=Connection(kind=conn_kind, host=host, port=port, key=key),
+        description=check_string(data.get("description", ""), at, "description"),
         emulated=emulated,
         source=source,
         **timeouts,

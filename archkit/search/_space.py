@@ -302,7 +302,7 @@ def _range(
     def check(v: Any, field: str) -> float:
         if not is_number(v):
             raise fail(f"must be a number, got {show(v)}", field)
-        if integer and not float(v).is_integer():
+        if integer and not _whole(v):
             raise fail(f"must be a whole number, got {show(v)}", field)
         if v < lo or (exclusive_lo and v == lo) or v > hi:
             bound = f"above {lo:g}" if exclusive_lo else f"at least {lo:g}"
@@ -343,7 +343,7 @@ def _range(
         if integer:
             step = 1
     else:
-        if not is_number(step) or step <= 0 or (integer and not float(step).is_integer()):
+        if not is_number(step) or step <= 0 or (integer and not _whole(step)):
             what = "a positive whole number" if integer else "a positive number"
             raise fail(f"must be {what}, got {show(step)}", f"{name}.step")
         span = (high - low) / step
@@ -372,16 +372,21 @@ def _expansion(value: Any, source: str) -> tuple[Range | None, bool]:
     return rng, per_stage
 
 
+def _whole(number: float) -> bool:
+    # float() of an integer beyond a float's range raises OverflowError; integers are whole.
+    return isinstance(number, int) or number.is_integer()
+
+
 def _all_whole(value: Any) -> bool:
     if is_number(value):
-        return float(value).is_integer()
+        return _whole(value)
     if isinstance(value, list):
-        return all(is_number(v) and float(v).is_integer() for v in value)
+        return all(is_number(v) and _whole(v) for v in value)
     if isinstance(value, Mapping):
         if "choices" in value:
             return _all_whole(value["choices"])
         nums = [value.get(k) for k in ("low", "high", "step") if value.get(k) is not None]
-        return all(is_number(v) and float(v).is_integer() for v in nums)
+        return all(is_number(v) and _whole(v) for v in nums)
     return False
 
 

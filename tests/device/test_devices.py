@@ -69,14 +69,16 @@ def test_tracker_from_environment(monkeypatch):
 @pytest.mark.parametrize(
     ("text", "field"),
     [
-        ("name: x\ntarget: {kind: llvm}\nthreds: 4\n", "threds"),
         ("name: x\ntarget: {kind: cuda}\n", "target.kind"),
         ("name: x\ntarget: 'llvm -mcpu=cortex-a72'\n", "target"),
         ("name: x\n", "target"),
         ("name: x\ntarget: {kind: llvm}\nthreads: 0\n", "threads"),
+        ("name: x\ntarget: {kind: llvm}\nthreads: 100000\n", "threads"),
+        ("name: x\ntarget: {kind: llvm}\nemulated: 1\n", "emulated"),
+        ("name: x\ntarget: {kind: llvm}\nconnect_timeout_s: .nan\n", "connect_timeout_s"),
+        ("name: x\ntarget: {kind: llvm}\ndescription: [a]\n", "description"),
         ("name: x\ntarget: {kind: llvm}\nconnection: {kind: ssh}\n", "connection.kind"),
         ("name: x\ntarget: {kind: llvm}\nconnection: {kind: rpc, port: http}\n", "connection.port"),
-        ("name: x\ntarget: {kind: llvm}\nconnection: {kind: rpc, hots: a}\n", "connection.hots"),
     ],
 )
 def test_bad_file_names_file_and_field(tmp_path, text, field):
@@ -89,8 +91,21 @@ def test_bad_file_names_file_and_field(tmp_path, text, field):
 
 
 def test_unknown_device_lists_known():
-    with pytest.raises(DeviceError, match="known devices: .*rpi4"):
+    with pytest.raises(DeviceError, match="did you mean 'rpi4'.*known devices: .*rpi4"):
         load_device("rpi5")
+
+
+def test_a_misspelt_connection_kind_suggests_the_right_one(tmp_path):
+    # Unknown keys, duplicate keys and broken YAML: the contract of every archkit file
+    # (tests/spec/test_file_formats.py).
+    path = tmp_path / "board.yaml"
+    path.write_text("target: {kind: llvm}\nconnection: {kind: rcp, host: a}\n")
+    with pytest.raises(DeviceError) as info:
+        load_device(str(path))
+    assert str(info.value) == (
+        f"{path}: connection.kind: must be one of local, rpc, tracker, got 'rcp', "
+        "did you mean 'rpc'?"
+    )
 
 
 def test_bad_port_in_environment(monkeypatch):
