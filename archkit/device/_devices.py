@@ -17,20 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from archkit import _schema as schema
 from archkit._data import shipped_dir
-from archkit._schema import (
-    Where,
-    check_bool,
-    check_keys,
-    check_mapping,
-    check_string,
-    did_you_mean,
-    is_number,
-    kind,
-    load_yaml,
-    read_text,
-    show,
-)
 from archkit.device._errors import DeviceError
 
 __all__ = [
@@ -209,13 +197,13 @@ def server_help(profile: DeviceProfile | None = None) -> str:
 
 def _parse_port(value: Any, *, source: str, field_name: str) -> int:
     """A port from a file, an argument or an environment variable (text there)."""
-    at = Where(source, DeviceError)
+    at = schema.Where(source, DeviceError)
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise at.fail(f"port must be an integer, got {show(value)}", field_name)
+        raise at.fail(f"port must be an integer, got {schema.show(value)}", field_name)
     try:
         port = int(value)
     except ValueError:
-        raise at.fail(f"port must be an integer, got {show(value)}", field_name) from None
+        raise at.fail(f"port must be an integer, got {schema.show(value)}", field_name) from None
     if not 0 < port < 65536:
         raise at.fail(f"port must be in 1..65535, got {port}", field_name)
     return port
@@ -224,16 +212,16 @@ def _parse_port(value: Any, *, source: str, field_name: str) -> int:
 def _parse_tracker(value: str, *, source: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host:
-        raise DeviceError(f"tracker must be HOST:PORT, got {show(value)}", source=source)
+        raise DeviceError(f"tracker must be HOST:PORT, got {schema.show(value)}", source=source)
     return host, _parse_port(port, source=source, field_name="tracker")
 
 
 def _parse_profile(data: Any, source: str, default_name: str) -> DeviceProfile:
-    at = Where(source, DeviceError)
+    at = schema.Where(source, DeviceError)
     if not isinstance(data, dict):
-        raise at.fail(f"the top level must be a mapping of keys, got {kind(data)}")
-    check_keys(data, _TOP_FIELDS, at)
-    name = check_string(data.get("name", default_name), at, "name", non_empty=True)
+        raise at.fail(f"the top level must be a mapping of keys, got {schema.kind(data)}")
+    schema.check_keys(data, _TOP_FIELDS, at)
+    name = schema.check_string(data.get("name", default_name), at, "name", non_empty=True)
 
     if "target" not in data:
         raise at.fail("is required (a TVM target as a JSON dict)", "target")
@@ -242,41 +230,42 @@ def _parse_profile(data: Any, source: str, default_name: str) -> DeviceProfile:
         if target != "host":
             raise at.fail(
                 "must be a JSON dict such as {kind: llvm, mtriple: aarch64-linux-gnu, "
-                f"mcpu: cortex-a72}} or the word 'host', got {show(target)}",
+                f"mcpu: cortex-a72}} or the word 'host', got {schema.show(target)}",
                 "target",
             )
     elif isinstance(target, dict):
         if target.get("kind") != "llvm":
-            raise at.fail(f"must be 'llvm' (CPU boards), got {show(target.get('kind'))}",
+            raise at.fail(f"must be 'llvm' (CPU boards), got {schema.show(target.get('kind'))}",
                           "target.kind")
     else:
-        raise at.fail(f"must be a mapping, got {show(target)}", "target")
+        raise at.fail(f"must be a mapping, got {schema.show(target)}", "target")
 
     cross = data.get("cross_compiler")
     if cross is not None:
-        cross = check_string(cross, at, "cross_compiler", non_empty=True)
+        cross = schema.check_string(cross, at, "cross_compiler", non_empty=True)
     options = data.get("cross_compiler_options") or []
     if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
-        raise at.fail(f"must be a list of strings, got {show(options)}", "cross_compiler_options")
+        raise at.fail(f"must be a list of strings, got {schema.show(options)}",
+                      "cross_compiler_options")
 
     threads = data.get("threads", "auto")
     if threads == "auto":
         threads = os.cpu_count() or 1
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
-        raise at.fail(f"must be an integer from 1 to 1024 or 'auto', got {show(threads)}",
+        raise at.fail(f"must be an integer from 1 to 1024 or 'auto', got {schema.show(threads)}",
                       "threads")
     if isinstance(target, dict) and "num-cores" not in target:
         target = {**target, "num-cores": threads}
 
-    conn = check_mapping(data.get("connection", {"kind": "local"}), at, "connection")
-    check_keys(conn, _CONN_FIELDS, at.inside("connection"))
+    conn = schema.check_mapping(data.get("connection", {"kind": "local"}), at, "connection")
+    schema.check_keys(conn, _CONN_FIELDS, at.inside("connection"))
     conn_kind = conn.get("kind", "local")
     if conn_kind not in _KINDS:
-        raise at.fail(f"must be one of {', '.join(_KINDS)}, got {show(conn_kind)}"
-                      f"{did_you_mean(conn_kind, _KINDS)}", "connection.kind")
+        raise at.fail(f"must be one of {', '.join(_KINDS)}, got {schema.show(conn_kind)}"
+                      f"{schema.did_you_mean(conn_kind, _KINDS)}", "connection.kind")
     host = conn.get("host")
     if host is not None:
-        host = check_string(host, at, "connection.host")
+        host = schema.check_string(host, at, "connection.host")
     port = conn.get("port")
     if port is not None:
         port = _parse_port(port, source=source, field_name="connection.port")
@@ -284,12 +273,12 @@ def _parse_profile(data: Any, source: str, default_name: str) -> DeviceProfile:
     if key is not None:
         key = str(key)
 
-    emulated = check_bool(data.get("emulated", False), at, "emulated")
+    emulated = schema.check_bool(data.get("emulated", False), at, "emulated")
     timeouts = {}
     for fname, default in (("connect_timeout_s", 5.0), ("session_timeout_s", 900.0)):
         value = data.get(fname, default)
-        if not is_number(value) or value <= 0:
-            raise at.fail(f"must be a positive number, got {show(value)}", fname)
+        if not schema.is_number(value) or value <= 0:
+            raise at.fail(f"must be a positive number, got {schema.show(value)}", fname)
         timeouts[fname] = float(value)
 
     return DeviceProfile(
@@ -299,7 +288,7 @@ def _parse_profile(data: Any, source: str, default_name: str) -> DeviceProfile:
         cross_compiler_options=tuple(options),
         threads=threads,
         connection=Connection(kind=conn_kind, host=host, port=port, key=key),
-        description=check_string(data.get("description", ""), at, "description"),
+        description=schema.check_string(data.get("description", ""), at, "description"),
         emulated=emulated,
         source=source,
         **timeouts,
@@ -348,12 +337,12 @@ def load_device(
         if not path.is_file():
             names = ", ".join(available_devices()) or "(none)"
             raise DeviceError(
-                f"unknown device {text!r}{did_you_mean(text, available_devices())}; known "
+                f"unknown device {text!r}{schema.did_you_mean(text, available_devices())}; known "
                 f"devices: {names} (or give a path to a YAML file)"
             )
     source = str(path)
-    at = Where(source, DeviceError)
-    data = load_yaml(read_text(path, at, "device file"), at)
+    at = schema.Where(source, DeviceError)
+    data = schema.load_yaml(schema.read_text(path, at, "device file"), at)
     profile = _parse_profile(data, source, path.stem)
 
     env_source = "environment"

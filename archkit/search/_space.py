@@ -26,17 +26,7 @@ from typing import Any
 
 import yaml
 
-from archkit._schema import (
-    Where,
-    check_bool,
-    check_keys,
-    check_string,
-    is_number,
-    kind,
-    load_yaml,
-    read_text,
-    show,
-)
+from archkit import _schema as schema
 from archkit.errors import SpecError
 from archkit.search._errors import SearchSpaceError
 from archkit.spec import Row, Spec, apply_overrides, load_spec, parse_spec
@@ -201,7 +191,7 @@ def load_search_space(path: str | Path) -> SearchSpace:
         SearchSpaceError: the file cannot be read, is not YAML, or names bad ranges.
         SpecError: the base spec is invalid.
     """
-    text = read_text(path, Where(str(path), SearchSpaceError), "search space")
+    text = schema.read_text(path, schema.Where(str(path), SearchSpaceError), "search space")
     return parse_search_space(text, source=str(path), base_dir=Path(path).parent)
 
 
@@ -212,14 +202,14 @@ def parse_search_space(
 
     ``base`` may be a path (relative to ``base_dir``) or an inline spec mapping.
     """
-    at = Where(source, SearchSpaceError)
-    data = load_yaml(text, at, rows=None)
+    at = schema.Where(source, SearchSpaceError)
+    data = schema.load_yaml(text, at, rows=None)
     if not isinstance(data, Mapping):
-        raise at.fail(f"the top level must be a mapping of keys, got {kind(data)}")
-    check_keys(data, _TOP_KEYS, at)
+        raise at.fail(f"the top level must be a mapping of keys, got {schema.kind(data)}")
+    schema.check_keys(data, _TOP_KEYS, at)
     base = _load_base(data.get("base"), source, base_dir)
-    name = check_string(data.get("name", base.name), at, "name", non_empty=True)
-    description = check_string(data.get("description", ""), at, "description")
+    name = schema.check_string(data.get("name", base.name), at, "name", non_empty=True)
+    description = schema.check_string(data.get("description", ""), at, "description")
 
     width = _range(
         data.get("width", base.width), "width", source, lo=0.0, hi=MAX_WIDTH, exclusive_lo=True
@@ -267,7 +257,7 @@ def _load_base(value: Any, source: str, base_dir: str | Path | None) -> Spec:
         return parse_spec(yaml.safe_dump(dict(value)), source=f"{source}: base")
     if not isinstance(value, str) or not value.strip():
         raise SearchSpaceError(
-            f"must be a spec file path or a mapping, got {show(value)}", source=source,
+            f"must be a spec file path or a mapping, got {schema.show(value)}", source=source,
             field="base",
         )
     path = Path(value)
@@ -294,37 +284,37 @@ def _range(
 ) -> Range:
     param = param or name
 
-    at = Where(source, SearchSpaceError)
+    at = schema.Where(source, SearchSpaceError)
 
     def fail(message: str, field: str = name) -> SearchSpaceError:
         return at.fail(message, field)
 
     def check(v: Any, field: str) -> float:
-        if not is_number(v):
-            raise fail(f"must be a number, got {show(v)}", field)
+        if not schema.is_number(v):
+            raise fail(f"must be a number, got {schema.show(v)}", field)
         if integer and not _whole(v):
-            raise fail(f"must be a whole number, got {show(v)}", field)
+            raise fail(f"must be a whole number, got {schema.show(v)}", field)
         if v < lo or (exclusive_lo and v == lo) or v > hi:
             bound = f"above {lo:g}" if exclusive_lo else f"at least {lo:g}"
-            raise fail(f"must be {bound} and at most {hi:g}, got {show(v)}", field)
+            raise fail(f"must be {bound} and at most {hi:g}, got {schema.show(v)}", field)
         return int(v) if integer else float(v)
 
-    if is_number(value):
+    if schema.is_number(value):
         return Range(param, choices=(check(value, name),), integer=integer)
     if isinstance(value, list):
         value = {"choices": value}
     if not isinstance(value, Mapping):
         raise fail(
             f"must be a number, a list, or a mapping with low/high[/step] or choices, "
-            f"got {kind(value)}"
+            f"got {schema.kind(value)}"
         )
-    check_keys(value, (*_RANGE_KEYS, *extra_keys), at.inside(name))
+    schema.check_keys(value, (*_RANGE_KEYS, *extra_keys), at.inside(name))
     if "choices" in value:
         if any(k in value for k in ("low", "high", "step")):
             raise fail("give either choices or low/high[/step], not both")
         choices = value["choices"]
         if not isinstance(choices, list) or not choices:
-            raise fail(f"must be a non-empty list, got {kind(choices)}", f"{name}.choices")
+            raise fail(f"must be a non-empty list, got {schema.kind(choices)}", f"{name}.choices")
         if len(choices) > MAX_CHOICES:
             raise fail(f"at most {MAX_CHOICES} choices, got {len(choices)}", f"{name}.choices")
         picked = tuple(check(v, f"{name}.choices[{i}]") for i, v in enumerate(choices))
@@ -343,9 +333,9 @@ def _range(
         if integer:
             step = 1
     else:
-        if not is_number(step) or step <= 0 or (integer and not _whole(step)):
+        if not schema.is_number(step) or step <= 0 or (integer and not _whole(step)):
             what = "a positive whole number" if integer else "a positive number"
-            raise fail(f"must be {what}, got {show(step)}", f"{name}.step")
+            raise fail(f"must be {what}, got {schema.show(step)}", f"{name}.step")
         span = (high - low) / step
         if not math.isclose(span, round(span), abs_tol=1e-9):
             raise fail(
@@ -362,7 +352,7 @@ def _expansion(value: Any, source: str) -> tuple[Range | None, bool]:
         return None, False
     per_stage = False
     if isinstance(value, Mapping) and "per_stage" in value:
-        per_stage = check_bool(value["per_stage"], Where(source, SearchSpaceError),
+        per_stage = schema.check_bool(value["per_stage"], schema.Where(source, SearchSpaceError),
                                "expansion.per_stage")
         value = {k: v for k, v in value.items() if k != "per_stage"}
     whole = _all_whole(value)
@@ -378,15 +368,15 @@ def _whole(number: float) -> bool:
 
 
 def _all_whole(value: Any) -> bool:
-    if is_number(value):
+    if schema.is_number(value):
         return _whole(value)
     if isinstance(value, list):
-        return all(is_number(v) and _whole(v) for v in value)
+        return all(schema.is_number(v) and _whole(v) for v in value)
     if isinstance(value, Mapping):
         if "choices" in value:
             return _all_whole(value["choices"])
         nums = [value.get(k) for k in ("low", "high", "step") if value.get(k) is not None]
-        return all(is_number(v) and _whole(v) for v in nums)
+        return all(schema.is_number(v) and _whole(v) for v in nums)
     return False
 
 
@@ -409,7 +399,8 @@ def _stages(base: Spec, expansion: Range | None, repeats: Any, source: str) -> t
             or value[1] < 0
         ):
             raise SearchSpaceError(
-                f"must be two whole numbers [low, high] with low <= 0 <= high, got {show(value)}",
+                "must be two whole numbers [low, high] with low <= 0 <= high, got "
+                f"{schema.show(value)}",
                 source=source,
                 field="repeats.change",
             )

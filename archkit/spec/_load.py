@@ -16,20 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from archkit._schema import (
-    Where,
-    check_int,
-    check_keys,
-    check_mapping,
-    check_number,
-    check_string,
-    did_you_mean,
-    is_number,
-    kind,
-    load_yaml,
-    read_text,
-    show,
-)
+from archkit import _schema as schema
 from archkit.errors import SpecError
 from archkit.spec._fields import COMMON_FIELDS, NUM_CLASSES, FieldRule
 from archkit.spec._model import Row, Spec
@@ -61,7 +48,7 @@ def read_spec_text(path: str | Path) -> str:
     Raises:
         SpecError: the file cannot be read, is too large or is not UTF-8.
     """
-    return read_text(path, Where(str(path), SpecError), "spec")
+    return schema.read_text(path, schema.Where(str(path), SpecError), "spec")
 
 
 def decode_spec(text: str, source: str, row_fields: RowFields) -> Spec:
@@ -77,8 +64,8 @@ def decode_spec(text: str, source: str, row_fields: RowFields) -> Spec:
     Raises:
         SpecError: naming the file, the row and the field.
     """
-    return _decode(load_yaml(text, Where(source, SpecError), rows="layers"), source,
-                   row_fields)
+    data = schema.load_yaml(text, schema.Where(source, SpecError), rows="layers")
+    return _decode(data, source, row_fields)
 
 
 def override_spec(
@@ -96,13 +83,13 @@ def override_spec(
     like MobileNetV2's first bottleneck, keep theirs).
     """
     changes: dict[str, Any] = {}
-    at = Where(spec.source, SpecError)
+    at = schema.Where(spec.source, SpecError)
     if width is not None:
-        changes["width"] = check_number(width, at, "--width", 0.0, MAX_WIDTH, exclusive=True)
+        changes["width"] = schema.check_number(width, at, "--width", 0.0, MAX_WIDTH, exclusive=True)
     if resolution is not None:
-        changes["resolution"] = check_int(resolution, at, "--resolution", 1, MAX_RESOLUTION)
+        changes["resolution"] = schema.check_int(resolution, at, "--resolution", 1, MAX_RESOLUTION)
     if expansion is not None:
-        ratio = check_number(expansion, at, "--expansion", 0.0, 64.0, exclusive=True)
+        ratio = schema.check_number(expansion, at, "--expansion", 0.0, 64.0, exclusive=True)
         changes["rows"] = tuple(
             dataclasses.replace(row, expansion=ratio) if row.has_expansion else row
             for row in spec.rows
@@ -111,28 +98,29 @@ def override_spec(
 
 
 def _decode(data: Any, source: str, row_fields: RowFields) -> Spec:
-    at = Where(source, SpecError)
+    at = schema.Where(source, SpecError)
     if not isinstance(data, Mapping):
-        raise at.fail(f"the top level must be a mapping of keys, got {kind(data)}")
-    check_keys(data, _TOP_KEYS, at)
-    name = check_string(data.get("name", Path(source).stem if source != "<string>" else "spec"),
-                        at, "name", non_empty=True)
-    description = check_string(data.get("description", ""), at, "description")
+        raise at.fail(f"the top level must be a mapping of keys, got {schema.kind(data)}")
+    schema.check_keys(data, _TOP_KEYS, at)
+    default_name = Path(source).stem if source != "<string>" else "spec"
+    name = schema.check_string(data.get("name", default_name), at, "name", non_empty=True)
+    description = schema.check_string(data.get("description", ""), at, "description")
 
-    inp = check_mapping(data.get("input", {}), at, "input")
-    check_keys(inp, _INPUT_KEYS, at.inside("input"))
-    resolution = check_int(inp.get("resolution", 224), at, "input.resolution", 1, MAX_RESOLUTION)
-    in_channels = check_int(inp.get("channels", 3), at, "input.channels", 1, 64)
-    num_classes = check_int(data.get("num_classes", 1000), at, "num_classes", 1, 100_000)
-    width = check_number(data.get("width", 1.0), at, "width", 0.0, MAX_WIDTH, exclusive=True)
-    rounding = check_mapping(data.get("channel_rounding", {}), at, "channel_rounding")
-    check_keys(rounding, _ROUNDING_KEYS, at.inside("channel_rounding"))
-    divisor = check_int(rounding.get("divisor", 8), at, "channel_rounding.divisor", 1, 256)
-    min_ratio = check_number(rounding.get("min_ratio", 0.9), at, "channel_rounding.min_ratio",
-                             0.0, 1.0)
+    inp = schema.check_mapping(data.get("input", {}), at, "input")
+    schema.check_keys(inp, _INPUT_KEYS, at.inside("input"))
+    resolution = schema.check_int(inp.get("resolution", 224), at, "input.resolution", 1,
+                                  MAX_RESOLUTION)
+    in_channels = schema.check_int(inp.get("channels", 3), at, "input.channels", 1, 64)
+    num_classes = schema.check_int(data.get("num_classes", 1000), at, "num_classes", 1, 100_000)
+    width = schema.check_number(data.get("width", 1.0), at, "width", 0.0, MAX_WIDTH, exclusive=True)
+    rounding = schema.check_mapping(data.get("channel_rounding", {}), at, "channel_rounding")
+    schema.check_keys(rounding, _ROUNDING_KEYS, at.inside("channel_rounding"))
+    divisor = schema.check_int(rounding.get("divisor", 8), at, "channel_rounding.divisor", 1, 256)
+    min_ratio = schema.check_number(rounding.get("min_ratio", 0.9), at,
+                                    "channel_rounding.min_ratio", 0.0, 1.0)
     output_stride = data.get("output_stride")
     if output_stride is not None:
-        check_int(output_stride, at, "output_stride", 1, _OUTPUT_STRIDES[-1])
+        schema.check_int(output_stride, at, "output_stride", 1, _OUTPUT_STRIDES[-1])
         if output_stride not in _OUTPUT_STRIDES:
             allowed = ", ".join(map(str, _OUTPUT_STRIDES))
             raise at.fail(f"must be a power of two (one of {allowed}), got {output_stride}",
@@ -140,7 +128,7 @@ def _decode(data: Any, source: str, row_fields: RowFields) -> Spec:
 
     layers = data.get("layers")
     if not isinstance(layers, list) or not layers:
-        raise at.fail(f"must be a non-empty list of rows, got {kind(layers)}", "layers")
+        raise at.fail(f"must be a non-empty list of rows, got {schema.kind(layers)}", "layers")
     if len(layers) > MAX_ROWS:
         raise at.fail(f"at most {MAX_ROWS} rows, got {len(layers)}", "layers")
     rows = tuple(
@@ -151,17 +139,17 @@ def _decode(data: Any, source: str, row_fields: RowFields) -> Spec:
                 source=source, description=description, output_stride=output_stride)
 
 
-def _decode_row(raw: Any, at: Where, row_fields: RowFields) -> Row:
+def _decode_row(raw: Any, at: schema.Where, row_fields: RowFields) -> Row:
     if not isinstance(raw, Mapping):
-        raise at.fail(f"a row must be a mapping with an 'op' key, got {kind(raw)}")
+        raise at.fail(f"a row must be a mapping with an 'op' key, got {schema.kind(raw)}")
     op_name = raw.get("op")
     if not isinstance(op_name, str) or op_name not in row_fields:
         known = ", ".join(row_fields)
-        raise at.fail(f"unknown operator {show(op_name)}{did_you_mean(op_name, row_fields)} "
-                      f"(known: {known})", "op")
+        close = schema.did_you_mean(op_name, row_fields)
+        raise at.fail(f"unknown operator {schema.show(op_name)}{close} (known: {known})", "op")
     at = at.at_row(at.row, op_name)
     rules = {rule.key: rule for rule in (*row_fields[op_name], *COMMON_FIELDS)}
-    check_keys(raw, ["op", *rules], at, owner=f"for {op_name}")
+    schema.check_keys(raw, ["op", *rules], at, owner=f"for {op_name}")
     values: dict[str, Any] = {}
     for key, rule in rules.items():
         value = raw.get(key, rule.default)
@@ -176,42 +164,42 @@ def _decode_row(raw: Any, at: Where, row_fields: RowFields) -> Row:
     return Row(op=op_name, index=at.row, **values)
 
 
-def _coerce(value: Any, rule: FieldRule, at: Where) -> Any:
+def _coerce(value: Any, rule: FieldRule, at: schema.Where) -> Any:
     field = rule.key
     if rule.kind is tuple:
         if not isinstance(value, list | tuple):
-            raise at.fail(f"must be a list ({_TYPE_NAMES[rule.item]} each), got {show(value)}",
-                          field)
+            item = _TYPE_NAMES[rule.item]
+            raise at.fail(f"must be a list ({item} each), got {schema.show(value)}", field)
         if len(value) > MAX_LIST_ITEMS:
             raise at.fail(f"at most {MAX_LIST_ITEMS} items, got {len(value)}", field)
         item_rule = dataclasses.replace(rule, kind=rule.item, item=None)
         items = tuple(_coerce(item, item_rule, at) for item in value)
         if len(set(items)) != len(items):
-            raise at.fail(f"items must be distinct, got {show(list(value))}", field)
+            raise at.fail(f"items must be distinct, got {schema.show(list(value))}", field)
         return items
     expected = rule.kind
     ok = (
         isinstance(value, bool)
         if expected is bool
-        else is_number(value)
+        else schema.is_number(value)
         if expected is float
         else (not isinstance(value, bool) and isinstance(value, expected))
     )
     if not ok:
         extra = f" or {rule.key}: num_classes" if rule.allow_classes else ""
-        raise at.fail(f"must be {_TYPE_NAMES[expected]}{extra}, got {show(value)}", field)
+        raise at.fail(f"must be {_TYPE_NAMES[expected]}{extra}, got {schema.show(value)}", field)
     if rule.choices and value not in rule.choices:
         choices = ", ".join(map(str, rule.choices))
-        raise at.fail(f"must be one of {choices}, got {show(value)}"
-                      f"{did_you_mean(value, map(str, rule.choices))}", field)
+        raise at.fail(f"must be one of {choices}, got {schema.show(value)}"
+                      f"{schema.did_you_mean(value, map(str, rule.choices))}", field)
     if rule.minimum is not None and (
         value < rule.minimum or (rule.exclusive_minimum and value == rule.minimum)
     ):
         cmp = "above" if rule.exclusive_minimum else "at least"
-        raise at.fail(f"must be {cmp} {rule.minimum}, got {show(value)}", field)
+        raise at.fail(f"must be {cmp} {rule.minimum}, got {schema.show(value)}", field)
     if rule.maximum is not None and value > rule.maximum:
-        raise at.fail(f"must be at most {rule.maximum}, got {show(value)}", field)
+        raise at.fail(f"must be at most {rule.maximum}, got {schema.show(value)}", field)
     if rule.pattern is not None and not re.fullmatch(rule.pattern, value):
-        raise at.fail(f"must match {rule.pattern} ({rule.help or rule.key}), got {show(value)}",
-                      field)
+        what = rule.help or rule.key
+        raise at.fail(f"must match {rule.pattern} ({what}), got {schema.show(value)}", field)
     return float(value) if expected is float else value
