@@ -308,16 +308,6 @@ def _require_profile_command() -> None:
         pytest.skip("`archkit profile` is not written yet (no archkit.cli.profile module)")
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [pytest.param(case[1], f"row {case[2]}", id=case[0]) for case in BAD_ROWS[:12]]
-    + [
-        pytest.param("layers: [\n", "not valid YAML", id="broken yaml"),
-        pytest.param(
-            "width: 0x" + "f" * 4000 + "\nlayers: [{op: avgpool}]", "width", id="huge hex width"
-        ),
-    ],
-)
 def _profile(path: Path, status: int) -> str:
     """``archkit profile PATH``: its exit status must be ``status``, with no traceback."""
     _require_profile_command()
@@ -330,6 +320,16 @@ def _profile(path: Path, status: int) -> str:
     return output
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [pytest.param(case[1], f"row {case[2]}", id=case[0]) for case in BAD_ROWS[:12]]
+    + [
+        pytest.param("layers: [\n", "not valid YAML", id="broken yaml"),
+        pytest.param(
+            "width: 0x" + "f" * 4000 + "\nlayers: [{op: avgpool}]", "width", id="huge hex width"
+        ),
+    ],
+)
 def test_cli_profile_bad_spec_exits_2_without_traceback(text, expected, tmp_path):
     path = tmp_path / "BAD.yaml"
     path.write_text(text)
