@@ -6,10 +6,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import warnings
 
 import click
 
-from archkit.errors import ArchkitError
+from archkit.errors import ArchkitError, ArchkitWarning
 
 __all__ = ["main", "cli"]
 
@@ -53,7 +54,22 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; map domain errors to exit codes in this one place."""
+    """Run the CLI; map domain errors to exit codes, and show archkit's warnings as one
+    ``archkit: warning:`` line each, in this one place."""
+    with warnings.catch_warnings():
+        others = warnings.showwarning
+
+        def show(message, category, *args, **kwargs) -> None:
+            if issubclass(category, ArchkitWarning):
+                click.echo(f"archkit: warning: {message}", err=True)
+            else:
+                others(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="archkit", standalone_mode=False)
     except ArchkitError as exc:

@@ -4,6 +4,9 @@ A device file says what to compile for (a TVM target in JSON-dict form), how to 
 (the cross compiler handed to ``export_library``), how many threads to run with and how to reach
 the board: ``local`` (this machine, no RPC), ``rpc`` (host, port of a TVM RPC server) or
 ``tracker`` (host, port of a TVM RPC tracker and the key its boards registered with).
+
+The file is read and checked the way every archkit file is (``archkit._schema``): a mistake is one
+:class:`DeviceError` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from archkit import _schema as schema
 from archkit._data import shipped_dir
 from archkit.device._errors import DeviceError
 
@@ -42,7 +44,7 @@ ENV_DEVICES_DIR = "ARCHKIT_DEVICES_DIR"
 ENV_DEVICE_EMULATED = "ARCHKIT_DEVICE_EMULATED"
 
 _KINDS = ("local", "rpc", "tracker")
-_TOP_FIELDS = {
+_TOP_FIELDS = (
     "name",
     "description",
     "target",
@@ -53,8 +55,8 @@ _TOP_FIELDS = {
     "emulated",
     "connect_timeout_s",
     "session_timeout_s",
-}
-_CONN_FIELDS = {"kind", "host", "port", "key"}
+)
+_CONN_FIELDS = ("kind", "host", "port", "key")
 
 
 @dataclass(frozen=True)
@@ -194,102 +196,76 @@ def server_help(profile: DeviceProfile | None = None) -> str:
 
 
 def _parse_port(value: Any, *, source: str, field_name: str) -> int:
+    """A port from a file, an argument or an environment variable (text there)."""
+    at = schema.Where(source, DeviceError)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise at.fail(f"port must be an integer, got {schema.show(value)}", field_name)
     try:
         port = int(value)
-    except (TypeError, ValueError):
-        raise DeviceError(
-            f"port must be an integer, got {value!r}", source=source, field=field_name
-        ) from None
+    except ValueError:
+        raise at.fail(f"port must be an integer, got {schema.show(value)}", field_name) from None
     if not 0 < port < 65536:
-        raise DeviceError(f"port must be in 1..65535, got {port}", source=source, field=field_name)
+        raise at.fail(f"port must be in 1..65535, got {port}", field_name)
     return port
 
 
 def _parse_tracker(value: str, *, source: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host:
-        raise DeviceError(f"tracker must be HOST:PORT, got {value!r}", source=source)
+        raise DeviceError(f"tracker must be HOST:PORT, got {schema.show(value)}", source=source)
     return host, _parse_port(port, source=source, field_name="tracker")
 
 
 def _parse_profile(data: Any, source: str, default_name: str) -> DeviceProfile:
+    at = schema.Where(source, DeviceError)
     if not isinstance(data, dict):
-        raise DeviceError("a device file must be a mapping of fields", source=source)
-    unknown = sorted(set(data) - _TOP_FIELDS)
-    if unknown:
-        raise DeviceError(
-            f"unknown field (allowed: {', '.join(sorted(_TOP_FIELDS))})",
-            source=source,
-            field=unknown[0],
-        )
-    name = data.get("name", default_name)
-    if not isinstance(name, str) or not name:
-        raise DeviceError(f"must be a non-empty string, got {name!r}", source=source, field="name")
+        raise at.fail(f"the top level must be a mapping of keys, got {schema.kind(data)}")
+    schema.check_keys(data, _TOP_FIELDS, at)
+    name = schema.check_string(data.get("name", default_name), at, "name", non_empty=True)
 
     if "target" not in data:
-        raise DeviceError("missing (a TVM target as a JSON dict)", source=source, field="target")
+        raise at.fail("is required (a TVM target as a JSON dict)", "target")
     target = data["target"]
     if isinstance(target, str):
         if target != "host":
-            raise DeviceError(
+            raise at.fail(
                 "must be a JSON dict such as {kind: llvm, mtriple: aarch64-linux-gnu, "
-                f"mcpu: cortex-a72}} or the word 'host', got {target!r}",
-                source=source,
-                field="target",
+                f"mcpu: cortex-a72}} or the word 'host', got {schema.show(target)}",
+                "target",
             )
     elif isinstance(target, dict):
         if target.get("kind") != "llvm":
-            raise DeviceError(
-                f"target.kind must be 'llvm' (CPU boards), got {target.get('kind')!r}",
-                source=source,
-                field="target.kind",
-            )
+            raise at.fail(f"must be 'llvm' (CPU boards), got {schema.show(target.get('kind'))}",
+                          "target.kind")
     else:
-        raise DeviceError(f"must be a mapping, got {target!r}", source=source, field="target")
+        raise at.fail(f"must be a mapping, got {schema.show(target)}", "target")
 
     cross = data.get("cross_compiler")
-    if cross is not None and (not isinstance(cross, str) or not cross):
-        raise DeviceError(
-            f"must be a compiler command or null, got {cross!r}",
-            source=source,
-            field="cross_compiler",
-        )
+    if cross is not None:
+        cross = schema.check_string(cross, at, "cross_compiler", non_empty=True)
     options = data.get("cross_compiler_options") or []
     if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
-        raise DeviceError(
-            "must be a list of strings", source=source, field="cross_compiler_options"
-        )
+        raise at.fail(f"must be a list of strings, got {schema.show(options)}",
+                      "cross_compiler_options")
 
     threads = data.get("threads", "auto")
     if threads == "auto":
         threads = os.cpu_count() or 1
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise DeviceError(
-            f"must be a positive integer or 'auto', got {threads!r}", source=source, field="threads"
-        )
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+        raise at.fail(f"must be an integer from 1 to 1024 or 'auto', got {schema.show(threads)}",
+                      "threads")
     if isinstance(target, dict) and "num-cores" not in target:
         target = {**target, "num-cores": threads}
 
-    conn = data.get("connection", {"kind": "local"})
-    if not isinstance(conn, dict):
-        raise DeviceError(f"must be a mapping, got {conn!r}", source=source, field="connection")
-    unknown = sorted(set(conn) - _CONN_FIELDS)
-    if unknown:
-        raise DeviceError(
-            f"unknown field (allowed: {', '.join(sorted(_CONN_FIELDS))})",
-            source=source,
-            field=f"connection.{unknown[0]}",
-        )
-    kind = conn.get("kind", "local")
-    if kind not in _KINDS:
-        raise DeviceError(
-            f"must be one of {', '.join(_KINDS)}, got {kind!r}",
-            source=source,
-            field="connection.kind",
-        )
+    conn = schema.check_mapping(data.get("connection", {"kind": "local"}), at, "connection")
+    schema.check_keys(conn, _CONN_FIELDS, at.inside("connection"))
+    conn_kind = conn.get("kind", "local")
+    if conn_kind not in _KINDS:
+        raise at.fail(f"must be one of {', '.join(_KINDS)}, got {schema.show(conn_kind)}"
+                      f"{schema.did_you_mean(conn_kind, _KINDS)}", "connection.kind")
     host = conn.get("host")
-    if host is not None and not isinstance(host, str):
-        raise DeviceError(f"must be a string, got {host!r}", source=source, field="connection.host")
+    if host is not None:
+        host = schema.check_string(host, at, "connection.host")
     port = conn.get("port")
     if port is not None:
         port = _parse_port(port, source=source, field_name="connection.port")
@@ -297,18 +273,12 @@ def _parse_profile(data: Any, source: str, default_name: str) -> DeviceProfile:
     if key is not None:
         key = str(key)
 
-    emulated = data.get("emulated", False)
-    if not isinstance(emulated, bool):
-        raise DeviceError(
-            f"must be true or false, got {emulated!r}", source=source, field="emulated"
-        )
+    emulated = schema.check_bool(data.get("emulated", False), at, "emulated")
     timeouts = {}
     for fname, default in (("connect_timeout_s", 5.0), ("session_timeout_s", 900.0)):
         value = data.get(fname, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise DeviceError(
-                f"must be a positive number, got {value!r}", source=source, field=fname
-            )
+        if not schema.is_number(value) or value <= 0:
+            raise at.fail(f"must be a positive number, got {schema.show(value)}", fname)
         timeouts[fname] = float(value)
 
     return DeviceProfile(
@@ -317,8 +287,8 @@ def _parse_profile(data: Any, source: str, default_name: str) -> DeviceProfile:
         cross_compiler=cross,
         cross_compiler_options=tuple(options),
         threads=threads,
-        connection=Connection(kind=kind, host=host, port=port, key=key),
-        description=str(data.get("description", "")),
+        connection=Connection(kind=conn_kind, host=host, port=port, key=key),
+        description=schema.check_string(data.get("description", ""), at, "description"),
         emulated=emulated,
         source=source,
         **timeouts,
@@ -367,15 +337,12 @@ def load_device(
         if not path.is_file():
             names = ", ".join(available_devices()) or "(none)"
             raise DeviceError(
-                f"unknown device {text!r}; known devices: {names} (or give a path to a YAML file)"
+                f"unknown device {text!r}{schema.did_you_mean(text, available_devices())}; known "
+                f"devices: {names} (or give a path to a YAML file)"
             )
     source = str(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise DeviceError("no such device file", source=source) from None
-    except (OSError, yaml.YAMLError) as err:
-        raise DeviceError(f"cannot read device file: {err}", source=source) from None
+    at = schema.Where(source, DeviceError)
+    data = schema.load_yaml(schema.read_text(path, at, "device file"), at)
     profile = _parse_profile(data, source, path.stem)
 
     env_source = "environment"

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from archkit.errors import ArchkitError
+from archkit.errors import ArchkitError, FileFormatError
 
 __all__ = ["DeviceError", "MeasurementError"]
 
 
-class DeviceError(ArchkitError):
+class DeviceError(FileFormatError):
     """A device profile is invalid, or the device cannot be reached or used.
 
-    The message names the file and the field for a bad profile, and says how to start a TVM RPC
-    server on the board and point archkit at it when the board cannot be reached.
+    The message names the file and the field for a bad profile (like a bad spec), and says how
+    to start a TVM RPC server on the board and point archkit at it when the board cannot be
+    reached.
     """
-
-    def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
-        self.source = source
-        self.field = field
-        self.reason = message
-        where = [p for p in (source, field) if p]
-        super().__init__(": ".join([*where, message]))
 
 
 class MeasurementError(ArchkitError):

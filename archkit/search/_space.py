@@ -10,7 +10,8 @@ A search space file (``search_spaces/*.yaml``)::
     repeats: {change: [-1, 1]}             # optional: each stage's n may move by this much
 
 Every mistake becomes one :class:`~archkit.search.SearchSpaceError` that names the file and the
-field, like a bad spec does.
+field, like a bad spec does: the file is read and checked the way every archkit file is
+(``archkit._schema``).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from typing import Any
 
 import yaml
 
+from archkit import _schema as schema
 from archkit.errors import SpecError
 from archkit.search._errors import SearchSpaceError
 from archkit.spec import Row, Spec, apply_overrides, load_spec, parse_spec
-from archkit.spec._load import MAX_RESOLUTION, MAX_WIDTH, safe_load_yaml
+from archkit.spec._load import MAX_RESOLUTION, MAX_WIDTH
 
 __all__ = [
     "Range",
@@ -166,6 +168,7 @@ class SearchSpace:
             width=float(params["width"]),
             resolution=int(params["resolution"]),
             expansion=None if expansion is None else float(expansion),
+            warn=False,
         )
 
     def corners(self) -> list[dict[str, float]]:
@@ -188,18 +191,8 @@ def load_search_space(path: str | Path) -> SearchSpace:
         SearchSpaceError: the file cannot be read, is not YAML, or names bad ranges.
         SpecError: the base spec is invalid.
     """
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SearchSpaceError(
-            f"cannot read the search space: {exc.strerror or exc}", source=source
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise SearchSpaceError(
-            f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=source
-        ) from None
-    return parse_search_space(text, source=source, base_dir=Path(path).parent)
+    text = schema.read_text(path, schema.Where(str(path), SearchSpaceError), "search space")
+    return parse_search_space(text, source=str(path), base_dir=Path(path).parent)
 
 
 def parse_search_space(
@@ -209,27 +202,14 @@ def parse_search_space(
 
     ``base`` may be a path (relative to ``base_dir``) or an inline spec mapping.
     """
-    data = safe_load_yaml(text, source, SearchSpaceError)
+    at = schema.Where(source, SearchSpaceError)
+    data = schema.load_yaml(text, at, rows=None)
     if not isinstance(data, Mapping):
-        raise SearchSpaceError(
-            f"the top level must be a mapping of keys, got {_kind(data)}", source=source
-        )
-    for key in data:
-        if key not in _TOP_KEYS:
-            raise SearchSpaceError(
-                f"unknown key {key!r} (allowed: {', '.join(_TOP_KEYS)})",
-                source=source,
-                field=str(key),
-            )
+        raise at.fail(f"the top level must be a mapping of keys, got {schema.kind(data)}")
+    schema.check_keys(data, _TOP_KEYS, at)
     base = _load_base(data.get("base"), source, base_dir)
-    name = data.get("name", base.name)
-    if not isinstance(name, str) or not name.strip():
-        raise SearchSpaceError(
-            f"must be a non-empty string, got {name!r}", source=source, field="name"
-        )
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise SearchSpaceError("must be a string", source=source, field="description")
+    name = schema.check_string(data.get("name", base.name), at, "name", non_empty=True)
+    description = schema.check_string(data.get("description", ""), at, "description")
 
     width = _range(
         data.get("width", base.width), "width", source, lo=0.0, hi=MAX_WIDTH, exclusive_lo=True
@@ -277,7 +257,8 @@ def _load_base(value: Any, source: str, base_dir: str | Path | None) -> Spec:
         return parse_spec(yaml.safe_dump(dict(value)), source=f"{source}: base")
     if not isinstance(value, str) or not value.strip():
         raise SearchSpaceError(
-            f"must be a spec file path or a mapping, got {value!r}", source=source, field="base"
+            f"must be a spec file path or a mapping, got {schema.show(value)}", source=source,
+            field="base",
         )
     path = Path(value)
     if not path.is_absolute() and base_dir is not None:
@@ -287,14 +268,6 @@ def _load_base(value: Any, source: str, base_dir: str | Path | None) -> Spec:
             f"spec file {str(path)!r} does not exist", source=source, field="base"
         )
     return load_spec(path)
-
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__
-
-
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def _range(
@@ -311,38 +284,37 @@ def _range(
 ) -> Range:
     param = param or name
 
+    at = schema.Where(source, SearchSpaceError)
+
     def fail(message: str, field: str = name) -> SearchSpaceError:
-        return SearchSpaceError(message, source=source, field=field)
+        return at.fail(message, field)
 
     def check(v: Any, field: str) -> float:
-        if not _is_number(v):
-            raise fail(f"must be a number, got {v!r}", field)
-        if integer and not float(v).is_integer():
-            raise fail(f"must be a whole number, got {v!r}", field)
+        if not schema.is_number(v):
+            raise fail(f"must be a number, got {schema.show(v)}", field)
+        if integer and not _whole(v):
+            raise fail(f"must be a whole number, got {schema.show(v)}", field)
         if v < lo or (exclusive_lo and v == lo) or v > hi:
             bound = f"above {lo:g}" if exclusive_lo else f"at least {lo:g}"
-            raise fail(f"must be {bound} and at most {hi:g}, got {v!r}", field)
+            raise fail(f"must be {bound} and at most {hi:g}, got {schema.show(v)}", field)
         return int(v) if integer else float(v)
 
-    if _is_number(value):
+    if schema.is_number(value):
         return Range(param, choices=(check(value, name),), integer=integer)
     if isinstance(value, list):
         value = {"choices": value}
     if not isinstance(value, Mapping):
         raise fail(
             f"must be a number, a list, or a mapping with low/high[/step] or choices, "
-            f"got {_kind(value)}"
+            f"got {schema.kind(value)}"
         )
-    for key in value:
-        if key not in (*_RANGE_KEYS, *extra_keys):
-            allowed = ", ".join((*_RANGE_KEYS, *extra_keys))
-            raise fail(f"unknown key {key!r} (allowed: {allowed})", f"{name}.{key}")
+    schema.check_keys(value, (*_RANGE_KEYS, *extra_keys), at.inside(name))
     if "choices" in value:
         if any(k in value for k in ("low", "high", "step")):
             raise fail("give either choices or low/high[/step], not both")
         choices = value["choices"]
         if not isinstance(choices, list) or not choices:
-            raise fail(f"must be a non-empty list, got {_kind(choices)}", f"{name}.choices")
+            raise fail(f"must be a non-empty list, got {schema.kind(choices)}", f"{name}.choices")
         if len(choices) > MAX_CHOICES:
             raise fail(f"at most {MAX_CHOICES} choices, got {len(choices)}", f"{name}.choices")
         picked = tuple(check(v, f"{name}.choices[{i}]") for i, v in enumerate(choices))
@@ -361,9 +333,9 @@ def _range(
         if integer:
             step = 1
     else:
-        if not _is_number(step) or step <= 0 or (integer and not float(step).is_integer()):
-            kind = "a positive whole number" if integer else "a positive number"
-            raise fail(f"must be {kind}, got {step!r}", f"{name}.step")
+        if not schema.is_number(step) or step <= 0 or (integer and not _whole(step)):
+            what = "a positive whole number" if integer else "a positive number"
+            raise fail(f"must be {what}, got {schema.show(step)}", f"{name}.step")
         span = (high - low) / step
         if not math.isclose(span, round(span), abs_tol=1e-9):
             raise fail(
@@ -380,13 +352,8 @@ def _expansion(value: Any, source: str) -> tuple[Range | None, bool]:
         return None, False
     per_stage = False
     if isinstance(value, Mapping) and "per_stage" in value:
-        per_stage = value["per_stage"]
-        if not isinstance(per_stage, bool):
-            raise SearchSpaceError(
-                f"must be true or false, got {per_stage!r}",
-                source=source,
-                field="expansion.per_stage",
-            )
+        per_stage = schema.check_bool(value["per_stage"], schema.Where(source, SearchSpaceError),
+                               "expansion.per_stage")
         value = {k: v for k, v in value.items() if k != "per_stage"}
     whole = _all_whole(value)
     rng = _range(
@@ -395,16 +362,21 @@ def _expansion(value: Any, source: str) -> tuple[Range | None, bool]:
     return rng, per_stage
 
 
+def _whole(number: float) -> bool:
+    # float() of an integer beyond a float's range raises OverflowError; integers are whole.
+    return isinstance(number, int) or number.is_integer()
+
+
 def _all_whole(value: Any) -> bool:
-    if _is_number(value):
-        return float(value).is_integer()
+    if schema.is_number(value):
+        return _whole(value)
     if isinstance(value, list):
-        return all(_is_number(v) and float(v).is_integer() for v in value)
+        return all(schema.is_number(v) and _whole(v) for v in value)
     if isinstance(value, Mapping):
         if "choices" in value:
             return _all_whole(value["choices"])
         nums = [value.get(k) for k in ("low", "high", "step") if value.get(k) is not None]
-        return all(_is_number(v) and float(v).is_integer() for v in nums)
+        return all(schema.is_number(v) and _whole(v) for v in nums)
     return False
 
 
@@ -427,7 +399,8 @@ def _stages(base: Spec, expansion: Range | None, repeats: Any, source: str) -> t
             or value[1] < 0
         ):
             raise SearchSpaceError(
-                f"must be two whole numbers [low, high] with low <= 0 <= high, got {value!r}",
+                "must be two whole numbers [low, high] with low <= 0 <= high, got "
+                f"{schema.show(value)}",
                 source=source,
                 field="repeats.change",
             )

@@ -1,37 +1,33 @@
 """YAML -> :class:`Spec`: the decoder, which depends on no other archkit layer.
 
-YAML is read with ``yaml.safe_load`` (no tags that construct Python objects). Every mistake becomes
-one :class:`~archkit.errors.SpecError` naming the file, the row and the field. The keys a row may
-carry are an argument (``row_fields``, declared by the operators in ``archkit.ops``), so the
-decoder needs no operator registry; ``archkit.ops`` composes decoding with lowering into
-``load_spec``, ``parse_spec`` and ``apply_overrides``.
+YAML is read the way every archkit file is (``archkit._schema``: no tags that construct Python
+objects, no key twice in one mapping). Every mistake becomes one :class:`~archkit.errors.SpecError`
+naming the file, the row and the field. The keys a row may carry are an argument (``row_fields``,
+declared by the operators in ``archkit.ops``), so the decoder needs no operator registry;
+``archkit.ops`` composes decoding with lowering into ``load_spec``, ``parse_spec`` and
+``apply_overrides``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-import reprlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from archkit import _schema as schema
 from archkit.errors import SpecError
 from archkit.spec._fields import COMMON_FIELDS, NUM_CLASSES, FieldRule
 from archkit.spec._model import Row, Spec
 
 __all__ = [
-    "decode_spec", "read_spec_text", "override_spec", "safe_load_yaml", "MAX_RESOLUTION",
-    "MAX_WIDTH",
+    "decode_spec", "read_spec_text", "override_spec", "MAX_RESOLUTION", "MAX_WIDTH",
 ]
 
 #: The keys each row kind accepts (besides ``op`` and :data:`COMMON_FIELDS`), by operator name.
 RowFields = Mapping[str, Sequence[FieldRule]]
 
-MAX_FILE_BYTES = 1 << 20
 MAX_RESOLUTION = 4096
 MAX_WIDTH = 8.0
 MAX_ROWS = 256
@@ -52,32 +48,7 @@ def read_spec_text(path: str | Path) -> str:
     Raises:
         SpecError: the file cannot be read, is too large or is not UTF-8.
     """
-    source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise SpecError(f"cannot read the spec: {exc.strerror or exc}", source=source) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise SpecError(f"file is larger than {MAX_FILE_BYTES} bytes", source=source)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        reason = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
-        raise SpecError(reason, source=source) from None
-
-
-def safe_load_yaml(text: str, source: str, error: type[SpecError] = SpecError) -> Any:
-    """``yaml.safe_load`` (no tags that construct Python objects), every failure an ``error``
-    naming ``source`` and, where YAML knows it, the line and column."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise error(f"not valid YAML{at}: {problem}", source=source) from None
-    except (RecursionError, ValueError, OverflowError) as exc:
-        raise error(f"not valid YAML: {type(exc).__name__}", source=source) from None
+    return schema.read_text(path, schema.Where(str(path), SpecError), "spec")
 
 
 def decode_spec(text: str, source: str, row_fields: RowFields) -> Spec:
@@ -93,7 +64,8 @@ def decode_spec(text: str, source: str, row_fields: RowFields) -> Spec:
     Raises:
         SpecError: naming the file, the row and the field.
     """
-    return _decode(safe_load_yaml(text, source), source, row_fields)
+    data = schema.load_yaml(text, schema.Where(source, SpecError), rows="layers")
+    return _decode(data, source, row_fields)
 
 
 def override_spec(
@@ -111,200 +83,123 @@ def override_spec(
     like MobileNetV2's first bottleneck, keep theirs).
     """
     changes: dict[str, Any] = {}
+    at = schema.Where(spec.source, SpecError)
     if width is not None:
-        _check_number(width, "--width", spec.source, 0.0, MAX_WIDTH, exclusive=True)
-        changes["width"] = float(width)
+        changes["width"] = schema.check_number(width, at, "--width", 0.0, MAX_WIDTH, exclusive=True)
     if resolution is not None:
-        _check_int(resolution, "--resolution", spec.source, 1, MAX_RESOLUTION)
-        changes["resolution"] = int(resolution)
+        changes["resolution"] = schema.check_int(resolution, at, "--resolution", 1, MAX_RESOLUTION)
     if expansion is not None:
-        _check_number(expansion, "--expansion", spec.source, 0.0, 64.0, exclusive=True)
+        ratio = schema.check_number(expansion, at, "--expansion", 0.0, 64.0, exclusive=True)
         changes["rows"] = tuple(
-            dataclasses.replace(row, expansion=float(expansion)) if row.has_expansion else row
+            dataclasses.replace(row, expansion=ratio) if row.has_expansion else row
             for row in spec.rows
         )
     return dataclasses.replace(spec, **changes)
 
 
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 40, 40
-
-
-def _show(value: Any) -> str:
-    """A short, safe rendering of a user's value for an error message.
-
-    Bounded whatever the input: YAML aliases can build structures of billions of elements and
-    integers of thousands of digits (whose ``str`` Python refuses).
-    """
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**15:
-        return f"an integer of {value.bit_length()} bits"
-    try:
-        return _REPR.repr(value)
-    except (ValueError, RecursionError):
-        return f"a {type(value).__name__}"
-
-
-def _finite(value: int | float) -> bool:
-    # math.isfinite raises OverflowError for integers beyond a float's range; integers are finite.
-    return isinstance(value, int) or math.isfinite(value)
-
-
-def _check_int(value: Any, field: str, source: str | None, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"must be an integer, got {_show(value)}", source=source, field=field)
-    if not lo <= value <= hi:
-        raise SpecError(f"must be between {lo} and {hi}, got {_show(value)}", source=source,
-                        field=field)
-
-
-def _check_number(
-    value: Any, field: str, source: str | None, lo: float, hi: float, *, exclusive: bool = False
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
-        raise SpecError(f"must be a finite number, got {_show(value)}", source=source, field=field)
-    if value < lo or (exclusive and value == lo) or value > hi:
-        bound = f"above {lo}" if exclusive else f"at least {lo}"
-        raise SpecError(f"must be {bound} and at most {hi}, got {_show(value)}", source=source,
-                        field=field)
-
-
-def _mapping(value: Any, what: str, source: str, keys: tuple[str, ...], **where: Any) -> Mapping:
-    if not isinstance(value, Mapping):
-        raise SpecError(f"must be a mapping, got {_kind(value)}", source=source, field=what,
-                        **where)
-    for key in value:
-        if key not in keys:
-            allowed = ", ".join(keys)
-            raise SpecError(f"unknown key {_show(key)} (allowed: {allowed})", source=source,
-                            field=what if what else str(key), **where)
-    return value
-
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__
-
-
 def _decode(data: Any, source: str, row_fields: RowFields) -> Spec:
+    at = schema.Where(source, SpecError)
     if not isinstance(data, Mapping):
-        raise SpecError(f"the top level must be a mapping of keys, got {_kind(data)}",
-                        source=source)
-    for key in data:
-        if key not in _TOP_KEYS:
-            raise SpecError(f"unknown key {_show(key)} (allowed: {', '.join(_TOP_KEYS)})",
-                            source=source, field=str(key))
-    name = data.get("name", Path(source).stem if source != "<string>" else "spec")
-    if not isinstance(name, str) or not name.strip():
-        raise SpecError(f"must be a non-empty string, got {_show(name)}", source=source,
-                        field="name")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise SpecError("must be a string", source=source, field="description")
+        raise at.fail(f"the top level must be a mapping of keys, got {schema.kind(data)}")
+    schema.check_keys(data, _TOP_KEYS, at)
+    default_name = Path(source).stem if source != "<string>" else "spec"
+    name = schema.check_string(data.get("name", default_name), at, "name", non_empty=True)
+    description = schema.check_string(data.get("description", ""), at, "description")
 
-    inp = _mapping(data.get("input", {}), "input", source, _INPUT_KEYS)
-    resolution = inp.get("resolution", 224)
-    _check_int(resolution, "input.resolution", source, 1, MAX_RESOLUTION)
-    in_channels = inp.get("channels", 3)
-    _check_int(in_channels, "input.channels", source, 1, 64)
-    num_classes = data.get("num_classes", 1000)
-    _check_int(num_classes, "num_classes", source, 1, 100_000)
-    width = data.get("width", 1.0)
-    _check_number(width, "width", source, 0.0, MAX_WIDTH, exclusive=True)
-    rounding = _mapping(data.get("channel_rounding", {}), "channel_rounding", source,
-                        _ROUNDING_KEYS)
-    divisor = rounding.get("divisor", 8)
-    _check_int(divisor, "channel_rounding.divisor", source, 1, 256)
-    min_ratio = rounding.get("min_ratio", 0.9)
-    _check_number(min_ratio, "channel_rounding.min_ratio", source, 0.0, 1.0)
+    inp = schema.check_mapping(data.get("input", {}), at, "input")
+    schema.check_keys(inp, _INPUT_KEYS, at.inside("input"))
+    resolution = schema.check_int(inp.get("resolution", 224), at, "input.resolution", 1,
+                                  MAX_RESOLUTION)
+    in_channels = schema.check_int(inp.get("channels", 3), at, "input.channels", 1, 64)
+    num_classes = schema.check_int(data.get("num_classes", 1000), at, "num_classes", 1, 100_000)
+    width = schema.check_number(data.get("width", 1.0), at, "width", 0.0, MAX_WIDTH, exclusive=True)
+    rounding = schema.check_mapping(data.get("channel_rounding", {}), at, "channel_rounding")
+    schema.check_keys(rounding, _ROUNDING_KEYS, at.inside("channel_rounding"))
+    divisor = schema.check_int(rounding.get("divisor", 8), at, "channel_rounding.divisor", 1, 256)
+    min_ratio = schema.check_number(rounding.get("min_ratio", 0.9), at,
+                                    "channel_rounding.min_ratio", 0.0, 1.0)
     output_stride = data.get("output_stride")
     if output_stride is not None:
-        _check_int(output_stride, "output_stride", source, 1, _OUTPUT_STRIDES[-1])
+        schema.check_int(output_stride, at, "output_stride", 1, _OUTPUT_STRIDES[-1])
         if output_stride not in _OUTPUT_STRIDES:
             allowed = ", ".join(map(str, _OUTPUT_STRIDES))
-            raise SpecError(f"must be a power of two (one of {allowed}), got {output_stride}",
-                            source=source, field="output_stride")
+            raise at.fail(f"must be a power of two (one of {allowed}), got {output_stride}",
+                          "output_stride")
 
     layers = data.get("layers")
     if not isinstance(layers, list) or not layers:
-        raise SpecError(f"must be a non-empty list of rows, got {_kind(layers)}", source=source,
-                        field="layers")
+        raise at.fail(f"must be a non-empty list of rows, got {schema.kind(layers)}", "layers")
     if len(layers) > MAX_ROWS:
-        raise SpecError(f"at most {MAX_ROWS} rows, got {len(layers)}", source=source,
-                        field="layers")
+        raise at.fail(f"at most {MAX_ROWS} rows, got {len(layers)}", "layers")
     rows = tuple(
-        _decode_row(raw, index, source, row_fields) for index, raw in enumerate(layers)
+        _decode_row(raw, at.at_row(index), row_fields) for index, raw in enumerate(layers)
     )
     return Spec(name=name.strip(), rows=rows, resolution=resolution, in_channels=in_channels,
-                num_classes=num_classes, width=float(width), divisor=divisor,
-                min_ratio=float(min_ratio), source=source, description=description,
-                output_stride=output_stride)
+                num_classes=num_classes, width=width, divisor=divisor, min_ratio=min_ratio,
+                source=source, description=description, output_stride=output_stride)
 
 
-def _decode_row(raw: Any, index: int, source: str, row_fields: RowFields) -> Row:
+def _decode_row(raw: Any, at: schema.Where, row_fields: RowFields) -> Row:
     if not isinstance(raw, Mapping):
-        raise SpecError(f"a row must be a mapping with an 'op' key, got {_kind(raw)}",
-                        source=source, row=index)
+        raise at.fail(f"a row must be a mapping with an 'op' key, got {schema.kind(raw)}")
     op_name = raw.get("op")
     if not isinstance(op_name, str) or op_name not in row_fields:
         known = ", ".join(row_fields)
-        raise SpecError(f"unknown operator {_show(op_name)} (known: {known})", source=source,
-                        row=index, field="op")
+        close = schema.did_you_mean(op_name, row_fields)
+        raise at.fail(f"unknown operator {schema.show(op_name)}{close} (known: {known})", "op")
+    at = at.at_row(at.row, op_name)
     rules = {rule.key: rule for rule in (*row_fields[op_name], *COMMON_FIELDS)}
-    for key in raw:
-        if key != "op" and key not in rules:
-            allowed = ", ".join(["op", *rules]) if rules else "op"
-            raise SpecError(f"unknown key {_show(key)} for {op_name} (allowed: {allowed})",
-                            source=source, row=index, op=op_name, field=str(key))
+    schema.check_keys(raw, ["op", *rules], at, owner=f"for {op_name}")
     values: dict[str, Any] = {}
     for key, rule in rules.items():
         value = raw.get(key, rule.default)
-        where = {"source": source, "row": index, "op": op_name, "field": key}
         if value is None and rule.optional:
             continue
         if value is None:
-            raise SpecError(f"is required ({rule.help or key})", **where)
+            raise at.fail(f"is required ({rule.help or key})", key)
         if rule.allow_classes and value == NUM_CLASSES:
             values[rule.attr] = value
             continue
-        value = _coerce(value, rule, where)
-        values[rule.attr] = value
-    return Row(op=op_name, index=index, **values)
+        values[rule.attr] = _coerce(value, rule, at)
+    return Row(op=op_name, index=at.row, **values)
 
 
-def _coerce(value: Any, rule: FieldRule, where: dict[str, Any]) -> Any:
+def _coerce(value: Any, rule: FieldRule, at: schema.Where) -> Any:
+    field = rule.key
     if rule.kind is tuple:
         if not isinstance(value, list | tuple):
-            raise SpecError(f"must be a list ({_TYPE_NAMES[rule.item]} each), got {_show(value)}",
-                            **where)
+            item = _TYPE_NAMES[rule.item]
+            raise at.fail(f"must be a list ({item} each), got {schema.show(value)}", field)
         if len(value) > MAX_LIST_ITEMS:
-            raise SpecError(f"at most {MAX_LIST_ITEMS} items, got {len(value)}", **where)
+            raise at.fail(f"at most {MAX_LIST_ITEMS} items, got {len(value)}", field)
         item_rule = dataclasses.replace(rule, kind=rule.item, item=None)
-        items = tuple(_coerce(item, item_rule, where) for item in value)
+        items = tuple(_coerce(item, item_rule, at) for item in value)
         if len(set(items)) != len(items):
-            raise SpecError(f"items must be distinct, got {_show(list(value))}", **where)
+            raise at.fail(f"items must be distinct, got {schema.show(list(value))}", field)
         return items
-    kind = rule.kind
+    expected = rule.kind
     ok = (
         isinstance(value, bool)
-        if kind is bool
-        else (not isinstance(value, bool) and isinstance(value, int | float) and
-              _finite(value))
-        if kind is float
-        else (not isinstance(value, bool) and isinstance(value, kind))
+        if expected is bool
+        else schema.is_number(value)
+        if expected is float
+        else (not isinstance(value, bool) and isinstance(value, expected))
     )
     if not ok:
         extra = f" or {rule.key}: num_classes" if rule.allow_classes else ""
-        raise SpecError(f"must be {_TYPE_NAMES[kind]}{extra}, got {_show(value)}", **where)
+        raise at.fail(f"must be {_TYPE_NAMES[expected]}{extra}, got {schema.show(value)}", field)
     if rule.choices and value not in rule.choices:
         choices = ", ".join(map(str, rule.choices))
-        raise SpecError(f"must be one of {choices}, got {_show(value)}", **where)
+        raise at.fail(f"must be one of {choices}, got {schema.show(value)}"
+                      f"{schema.did_you_mean(value, map(str, rule.choices))}", field)
     if rule.minimum is not None and (
         value < rule.minimum or (rule.exclusive_minimum and value == rule.minimum)
     ):
         cmp = "above" if rule.exclusive_minimum else "at least"
-        raise SpecError(f"must be {cmp} {rule.minimum}, got {_show(value)}", **where)
+        raise at.fail(f"must be {cmp} {rule.minimum}, got {schema.show(value)}", field)
     if rule.maximum is not None and value > rule.maximum:
-        raise SpecError(f"must be at most {rule.maximum}, got {_show(value)}", **where)
+        raise at.fail(f"must be at most {rule.maximum}, got {schema.show(value)}", field)
     if rule.pattern is not None and not re.fullmatch(rule.pattern, value):
-        raise SpecError(f"must match {rule.pattern} ({rule.help or rule.key}), got {_show(value)}",
-                        **where)
-    return float(value) if kind is float else value
+        what = rule.help or rule.key
+        raise at.fail(f"must match {rule.pattern} ({what}), got {schema.show(value)}", field)
+    return float(value) if expected is float else value

@@ -66,31 +66,49 @@ def test_tracker_from_environment(monkeypatch):
     assert load_device("rpi4", tracker="t:1234").connection.port == 1234
 
 
-@pytest.mark.parametrize(
-    ("text", "field"),
-    [
-        ("name: x\ntarget: {kind: llvm}\nthreds: 4\n", "threds"),
-        ("name: x\ntarget: {kind: cuda}\n", "target.kind"),
-        ("name: x\ntarget: 'llvm -mcpu=cortex-a72'\n", "target"),
-        ("name: x\n", "target"),
-        ("name: x\ntarget: {kind: llvm}\nthreads: 0\n", "threads"),
-        ("name: x\ntarget: {kind: llvm}\nconnection: {kind: ssh}\n", "connection.kind"),
-        ("name: x\ntarget: {kind: llvm}\nconnection: {kind: rpc, port: http}\n", "connection.port"),
-        ("name: x\ntarget: {kind: llvm}\nconnection: {kind: rpc, hots: a}\n", "connection.hots"),
-    ],
-)
-def test_bad_file_names_file_and_field(tmp_path, text, field):
+#: Device files a profile must refuse, by the field the error names (unknown keys, duplicate
+#: keys and broken YAML: the contract of every archkit file, tests/spec/test_file_formats.py).
+LLVM = "target: {kind: llvm}\n"
+BAD_FILES = {
+    "target": ["name: x\n", "target: 'llvm -mcpu=cortex-a72'\n", "target: [llvm]\n"],
+    "target.kind": ["target: {kind: cuda}\n"],
+    "threads": [LLVM + "threads: 0\n", LLVM + "threads: 100000\n", LLVM + "threads: 2.5\n"],
+    "emulated": [LLVM + "emulated: 1\n"],
+    "connect_timeout_s": [LLVM + "connect_timeout_s: .nan\n"],
+    "description": [LLVM + "description: [a]\n"],
+    "connection.kind": [LLVM + "connection: {kind: ssh}\n"],
+    "connection.port": [LLVM + "connection: {kind: rpc, port: http}\n",
+                        LLVM + "connection: {kind: rpc, port: 70000}\n"],
+}
+
+
+@pytest.mark.parametrize("field", sorted(BAD_FILES))
+def test_bad_file_names_file_and_field(tmp_path, field):
     path = tmp_path / "board.yaml"
-    path.write_text(text)
-    with pytest.raises(DeviceError) as info:
-        load_device(str(path))
-    assert info.value.field == field
-    assert str(path) in str(info.value) and field in str(info.value)
+    for text in BAD_FILES[field]:
+        path.write_text(text)
+        with pytest.raises(DeviceError) as info:
+            load_device(str(path))
+        assert info.value.field == field, text
+        assert str(info.value).startswith(f"{path}: {field}: ")
 
 
 def test_unknown_device_lists_known():
-    with pytest.raises(DeviceError, match="known devices: .*rpi4"):
+    with pytest.raises(DeviceError, match="did you mean 'rpi4'.*known devices: .*rpi4"):
         load_device("rpi5")
+
+
+def test_a_misspelt_connection_kind_suggests_the_right_one(tmp_path):
+    # Unknown keys, duplicate keys and broken YAML: the contract of every archkit file
+    # (tests/spec/test_file_formats.py).
+    path = tmp_path / "board.yaml"
+    path.write_text("target: {kind: llvm}\nconnection: {kind: rcp, host: a}\n")
+    with pytest.raises(DeviceError) as info:
+        load_device(str(path))
+    assert str(info.value) == (
+        f"{path}: connection.kind: must be one of local, rpc, tracker, got 'rcp', "
+        "did you mean 'rpc'?"
+    )
 
 
 def test_bad_port_in_environment(monkeypatch):

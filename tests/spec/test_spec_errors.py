@@ -141,6 +141,46 @@ BAD_ROWS = [
     ),
     ("row not a mapping", _with_row(1, "  - bottleneck"), 1, None, None, ["mapping"]),
     (
+        "duplicate key",
+        _with_row(1, "  - {op: bottleneck, t: 6, c: 24, n: 2, s: 2, c: 32}"),
+        1,
+        "bottleneck",
+        "c",
+        ["duplicate key 'c'", "line 6, again at line 6", "keep the last"],
+    ),
+    (
+        "duplicate key on its own lines",
+        _with_row(1, "  - op: bottleneck\n    c: 16\n    t: 6\n    c: 32"),
+        1,
+        "bottleneck",
+        "c",
+        ["duplicate key 'c' (first at line 7, again at line 9"],
+    ),
+    (
+        "misspelt operator",
+        _with_row(1, "  - {op: bottlenek, t: 6, c: 24}"),
+        1,
+        None,
+        "op",
+        ["unknown operator 'bottlenek', did you mean 'bottleneck'? (known: conv2d, "],
+    ),
+    (
+        "misspelt key",
+        _with_row(0, "  - {op: conv2d, c: 16, kernal: 3}"),
+        0,
+        "conv2d",
+        "kernal",
+        ["unknown key 'kernal' for conv2d, did you mean 'kernel'? (allowed: op, c, "],
+    ),
+    (
+        "misspelt choice",
+        _with_row(0, "  - {op: conv2d, c: 16, activation: relu5}"),
+        0,
+        "conv2d",
+        "activation",
+        ["must be one of relu6, relu, none, got 'relu5', did you mean"],
+    ),
+    (
         "kernel too big",
         _with_row(0, "  - {op: conv2d, c: 16, kernel: 99}"),
         0,
@@ -268,6 +308,18 @@ def _require_profile_command() -> None:
         pytest.skip("`archkit profile` is not written yet (no archkit.cli.profile module)")
 
 
+def _profile(path: Path, status: int) -> str:
+    """``archkit profile PATH``: its exit status must be ``status``, with no traceback."""
+    _require_profile_command()
+    result = subprocess.run(
+        [str(ARCHKIT), "profile", str(path)], capture_output=True, text=True, timeout=120
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == status, output
+    assert "Traceback" not in output
+    return output
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [pytest.param(case[1], f"row {case[2]}", id=case[0]) for case in BAD_ROWS[:12]]
@@ -279,39 +331,14 @@ def _require_profile_command() -> None:
     ],
 )
 def test_cli_profile_bad_spec_exits_2_without_traceback(text, expected, tmp_path):
-    _require_profile_command()
     path = tmp_path / "BAD.yaml"
     path.write_text(text)
-    result = subprocess.run(
-        [str(ARCHKIT), "profile", str(path)], capture_output=True, text=True, timeout=120
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 2, output
-    assert "Traceback" not in output
+    output = _profile(path, 2)
     assert str(path) in output and expected in output
 
 
-def test_cli_profile_good_spec_exits_0():
-    _require_profile_command()
+def test_cli_profile_good_spec_exits_0_and_a_missing_file_2(tmp_path):
     from conftest import SPECS_DIR
 
-    result = subprocess.run(
-        [str(ARCHKIT), "profile", str(SPECS_DIR / "mobilenetv2.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-
-
-def test_cli_profile_missing_file_exits_2(tmp_path):
-    _require_profile_command()
-    result = subprocess.run(
-        [str(ARCHKIT), "profile", str(tmp_path / "nope.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stdout + result.stderr
+    _profile(SPECS_DIR / "mobilenetv2.yaml", 0)
+    assert "cannot read the spec" in _profile(tmp_path / "nope.yaml", 2)
