@@ -59,6 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     except ArchkitError as exc:
         click.echo(f"archkit: error: {exc}", err=True)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        # An optional dependency (torch, tvm, optuna, plotly...) imported lazily below: name the
+        # extra that installs it. Any other missing module is a bug and keeps its traceback.
+        from archkit._imports import missing_dependency
+
+        missing = missing_dependency(exc)
+        if missing is None:
+            raise
+        click.echo(f"archkit: error: {missing}", err=True)
+        return missing.exit_code
     except click.exceptions.Abort:
         click.echo("archkit: aborted", err=True)
         return 130

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from archkit._imports import try_import
 from archkit.report._plot_data import PlotData, ReportError
 
 __all__ = ["PNG_SIZE", "draw", "draw_figure5", "find_browser", "save"]
@@ -55,12 +56,8 @@ _X_TICKS = (7.5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 400, 500, 600)
 
 
 def _plotly():
-    try:
+    with try_import():
         import plotly.graph_objects as go
-    except ImportError:
-        raise ReportError(
-            "plots need plotly (and kaleido for PNG): pip install 'archkit[report]'"
-        ) from None
     return go
 
 

@@ -34,7 +34,7 @@ def test_profile_on_the_host_device_reports_checked_latency(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)
+    [doc] = json.loads(proc.stdout)
     latency = doc["latency"]
     assert latency["label"] == "device" and not latency["emulated"]
     assert 0 < latency["min_ms"] <= latency["median_ms"] <= latency["p90_ms"]
