@@ -1,4 +1,4 @@
-"""Per-layer cost tables (plain records, or pandas DataFrames) with totals, grouped by stage (spec row) or block."""
+"""Per-layer cost tables (plain records, or pandas DataFrames) with totals, by stage or block."""
 
 from __future__ import annotations
 
