@@ -38,15 +38,6 @@ EXTRAS: dict[str, str] = {
     "kaleido": "report",
 }
 
-#: What each extra is for, in the message.
-_PURPOSE = {
-    "torch": "building models and ONNX export",
-    "tvm": "device latency",
-    "search": "the search",
-    "report": "plots",
-}
-
-
 class MissingDependency(ArchkitError):
     """An optional dependency is not installed (exit status 2: install the extra, run again)."""
 
@@ -54,8 +45,8 @@ class MissingDependency(ArchkitError):
         self.module = module
         self.extra = extra
         super().__init__(
-            f"{_PURPOSE.get(extra, 'this command')} needs {module}, which is not installed: "
-            f"pip install 'archkit[{extra}]'"
+            f"this needs {module}, which is not installed: pip install 'archkit[{extra}]' "
+            "(or 'archkit[all]')"
         )
 
 

@@ -19,6 +19,9 @@ COMMANDS = {
     "search": ("archkit.cli.search", "Search width, resolution and expansion under budgets."),
     "report": ("archkit.cli.report", "Write the paper's tables and Pareto plots to reports/."),
     "plot": ("archkit.cli.plot", "Pareto plots of specs, families and search runs."),
+    "compare": ("archkit.cli.compare", "Costs of specs side by side, per stage, with differences."),
+    "export": ("archkit.cli.export", "Export a spec's PyTorch model to ONNX."),
+    "devices": ("archkit.cli.devices", "The device profiles and how each board is reached."),
 }
 
 
