@@ -8,12 +8,12 @@ DEMO_RUN ?= runs/demo
 
 .PHONY: demo test system lint clean-venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch first, by exact version, so no dependency pulls a CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[all]'
+	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[all]'
 	touch $(STAMP)
 
 # Debian packages: Chromium (static plot export, render tests), PostgreSQL (shared search

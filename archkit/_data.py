@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["KINDS", "shipped_dir", "shipped_file", "shipped_names"]
+__all__ = ["KINDS", "resolve", "shipped_dir", "shipped_file", "shipped_names"]
 
 #: The kinds of shipped data, each a folder of ``NAME.yaml`` files.
 KINDS = ("specs", "devices", "search_spaces")
@@ -33,3 +33,16 @@ def shipped_file(kind: str, name: str) -> Path | None:
 def shipped_names(kind: str) -> list[str]:
     """The names (file stems) of the shipped files of ``kind``, sorted."""
     return sorted(p.stem for p in shipped_dir(kind).glob("*.yaml"))
+
+
+def resolve(kind: str, value: str | Path) -> Path | None:
+    """The file a command-line name or path means: ``value`` itself when it is a path (it has a
+    ``.yaml``/``.yml`` suffix, a folder part, or exists), else ``./<kind>/NAME.yaml``, else the
+    shipped ``NAME.yaml`` of ``kind``. None when ``value`` is a bare name nothing matches."""
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1 or path.exists():
+        return path
+    local = Path(kind) / f"{value}.yaml"
+    if local.is_file():
+        return local
+    return shipped_file(kind, str(value))

@@ -7,9 +7,9 @@ from archkit.build._model import (
     calibrate_batchnorm,
     example_input,
 )
-from archkit.build._onnx import ONNX_OPSET, export_onnx
+from archkit.build._onnx import ONNX_OPSET, export_onnx, quiet_export_notices
 
 __all__ = [
     "ArchNet", "BlockModule", "ONNX_OPSET", "build_model", "calibrate_batchnorm",
-    "example_input", "export_onnx",
+    "example_input", "export_onnx", "quiet_export_notices",
 ]

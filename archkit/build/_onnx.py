@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from torch import nn
 from archkit.build._model import build_model, example_input
 from archkit.spec import Spec
 
-__all__ = ["export_onnx", "ONNX_OPSET"]
+__all__ = ["export_onnx", "ONNX_OPSET", "quiet_export_notices"]
 
 #: The opset the torch.export-based exporter targets natively (torch 2.13); asking it for an
 #: older one adds a version-conversion pass.
@@ -57,6 +58,7 @@ def export_onnx(
     model = (model if model is not None else build_model(spec)).eval()
     x = example if example is not None else example_input(spec)
     names = getattr(model, "output_names", None)
+    quiet_export_notices()
     options = {"external_data": False, "verbose": False} if dynamo else {}
     with torch.no_grad(), _quiet_torchvision_notice():
         torch.onnx.export(
@@ -65,6 +67,18 @@ def export_onnx(
             **options,
         )
     return path
+
+
+def quiet_export_notices() -> None:
+    """Hide the FutureWarning torch 2.13 raises inside its own ``ExportedProgram`` code: deep
+    copying a program (``run_decompositions``, which the ONNX exporter and TVM's importer call)
+    rebuilds a ``LeafSpec``, which torch itself deprecates. It is addressed to torch, not to
+    archkit's users. A filter on that one message (not a ``catch_warnings`` block, which is not
+    thread-safe: measurements export in worker threads); calling it again adds nothing."""
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+    )
 
 
 class _DropTorchvisionNotice(logging.Filter):

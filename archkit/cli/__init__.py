@@ -20,6 +20,9 @@ COMMANDS = {
     "search": ("archkit.cli.search", "Search width, resolution and expansion under budgets."),
     "report": ("archkit.cli.report", "Write the paper's tables and Pareto plots to reports/."),
     "plot": ("archkit.cli.plot", "Pareto plots of specs, families and search runs."),
+    "compare": ("archkit.cli.compare", "Costs of specs side by side, per stage, with differences."),
+    "export": ("archkit.cli.export", "Export a spec's PyTorch model to ONNX."),
+    "devices": ("archkit.cli.devices", "The device profiles and how each board is reached."),
 }
 
 
@@ -75,6 +78,16 @@ def _main(argv: list[str] | None) -> int:
     except ArchkitError as exc:
         click.echo(f"archkit: error: {exc}", err=True)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        # An optional dependency (torch, tvm, optuna, plotly...) imported lazily below: name the
+        # extra that installs it. Any other missing module is a bug and keeps its traceback.
+        from archkit._imports import missing_dependency
+
+        missing = missing_dependency(exc)
+        if missing is None:
+            raise
+        click.echo(f"archkit: error: {missing}", err=True)
+        return missing.exit_code
     except click.exceptions.Abort:
         click.echo("archkit: aborted", err=True)
         return 130

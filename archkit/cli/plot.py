@@ -6,7 +6,7 @@ import json
 
 import click
 
-from archkit.cost import DTYPE_BYTES, SCHEDULES
+from archkit.cli._common import memory_options, png_option, spec_file, specs_dir_option
 from archkit.search import PLOT_METRICS
 
 __all__ = ["command"]
@@ -32,75 +32,25 @@ _FAMILIES = ("mobilenetv2", "mobilenetv1", "shufflenet_g3")
     help="Reference families to draw (repeatable) [default: all three].",
 )
 @click.option("--no-families", is_flag=True, help="Draw no reference family.")
-@click.option(
-    "--spec",
-    "specs",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="A spec file to draw as one point (repeatable).",
-)
-@click.option(
-    "--run",
-    "run",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="A search run directory (runs/<name>/ with trials.csv).",
-)
-@click.option(
-    "--latency",
-    "latency_csv",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="CSV of measured latencies: family (or name), width, resolution, latency_ms.",
-)
-@click.option(
-    "--dtype",
-    type=click.Choice(list(DTYPE_BYTES)),
-    default="fp32",
-    show_default=True,
-    help="Element type for peak activation memory.",
-)
-@click.option(
-    "--schedule",
-    type=click.Choice(SCHEDULES),
-    default="naive",
-    show_default=True,
-    help="Section 5.1 schedule for peak activation memory.",
-)
-@click.option(
-    "-o",
-    "--output",
-    default=None,
-    help="Output path without extension: writes OUTPUT.html and OUTPUT.png "
-    "[default: plots/<y>_vs_madds, or <run>/pareto_<y> with --run].",
-)
-@click.option(
-    "--png/--no-png",
-    default=True,
-    show_default=True,
-    help="Also write the static PNG (needs Chromium: scripts/chromium.sh).",
-)
-@click.option(
-    "--plotlyjs",
-    type=click.Choice(["directory", "inline", "cdn"]),
-    default="directory",
-    show_default=True,
-    help="How the HTML gets plotly.js: a shared file next to it, inlined, or a CDN.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["files", "csv", "json"]),
-    default="files",
-    show_default=True,
-    help="files: write the plot; csv/json: print the plot data instead.",
-)
-@click.option(
-    "--specs-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Where the family spec files live [default: ./specs].",
-)
+@click.option("--spec", "specs", multiple=True, metavar="SPEC",
+              help="A spec (file or shipped name) to draw as one named point (repeatable).")
+@click.option("--run", type=click.Path(file_okay=False), default=None,
+              help="A search run directory (runs/<name>/ with trials.csv): its trials, front, "
+              "budgets and winner.")
+@click.option("--latency", "latency_csv", type=click.Path(dir_okay=False), default=None,
+              help="CSV of measured latencies: family (or name), width, resolution, latency_ms.")
+@memory_options
+@click.option("-o", "--output", default=None,
+              help="Output path without extension: writes OUTPUT.html and OUTPUT.png "
+              "[default: plots/<y>_vs_madds, or <run>/pareto_<y> with --run].")
+@png_option
+@click.option("--plotlyjs", type=click.Choice(["directory", "inline", "cdn"]),
+              default="directory", show_default=True,
+              help="How the HTML gets plotly.js: a shared file next to it, inlined, or a CDN.")
+@click.option("--format", "fmt", type=click.Choice(["files", "csv", "json"]), default="files",
+              show_default=True, help="files: write the plot; csv/json: print the plot data "
+              "instead.")
+@specs_dir_option
 def command(
     metric: str,
     families: tuple[str, ...],
@@ -130,7 +80,7 @@ def command(
     data = pareto_data(
         metric,
         families=chosen,
-        specs=specs,
+        specs=tuple(spec_file(s) for s in specs),
         run=run,
         latency_csv=latency_csv,
         dtype=dtype,

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from archkit._json import json_default, records
+from archkit._json import json_default
 from archkit.cli._common import human, load_with_overrides, override_options
 from archkit.cost import CONVENTIONS, DTYPE_BYTES
 
@@ -16,7 +16,7 @@ __all__ = ["command"]
 
 
 @click.command("profile")
-@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
 @override_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="table for people; json or csv for programs.")
@@ -46,16 +46,27 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
             device: str | None, host: str | None, port: int | None, key: str | None,
             tracker: str | None, tune: int, cache_dir: str | None, repeats: int,
             emulated: bool | None, baselines: bool) -> None:
-    """Count MAdds, parameters and peak activation memory of SPECS (YAML files).
+    """Count MAdds, parameters and peak activation memory of each SPEC (a YAML file, or the
+    name of a shipped spec: mobilenetv2, mobilenetv1, shufflenet_g3, ...).
 
     Counting is analytic (no model is built). With --device, each spec is also compiled
     through TVM, checked against PyTorch on the device and timed there.
+
+    \b
+    Examples:
+      archkit profile mobilenetv2 --width 0.75 --resolution 160
+      archkit profile specs/*.yaml --per-layer --dtype fp16 --format json
+      archkit profile mobilenetv2 --device rpi4 --host 192.168.1.20 --port 9090
     """
     from archkit.cost import cost_table
 
+    if device is None:
+        _refuse_device_options(click.get_current_context())
+
     profiles = [
-        cost_table(load_with_overrides(path, width, resolution, expansion), dtype=dtype,
-                convention=convention)
+        cost_table(load_with_overrides(path, width, resolution, expansion,
+                                       strict=len(specs) == 1), dtype=dtype,
+                   convention=convention)
         for path in specs
     ]
     latencies: list[dict[str, Any] | None] = [None] * len(profiles)
@@ -79,27 +90,69 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
         raise JobFailed("a latency measurement failed (see above)")
 
 
+#: The options that only mean something with --device.
+_DEVICE_OPTIONS = ("host", "port", "key", "tracker", "tune", "cache_dir", "repeats", "emulated",
+                   "baselines")
+
+
+def _refuse_device_options(ctx: click.Context) -> None:
+    """An option that would silently do nothing is a usage error."""
+    from click.core import ParameterSource
+
+    given = [
+        param for param in ctx.command.params
+        if param.name in _DEVICE_OPTIONS
+        and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT
+    ]
+    if given:
+        flags = ", ".join(_flag(param, ctx) for param in given)
+        verb = "applies" if len(given) == 1 else "apply"
+        raise click.UsageError(f"{flags} only {verb} with --device NAME (add --device or drop "
+                               f"{'it' if len(given) == 1 else 'them'})", ctx=ctx)
+
+
+def _flag(param: click.Parameter, ctx: click.Context) -> str:
+    """The flag as the user wrote it (``--no-baselines``, not ``--baselines``)."""
+    value = ctx.params.get(param.name)
+    secondary = getattr(param, "secondary_opts", None)
+    return secondary[0] if secondary and value is False else param.opts[0]
+
+
+def layer_rows(profile) -> list[dict[str, Any]]:
+    """One row per layer, with the activation memory in bytes of ``--dtype`` as well as in
+    elements (``live_elements``, ``output_elements``)."""
+    size = profile.element_bytes
+    return [
+        {**row, "output_bytes": row["output_elements"] * size,
+         "live_bytes": row["live_elements"] * size}
+        for row in profile.layer_records
+    ]
+
+
 def _print_json(profiles, latencies, per_layer: bool) -> None:
+    """Always a list, one object per spec (a program need not care how many it passed)."""
     docs = []
     for p, latency in zip(profiles, latencies, strict=True):
-        doc: dict[str, Any] = {"totals": p.totals(), "stages": records(p.stages)}
+        doc: dict[str, Any] = {"totals": p.totals(), "stages": list(p.stage_records)}
         if per_layer:
-            doc["layers"] = records(p.layers)
+            doc["layers"] = layer_rows(p)
         if latency is not None:
             doc["latency"] = latency
         docs.append(doc)
-    click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, default=json_default))
+    click.echo(json.dumps(docs, indent=2, default=json_default))
 
 
 def _print_csv(profiles, latencies, per_layer: bool) -> None:
-    import pandas as pd
+    import csv
 
-    frames = []
-    for p in profiles:
-        frame = (p.layers if per_layer else p.stages).copy()
-        frame.insert(0, "spec", p.spec.name)
-        frames.append(frame)
-    pd.concat(frames, ignore_index=True).to_csv(sys.stdout, index=False)
+    rows = [
+        {"spec": p.spec.name, "dtype": p.dtype, **row}
+        for p in profiles
+        for row in (layer_rows(p) if per_layer else p.stage_records)
+    ]
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
 
 
 def _print_tables(profiles, latencies, per_layer: bool) -> None:
@@ -117,19 +170,19 @@ def _print_tables(profiles, latencies, per_layer: bool) -> None:
                            "params", f"live ({p.dtype})"):
                 table.add_column(column, justify="right" if column not in ("op", "node") else
                                  "left")
-            for r in p.layers.itertuples():
-                table.add_row(str(r.block), r.op, r.node, r.input, r.output,
-                              _opt(r.stride), _opt(r.kernel), _opt(r.groups), f"{r.madds:,}",
-                              f"{r.params:,}", human(r.live_elements * p.element_bytes, "B"))
+            for r in layer_rows(p):
+                table.add_row(str(r["block"]), r["op"], r["node"], r["input"], r["output"],
+                              _opt(r["stride"]), _opt(r["kernel"]), _opt(r["groups"]),
+                              f"{r['madds']:,}", f"{r['params']:,}", human(r["live_bytes"], "B"))
         else:
             table = Table(title=title)
             for column in ("row", "op", "t", "c", "n", "s", "input", "output", "MAdds",
                            "params", f"peak live ({p.dtype})"):
                 table.add_column(column, justify="left" if column == "op" else "right")
-            for r in p.stages.itertuples():
-                table.add_row(str(r.stage), r.op, _opt(r.t), str(r.c), str(r.n), str(r.s),
-                              r.input, r.output, human(r.madds), f"{r.params:,}",
-                              human(r.peak_live_bytes, "B"))
+            for r in p.stage_records:
+                table.add_row(str(r["stage"]), r["op"], _opt(r["t"]), str(r["c"]), str(r["n"]),
+                              str(r["s"]), r["input"], r["output"], human(r["madds"]),
+                              f"{r['params']:,}", human(r["peak_live_bytes"], "B"))
         console.print(table)
         totals = p.totals()
         console.print(
@@ -174,8 +227,6 @@ def _print_latency(console, latency: dict[str, Any]) -> None:
 
 
 def _opt(value: Any) -> str:
-    import pandas as pd
-
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
+    if value is None:
         return "-"
     return f"{value:g}" if isinstance(value, float) else str(value)

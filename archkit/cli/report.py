@@ -1,4 +1,7 @@
-"""``archkit report``: regenerate the paper's tables and figures in ``reports/``."""
+"""``archkit report``: regenerate the paper's tables and figures in ``reports/``.
+
+Every subcommand writes into a folder (``-o/--output-dir``, default ``reports``), as ``archkit
+plot -o`` and ``archkit search --run-dir`` name where files go, never a single file."""
 
 from __future__ import annotations
 
@@ -6,23 +9,11 @@ from pathlib import Path
 
 import click
 
+from archkit.cli._common import output_dir_option, png_option, specs_dir_option
+
 __all__ = ["command"]
 
-_PNG = click.option(
-    "--png/--no-png",
-    default=True,
-    show_default=True,
-    help="Also write the static PNG (needs Chromium: scripts/chromium.sh).",
-)
-_OUTPUT_DIR = click.option(
-    "-o", "--output-dir", type=click.Path(file_okay=False), default="reports", show_default=True
-)
-_SPECS = click.option(
-    "--specs-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Where mobilenetv1/v2.yaml and shufflenet_g3.yaml live [default: ./specs].",
-)
+_OUTPUT_DIR = output_dir_option("reports")
 
 
 def _written(paths: list[Path]) -> None:
@@ -36,53 +27,42 @@ def command() -> None:
 
 
 @command.command("paper-tables")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False),
-    default="reports/paper_tables.md",
-    show_default=True,
-)
+@_OUTPUT_DIR
 @click.option("--stdout", "to_stdout", is_flag=True, help="Print the markdown instead.")
-@_SPECS
-def paper_tables(output: str, to_stdout: bool, specs_dir: str | None) -> None:
-    """Tables 2, 3 and 4 and TF-slim's tables: paper and archkit side by side."""
+@specs_dir_option
+def paper_tables(output_dir: str, to_stdout: bool, specs_dir: str | None) -> None:
+    """Tables 2, 3 and 4 and TF-slim's tables, paper and archkit side by side
+    (OUTPUT_DIR/paper_tables.md)."""
     from archkit.report import paper_tables_markdown, write_paper_tables
 
     if to_stdout:
         click.echo(paper_tables_markdown(specs_dir), nl=False)
         return
-    _written([write_paper_tables(output, specs_dir)])
+    _written([write_paper_tables(Path(output_dir) / "paper_tables.md", specs_dir)])
 
 
-@command.command("figure5")
-@_OUTPUT_DIR
-@_PNG
-@_SPECS
-def figure5(output_dir: str, png: bool, specs_dir: str | None) -> None:
-    """Figure 5: published top-1 vs MAdds (HTML and PNG)."""
-    from archkit.report import write_figure5
-
-    _written(write_figure5(output_dir, png=png, specs_dir=specs_dir))
-
-
-@command.command("memory")
-@_OUTPUT_DIR
-@_PNG
-@_SPECS
-def memory(output_dir: str, png: bool, specs_dir: str | None) -> None:
-    """Peak activation memory (fp16, fused schedule) vs MAdds of the families."""
-    from archkit.report import write_memory_plot
-
-    _written(write_memory_plot(output_dir, png=png, specs_dir=specs_dir))
+#: The subcommands that write plots: name -> (the archkit.report writer, help).
+_PLOTS = {
+    "figure5": ("write_figure5", "Figure 5: published top-1 vs MAdds (HTML and PNG)."),
+    "memory": (
+        "write_memory_plot",
+        "Peak activation memory (fp16, fused schedule) vs MAdds of the families.",
+    ),
+    "all": ("write_all", "Regenerate every file in reports/."),
+}
 
 
-@command.command("all")
-@_OUTPUT_DIR
-@_PNG
-@_SPECS
-def all_reports(output_dir: str, png: bool, specs_dir: str | None) -> None:
-    """Regenerate every file in reports/."""
-    from archkit.report import write_all
+def _plot_command(name: str, writer: str, help_text: str) -> click.Command:
+    @_OUTPUT_DIR
+    @png_option
+    @specs_dir_option
+    def run(output_dir: str, png: bool, specs_dir: str | None) -> None:
+        import archkit.report
 
-    _written(write_all(output_dir, png=png, specs_dir=specs_dir))
+        _written(getattr(archkit.report, writer)(output_dir, png=png, specs_dir=specs_dir))
+
+    return click.command(name, help=help_text)(run)
+
+
+for _name, (_writer, _help) in _PLOTS.items():
+    command.add_command(_plot_command(_name, _writer, _help))

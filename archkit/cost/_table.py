@@ -1,16 +1,18 @@
-"""Per-layer cost tables (pandas) with totals, grouped by stage (spec row) or block."""
+"""Per-layer cost tables (plain records, or pandas DataFrames) with totals, by stage or block."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from archkit.cost._count import Costs, _count_network, bn_params_per_channel, convention_spec
 from archkit.cost._memory import DTYPE_BYTES, schedule_steps
 from archkit.ops import PRIMITIVES, Network, lower
 from archkit.spec import Spec
+
+if TYPE_CHECKING:  # pandas is imported when a DataFrame is asked for, not to print a table
+    import pandas as pd
 
 __all__ = ["CostTable", "cost_table", "LAYER_COLUMNS"]
 
@@ -38,8 +40,8 @@ class CostTable:
     costs: Costs
 
     @cached_property
-    def layers(self) -> pd.DataFrame:
-        """One row per primitive node (a fused conv-BN-act, pool, add...), execution order."""
+    def layer_records(self) -> tuple[dict, ...]:
+        """:attr:`layers` as plain dicts (no pandas: what the CLI's table prints)."""
         live = {(s.block, s.node): s.live_elements for s in schedule_steps(self.network)}
         bn = bn_params_per_channel(self.convention)
         records = []
@@ -63,17 +65,15 @@ class CostTable:
                 "output_elements": 0 if prim.alias else node.out_shape.elements,
                 "live_elements": live.get((block.index, node.name), 0),
             })
-        frame = pd.DataFrame.from_records(records, columns=list(LAYER_COLUMNS))
-        return frame.astype({"stride": "Int64", "kernel": "Int64", "groups": "Int64"})
+        return tuple(records)
 
     @cached_property
-    def stages(self) -> pd.DataFrame:
-        """One row per spec row (a Table 2 line): t, c, n, s, shapes, MAdds, params, memory."""
-        layers = self.layers
+    def stage_records(self) -> tuple[dict, ...]:
+        """:attr:`stages` as plain dicts (no pandas)."""
         records = []
         for row in self.spec.rows:
             blocks = [b for b in self.network.blocks if b.row.index == row.index]
-            part = layers[layers["stage"] == row.index]
+            part = [r for r in self.layer_records if r["stage"] == row.index]
             records.append({
                 "stage": row.index,
                 "op": row.op,
@@ -83,11 +83,27 @@ class CostTable:
                 "s": row.stride,
                 "input": str(blocks[0].in_shape),
                 "output": str(blocks[-1].out_shape),
-                "madds": int(part["madds"].sum()),
-                "params": int(part["params"].sum()),
-                "peak_live_bytes": int(part["live_elements"].max() or 0) * self.element_bytes,
+                "madds": sum(r["madds"] for r in part),
+                "params": sum(r["params"] for r in part),
+                "peak_live_bytes": max((r["live_elements"] for r in part), default=0)
+                * self.element_bytes,
             })
-        return pd.DataFrame.from_records(records)
+        return tuple(records)
+
+    @cached_property
+    def layers(self) -> pd.DataFrame:
+        """One row per primitive node (a fused conv-BN-act, pool, add...), execution order."""
+        import pandas as pd
+
+        frame = pd.DataFrame.from_records(list(self.layer_records), columns=list(LAYER_COLUMNS))
+        return frame.astype({"stride": "Int64", "kernel": "Int64", "groups": "Int64"})
+
+    @cached_property
+    def stages(self) -> pd.DataFrame:
+        """One row per spec row (a Table 2 line): t, c, n, s, shapes, MAdds, params, memory."""
+        import pandas as pd
+
+        return pd.DataFrame.from_records(list(self.stage_records))
 
     @property
     def element_bytes(self) -> int:

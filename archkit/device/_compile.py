@@ -77,6 +77,9 @@ def to_relax(model: torch.nn.Module, example_input: torch.Tensor) -> RelaxProgra
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 
+    from archkit.build import quiet_export_notices
+
+    quiet_export_notices()
     was_training = model.training
     model.eval()
     try:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from archkit._imports import try_import
 from archkit.report._plot_data import PlotData, ReportError
 
 __all__ = ["PNG_SIZE", "draw", "draw_figure5", "find_browser", "save"]
@@ -55,12 +56,8 @@ _X_TICKS = (7.5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 400, 500, 600)
 
 
 def _plotly():
-    try:
+    with try_import():
         import plotly.graph_objects as go
-    except ImportError:
-        raise ReportError(
-            "plots need plotly (and kaleido for PNG): pip install 'archkit[report]'"
-        ) from None
     return go
 
 
@@ -116,7 +113,8 @@ def _layout(fig, data: PlotData, log_x: bool = True) -> None:
         font={"size": 13},
     )
     if log_x and len(x) and (x > 0).all():
-        lo, hi = float(x.min()), float(x.max())
+        limits = [lim.value for lim in data.limits if lim.axis == "x" and lim.value > 0]
+        lo, hi = min([float(x.min()), *limits]), max([float(x.max()), *limits])
         ticks = [t for t in _X_TICKS if lo / 1.5 <= t <= hi * 1.5]
         fig.update_xaxes(
             type="log", tickvals=ticks or None, range=[math.log10(lo / 1.25), math.log10(hi * 1.25)]
@@ -151,15 +149,20 @@ def _scatter(
     dash: str | None = None,
     legendgroup: str | None = None,
     showlegend: bool = True,
+    labels: bool = False,
 ):
+    """One trace; ``labels`` writes each point's label next to it (visible in the PNG too)."""
     part = part.sort_values("x")
     return go.Scatter(
         x=part["x"],
         y=part["y"],
-        mode=mode,
+        mode=f"{mode}+text" if labels else mode,
         name=name,
-        text=[_hover(r) for _, r in part.iterrows()],
-        hovertemplate="%{text}<extra></extra>",
+        text=list(part["label"]) if labels else None,
+        textposition="top center",
+        textfont={"size": 11, "color": color},
+        hovertext=[_hover(r) for _, r in part.iterrows()],
+        hovertemplate="%{hovertext}<extra></extra>",
         marker={
             "color": color,
             "symbol": symbol,
@@ -227,7 +230,14 @@ def draw(data: PlotData):
         if kind == "trial":
             continue
         style = _SERIES_STYLE.get(series, {"color": next(palette), "symbol": "circle"})
-        fig.add_trace(_scatter(go, part, series, mode="markers", opacity=0.8, **style))
+        if kind == "spec":  # a spec the user named: its own marker, its name on the plot
+            style = {**style, "symbol": "diamond"}
+        fig.add_trace(
+            _scatter(
+                go, part, series, mode="markers", opacity=0.8, labels=kind == "spec",
+                size=11 if kind == "spec" else 9, **style,
+            )
+        )
         # With two costs (latency, memory vs MAdds) a front is just the cheapest point.
         front = part[part["series_front"]]
         if data.maximize_y and len(front) > 1:
@@ -276,7 +286,8 @@ def draw(data: PlotData):
                 )
             )
         front = trials[trials["on_front"]]
-        if len(front):
+        # Only on the objective's axis: the run's front is its objective against costs.
+        if len(front) and data.maximize_y:
             fig.add_trace(
                 _scatter(
                     go,
@@ -288,8 +299,46 @@ def draw(data: PlotData):
                     size=10,
                 )
             )
+        winner = trials[trials["winner_rank"] == 1]
+        if len(winner):
+            fig.add_trace(
+                _scatter(
+                    go,
+                    winner,
+                    f"{name}: winner",
+                    mode="markers",
+                    color="#000000",
+                    symbol="star",
+                    size=16,
+                    labels=True,
+                )
+            )
     _layout(fig, data)
+    _draw_limits(fig, data)
     return fig
+
+
+def _draw_limits(fig, data: PlotData) -> None:
+    """The run's budgets as dashed lines, each labelled (after :func:`_layout`: the label of a
+    line on a log axis is placed at the logarithm of its value, as plotly wants)."""
+    colour = "#d62728"
+    line = {"color": colour, "width": 1.5, "dash": "dash"}
+    for limit in data.limits:
+        if limit.axis == "x":
+            fig.add_vline(x=limit.value, line=line)
+            log = fig.layout.xaxis.type == "log"
+            fig.add_annotation(
+                x=math.log10(limit.value) if log else limit.value, xref="x", xanchor="left",
+                y=0.02, yref="paper", yanchor="bottom", text=limit.label, showarrow=False,
+                font={"color": colour, "size": 12},
+            )
+        else:
+            fig.add_hline(y=limit.value, line=line)
+            fig.add_annotation(
+                x=1, xref="paper", xanchor="right", y=limit.value, yref="y",
+                yanchor="bottom", text=limit.label, showarrow=False,
+                font={"color": colour, "size": 12},
+            )
 
 
 def find_browser() -> str | None:

@@ -31,6 +31,7 @@ from archkit.search import (
 from archkit.spec import Spec, load_spec
 
 __all__ = [
+    "Limit",
     "METRICS",
     "PLOT_COLUMNS",
     "PlotData",
@@ -65,6 +66,7 @@ PLOT_COLUMNS = (
     "objective",
     "feasible",
     "on_front",
+    "winner_rank",
     "published_madds",
     "source",
 )
@@ -74,15 +76,27 @@ METRICS = {name: _ALL_METRICS[name] for name in PLOT_METRICS}
 
 
 @dataclass(frozen=True)
+class Limit:
+    """A budget drawn as a line: ``axis`` ``x`` (vertical line) or ``y`` (horizontal), at
+    ``value`` in the axis's unit, with its ``label`` (e.g. ``budget 150M MAdds``)."""
+
+    axis: str
+    value: float
+    label: str
+
+
+@dataclass(frozen=True)
 class PlotData:
     """Everything a figure needs: the points and the axes.
 
     Attributes:
         frame: one row per point, columns :data:`PLOT_COLUMNS` plus ``x`` (MAdds, millions),
             ``y`` (in the axis's unit) and ``series_front`` (on its own series' front).
+            ``winner_rank`` is a run's rank of the trial in its best.csv (1: the winner).
         x_title, y_title, title: axis and figure titles.
         maximize_y: whether larger y is better (accuracy) or worse (latency, memory...).
         notes: lines for the figure's caption (what was left out and why).
+        limits: the run's budgets on these axes, drawn as lines.
     """
 
     frame: pd.DataFrame
@@ -91,6 +105,7 @@ class PlotData:
     title: str
     maximize_y: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
+    limits: tuple[Limit, ...] = field(default_factory=tuple)
 
 
 def _width(width: float) -> str:
@@ -222,17 +237,20 @@ def figure5_data(specs_dir: str | Path | None = None) -> PlotData:
 def spec_points(
     paths: tuple[str | Path, ...], *, dtype: str = "fp32", schedule: str = "naive"
 ) -> pd.DataFrame:
-    """One point per spec file (no published accuracy)."""
+    """One point per spec file (no published accuracy), each its own series named after the
+    spec (its file's name when two specs share one), so a legend and a PNG tell them apart."""
     _check(dtype, schedule)
+    specs = [load_spec(path) for path in paths]
+    names = [spec.name for spec in specs]
     records = []
-    for path in paths:
-        spec = load_spec(path)
+    for path, spec in zip(paths, specs, strict=True):
+        name = spec.name if names.count(spec.name) == 1 else f"{spec.name} ({Path(path).name})"
         record = _empty()
         record.update(_spec_record(spec, dtype, schedule))
         record.update(
-            series="specs",
+            series=name,
             kind="spec",
-            label=f"{spec.name} ({path})",
+            label=name,
             spec=str(path),
             source=str(path),
         )
@@ -279,6 +297,7 @@ def load_trials(run_dir: str | Path, *, complete_only: bool = True) -> pd.DataFr
             objective=r.objective,
             feasible=bool(r.feasible),
             on_front=bool(r.pareto),
+            winner_rank=ranks.get(number),
             source=str(path),
         )
         records.append(record)
@@ -324,8 +343,17 @@ def _attach_latency(frame: pd.DataFrame, latency: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+#: The y metrics a run's front (the `pareto` column: the objective against costs) belongs on.
+_FRONT_METRICS = ("accuracy", "objective")
+
+
 def _finish(
-    frame: pd.DataFrame, metric: str, *, title: str, notes: tuple[str, ...] = ()
+    frame: pd.DataFrame,
+    metric: str,
+    *,
+    title: str,
+    notes: tuple[str, ...] = (),
+    limits: tuple[Limit, ...] = (),
 ) -> PlotData:
     y_metric, x_metric = METRICS[metric], _ALL_METRICS["madds"]
     maximize = y_metric.maximize
@@ -350,8 +378,17 @@ def _finish(
         names = sorted(set(dropped["series"]))
         notes += (f"left out for lack of {column}: {len(dropped)} point(s) of {', '.join(names)}",)
     xy = (x_metric.direction, y_metric.direction)
+    trials = frame["kind"] == "trial"
+    if metric not in _FRONT_METRICS and trials.any():
+        # The search's front trades its objective (accuracy) against costs: on a latency,
+        # memory or params axis it would be a line through points that are not a front there.
+        frame.loc[trials, "on_front"] = False
+        notes += (
+            f"the run's Pareto front (its objective against costs) is not drawn on a "
+            f"{y_metric.short} axis",
+        )
     # The front of the reference points; a run's trials keep the search's own `pareto` flags.
-    reference = frame["kind"] != "trial"
+    reference = ~trials
     if reference.any():
         frame.loc[reference, "on_front"] = pareto_front(frame.loc[reference, ["x", "y"]], xy)
     frame["on_front"] = frame["on_front"].fillna(False).astype(bool)
@@ -359,7 +396,9 @@ def _finish(
     for _, index in frame.groupby("series").groups.items():
         part = frame.loc[index]
         frame.loc[index, "series_front"] = pareto_front(part[["x", "y"]], xy)
-    return PlotData(frame, x_metric.axis_title, y_metric.axis_title, title, maximize, notes)
+    return PlotData(
+        frame, x_metric.axis_title, y_metric.axis_title, title, maximize, notes, limits
+    )
 
 
 def pareto_data(
@@ -389,6 +428,7 @@ def pareto_data(
     parts = []
     winners: list[str] = []
     notes: list[str] = []
+    info: dict = {}
     if run is not None:
         trials = load_trials(run)
         winners = trials.attrs.get("winners", [])
@@ -434,4 +474,26 @@ def pareto_data(
             f"run {Path(run).name}: completed trials; the front is the search's "
             f"`pareto` column; {len(winners)} winner spec(s) in {Path(run).name}/winners/"
         )
-    return _finish(frame, metric, title=f"{METRICS[metric].short} vs MAdds", notes=tuple(notes))
+    limits = _budget_limits(info.get("budgets"), metric) if run is not None else ()
+    return _finish(
+        frame, metric, title=f"{METRICS[metric].short} vs MAdds", notes=tuple(notes),
+        limits=limits,
+    )
+
+
+#: How a budget reads next to its line, in the axis's unit.
+_LIMIT_UNITS = {"madds": "M", "params": "M", "memory": " KB", "latency": " ms"}
+
+
+def _budget_limits(budgets: object, metric: str) -> tuple[Limit, ...]:
+    """A run's budgets (run.json ``budgets``) on the plot's axes: MAdds on x, y's own budget."""
+    if not isinstance(budgets, dict):
+        return ()
+    limits = []
+    for axis, one in (("x", _ALL_METRICS["madds"]), ("y", METRICS[metric])):
+        value = budgets.get(one.budget) if one.budget else None
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            scaled = value / one.axis_scale
+            unit = _LIMIT_UNITS.get(one.name, "")
+            limits.append(Limit(axis, scaled, f"budget {scaled:g}{unit} {one.short}"))
+    return tuple(limits)

@@ -47,7 +47,7 @@ def test_help_lists_profile():
 def test_json_totals_match_library_and_overrides():
     proc = run("profile", str(SPECS / "mobilenetv2.yaml"), "--width", "0.75", "--resolution",
                "160", "--format", "json", "--dtype", "fp16")
-    doc = json.loads(proc.stdout)
+    [doc] = json.loads(proc.stdout)  # always a list, one object per spec
     spec = apply_overrides(load_spec(SPECS / "mobilenetv2.yaml"), width=0.75, resolution=160)
     costs = count(spec)
     assert doc["totals"]["madds"] == costs.madds
@@ -59,7 +59,7 @@ def test_json_totals_match_library_and_overrides():
 def test_csv_per_layer_has_the_same_numbers_as_json():
     path = str(SPECS / "shufflenet_g3.yaml")
     csv = pd.read_csv(io.StringIO(run("profile", path, "--per-layer", "--format", "csv").stdout))
-    doc = json.loads(run("profile", path, "--per-layer", "--format", "json").stdout)
+    [doc] = json.loads(run("profile", path, "--per-layer", "--format", "json").stdout)
     assert int(csv["madds"].sum()) == doc["totals"]["madds"]
     assert int(csv["params"].sum()) == doc["totals"]["params"]
     assert len(csv) == len(doc["layers"])
@@ -67,8 +67,8 @@ def test_csv_per_layer_has_the_same_numbers_as_json():
 
 def test_tf_slim_convention_reproduces_published_mobilenetv2_params():
     # TF-slim README: MobileNetV2 1.0 has 3.47 M parameters (1001 classes, no BatchNorm).
-    doc = json.loads(run("profile", str(SPECS / "mobilenetv2.yaml"), "--convention", "tf-slim",
-                         "--format", "json").stdout)
+    [doc] = json.loads(run("profile", str(SPECS / "mobilenetv2.yaml"), "--convention", "tf-slim",
+                           "--format", "json").stdout)
     assert round(doc["totals"]["params"] / 1e6, 2) == 3.47
 
 

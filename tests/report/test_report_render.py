@@ -108,9 +108,11 @@ def test_html_renders_its_traces_in_headless_chromium(plotted, chromium: str, tm
     html = dom.stdout
     assert 'class="main-svg"' in html, "plotly did not draw (is plotly.min.js next to it?)"
     traces = re.findall(r'class="trace scatter', html)
-    # The run's trials (feasible and infeasible) and its front; no family has a latency here.
+    # The run's trials (feasible and infeasible) and its winner; no family has a latency here,
+    # and the run's front (accuracy against costs) has no place on a latency axis.
     assert len(traces) == 3, len(traces)
-    assert len(re.findall(r'class="point"', html)) >= 6 + 3
+    assert len(re.findall(r'class="point"', html)) == 6 + 1
+    assert "fixture: winner" in html and "Pareto front</text>" not in html
 
     shot = tmp_path / "shot.png"
     done = subprocess.run(

@@ -225,8 +225,9 @@ def test_paper_tables_command_writes_the_report(tmp_path: Path):
     from archkit.cli import cli
 
     out = tmp_path / "paper_tables.md"
+    # -o names a folder, as for every other report subcommand.
     result = CliRunner().invoke(
-        cli, ["report", "paper-tables", "-o", str(out), "--specs-dir", str(SPECS_DIR)]
+        cli, ["report", "paper-tables", "-o", str(tmp_path), "--specs-dir", str(SPECS_DIR)]
     )
     assert result.exit_code == 0, result.output
     text = out.read_text(encoding="utf-8")
