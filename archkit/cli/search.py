@@ -12,6 +12,7 @@ import click
 from click.core import ParameterSource
 
 from archkit.cost import DTYPE_BYTES, SCHEDULES
+from archkit.errors import ArchkitError
 from archkit.search import (
     ESTIMATORS,
     ArgumentError,
@@ -243,14 +244,18 @@ def command(ctx: click.Context, space: str | None, **options: Any) -> None:
         raise exc.renamed(flags) from None
     except SearchInterrupted as stop:
         counts = stop.result.info["counts"]
-        click.echo(
-            f"archkit: interrupted: {counts['trials'] - counts['running']} finished trials are "
-            f"saved ({counts['this_call']} by this call) in {stop.result.run_dir}; continue "
-            f"with: {stop.resume_command}",
-            err=True,
-        )
-        raise click.exceptions.Exit(130) from None
+        raise Interrupted(
+            f"interrupted: {counts['trials'] - counts['running']} finished trials are saved "
+            f"({counts['this_call']} by this call) in {stop.result.run_dir}; continue with: "
+            f"{stop.resume_command}"
+        ) from None
     _render(result, o.fmt)
+
+
+class Interrupted(ArchkitError):
+    """Ctrl-C stopped the search after saving its trials (exit status 130, as a shell's)."""
+
+    exit_code = 130
 
 
 #: Budget flag (its parameter) -> Budgets.parse keyword.

@@ -265,6 +265,47 @@ def _alive_here(target: str) -> bool:
     )
 
 
+@functools.cache
+def _journal_backend_class() -> type:
+    from optuna.storages.journal import JournalFileBackend
+
+    class WholeLineJournalBackend(JournalFileBackend):
+        """Optuna's journal file, whose appends are whole or absent: a write that fails part way
+        (a full disk) is cut back, so the next append does not follow half a line and leave a
+        journal Optuna can no longer read."""
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            import json
+
+            data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+            with _locked(self._lock):
+                fd = os.open(self._file_path, os.O_WRONLY | os.O_APPEND)
+                try:
+                    start = os.fstat(fd).st_size
+                    try:
+                        view = memoryview(data.encode("utf-8"))
+                        while view:
+                            view = view[os.write(fd, view) :]
+                        os.fsync(fd)
+                    except BaseException:
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(fd, start)
+                        raise
+                finally:
+                    os.close(fd)
+
+    return WholeLineJournalBackend
+
+
+@contextlib.contextmanager
+def _locked(lock: Any) -> Any:
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 # --- storage calls that fail ------------------------------------------------------------------
 
 
@@ -363,7 +404,7 @@ def open_storage(url: str, *, connect_timeout_s: int = 10) -> Any:
             # The lock is held for one append (milliseconds); a lock left by a killed process
             # on this host is broken at once (see OwnedFileLock).
             lock = OwnedFileLock(str(path))
-            backend = optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock)
+            backend = _journal_backend_class()(str(path), lock_obj=lock)
             storage = optuna.storages.JournalStorage(backend)
         except OSError as exc:
             raise StorageError(f"cannot open journal file {path}: {exc.strerror or exc}") from None
