@@ -63,12 +63,12 @@ FLAGS = {
 DEVICE_OPTIONS = ("host", "port", "key", "tracker")
 #: Old names of the device connection options: hidden, still accepted, with a warning.
 DEPRECATED_DEVICE_FLAGS = {f"device_{name}": f"--device-{name}" for name in DEVICE_OPTIONS}
-#: Options that define a search: given with --resume, they must be what the run was searched with.
-_BUDGET_FLAGS = {
-    "budget_madds": "madds",
-    "budget_params": "params",
-    "budget_memory": "peak_activation_bytes",
-    "budget_latency": "latency_ms",
+#: Budget option -> (its Budgets.parse keyword, its Budgets field).
+_BUDGETS = {
+    "budget_madds": ("madds", "madds"),
+    "budget_params": ("params", "params"),
+    "budget_memory": ("memory", "peak_activation_bytes"),
+    "budget_latency": ("latency", "latency_ms"),
 }
 
 
@@ -204,7 +204,7 @@ def command(ctx: click.Context, space: str | None, **options: Any) -> None:
     flags = {**FLAGS, "run_dir": "--resume"} if o.resume is not None else FLAGS
     try:
         # Every option is checked before the search space is even read.
-        budgets = Budgets.parse(**{key: options[name] for name, key in _BUDGET_TEXTS.items()})
+        budgets = Budgets.parse(**{key: options[name] for name, (key, _) in _BUDGETS.items()})
         if o.resume is not None:
             config = resume_config(
                 o.resume,
@@ -258,15 +258,6 @@ class Interrupted(ArchkitError):
     exit_code = 130
 
 
-#: Budget flag (its parameter) -> Budgets.parse keyword.
-_BUDGET_TEXTS = {
-    "budget_madds": "madds",
-    "budget_params": "params",
-    "budget_memory": "memory",
-    "budget_latency": "latency",
-}
-
-
 class _Options:
     """The command's options as attributes (``o.budget_madds``)."""
 
@@ -311,10 +302,11 @@ def _asked_for(
     if space is not None:
         asked["space"] = resolve_space(space)[1]
     limits = budgets.as_dict()
-    for name, key in _BUDGET_FLAGS.items():
+    # Options that define a search: given with --resume, each must be what the run had.
+    for name, (_, key) in _BUDGETS.items():
         if _given(ctx, name):
             asked[f"budgets.{key}"] = limits[key]
-    for name in ("objective", "seed", "memory_dtype", "memory_schedule", "device"):
+    for name in ("objective", "seed", "memory_dtype", "memory_schedule", "device", "study_name"):
         if _given(ctx, name):
             asked[name] = getattr(o, name)
     if _given(ctx, "pareto"):

@@ -470,7 +470,7 @@ def resume_config(
         raise SearchInputError(
             "resume",
             f"{run_dir} was searched with {'; '.join(differences)}; resume without these "
-            f"options, or start a new search in another {{run_dir}}",
+            f"options, or start a new search in another run directory",
         )
     if not config.get("space_path"):
         raise SearchInputError(

@@ -335,6 +335,7 @@ def test_disk_fault_mid_search(small_disk, fault):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     line = _one_error_line(err)
+    print(f"\n{line}")
     assert f"journal {run_dir / 'study.journal'}" in line
     reason = "No space left on device" if fault == "full disk" else "Read-only file system"
     assert reason in line and "finished trials are safe" in line
@@ -387,6 +388,7 @@ def test_postgres_stopped_under_a_running_worker(tmp_path):
         out, err = worker.communicate(timeout=120)
         assert worker.returncode == 1, err
         line = _one_error_line(err)
+        print(f"\n{line}")
         assert "database postgresql" in line and "127.0.0.1" in line
         assert "finished trials are safe" in line
         assert f"resume with: archkit search --resume {run_dir} --storage" in line
