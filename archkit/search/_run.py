@@ -377,7 +377,7 @@ def _storage_lost(
         f"the study storage failed after {done} trials of this call: {lost.where}: "
         f"{lost.reason}. The {finished} finished trials are safe in it (a trial running at "
         f"that moment is lost) and {written}. Once the storage is back, resume with: "
-        f"{resume_hint}",
+        f"{resume_hint}" + (" (with the password in place of ***)" if "***" in resume_hint else ""),
     )
 
 

@@ -192,6 +192,8 @@ class OwnedFileLock:  # Optuna's JournalFileBackend calls acquire() and release(
                 return True
             except FileExistsError:
                 pass
+            except OSError as exc:  # name the lock, not the link's target (our token)
+                raise OSError(exc.errno, exc.strerror, self._lock_file) from None
             try:
                 target = os.readlink(self._lock_file)
                 mtime = os.lstat(self._lock_file).st_mtime
@@ -417,6 +419,7 @@ def open_storage(url: str, *, connect_timeout_s: int = 10) -> Any:
             f"expected postgresql://..., mysql://..., sqlite:///... or "
             f"journal:PATH, got {redact_url(url)!r}"
         )
+    where = f"database {redact_url(url)}"
     if scheme in ("postgresql", "postgres"):
         url = _postgres_driver(url)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
@@ -428,7 +431,7 @@ def open_storage(url: str, *, connect_timeout_s: int = 10) -> Any:
         try:
             rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
             # Optuna caches finished trials of an RDB storage this way when given one directly.
-            return guard_storage(optuna.storages.get_storage(rdb), f"database {redact_url(url)}")
+            return guard_storage(optuna.storages.get_storage(rdb), where)
         except ModuleNotFoundError as exc:
             raise StorageError(
                 f"the database driver is missing ({exc.name}); "
