@@ -139,11 +139,21 @@ def _write_json(path: Path, data: Any) -> None:
     _atomic_write(path, json.dumps(data, indent=2, default=json_default) + "\n")
 
 
+def _pid_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass  # PermissionError: another user's live process
+    return False
+
+
 def _remove_stale_temporaries(run_dir: Path) -> None:
     """Temporary files of a writer that was killed (its pid is gone)."""
     for tmp in [*run_dir.glob(".*.tmp"), *(run_dir / WINNERS_DIR).glob(".*.tmp")]:
         pid = tmp.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+        if pid.isdigit() and int(pid) != os.getpid() and _pid_is_gone(int(pid)):
             with contextlib.suppress(OSError):
                 tmp.unlink()
 

@@ -38,6 +38,30 @@ def archkit(
     )
 
 
+def finished_trials(storage) -> dict[tuple[str, int], tuple]:
+    """(study, trial number) -> (state, params, values) of every finished trial (COMPLETE,
+    PRUNED or FAIL) of every study in an Optuna storage."""
+    found = {}
+    for study in storage.get_all_studies():
+        for t in storage.get_all_trials(study._study_id, deepcopy=False):
+            if t.state.name in ("COMPLETE", "PRUNED", "FAIL"):
+                found[(study.study_name, t.number)] = (t.state.name, t.params, t.values)
+    return found
+
+
+def journal_storage(path: Path):
+    """Optuna's own reader of a journal file (no archkit code in between)."""
+    import optuna
+
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def journal_trials(run_dir: Path) -> dict[tuple[str, int], tuple]:
+    """:func:`finished_trials` of a run directory's journal ({} while it has none)."""
+    path = run_dir / "study.journal"
+    return finished_trials(journal_storage(path)) if path.exists() else {}
+
+
 def start_archkit(*args: object, **popen: object) -> subprocess.Popen:
     """Start the ``archkit`` command as a user would, without waiting (stdout and stderr piped,
     text)."""

@@ -9,11 +9,10 @@ import subprocess
 import sys
 import time
 
-import optuna
 import pandas as pd
 import pytest
 
-from .conftest import ROOT, SPACES, SUBPROCESS_ENV, archkit, start_archkit
+from .conftest import ROOT, SPACES, SUBPROCESS_ENV, archkit, journal_trials, start_archkit
 
 SPACE = str(SPACES / "mobilenetv2.yaml")
 
@@ -114,17 +113,6 @@ def test_table_json_csv_give_the_same_numbers(tmp_path):
     )
 
 
-def _finished(run_dir, study_name=None) -> list:
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(run_dir / "study.journal"))
-    )
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    if not names:
-        return []
-    study = optuna.load_study(study_name=study_name or names[0], storage=storage)
-    return [t for t in study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
-
-
 def _start(run_dir, trials: int) -> subprocess.Popen:
     return start_archkit(
         "search", SPACE, "--budget-madds", "150M", "--trials", trials, "--run-dir", run_dir,
@@ -135,7 +123,7 @@ def _start(run_dir, trials: int) -> subprocess.Popen:
 def _wait_for(run_dir, count: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (run_dir / "study.journal").exists() and len(_finished(run_dir)) >= count:
+        if len(journal_trials(run_dir)) >= count:
             return
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.1)
@@ -148,11 +136,11 @@ def test_kill_loses_no_completed_trial_and_resume_continues(tmp_path):
     _wait_for(run_dir, 10, proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    before = {t.number: (t.state.name, t.params, t.values) for t in _finished(run_dir)}
+    before = journal_trials(run_dir)
     assert len(before) >= 10
     resumed = archkit("search", "--resume", run_dir, "--trials", "5", "--format", "json")
     assert resumed.returncode == 0, resumed.stderr
-    after = {t.number: (t.state.name, t.params, t.values) for t in _finished(run_dir)}
+    after = journal_trials(run_dir)
     assert {n: after[n] for n in before} == before  # every completed trial survived as it was
     assert len(after) == len(before) + 5
     counts = json.loads(resumed.stdout)["counts"]

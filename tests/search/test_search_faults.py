@@ -24,7 +24,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import optuna
 import pandas as pd
 import pytest
 
@@ -35,6 +34,9 @@ from .conftest import (
     ROOT,
     SPACES,
     archkit,
+    finished_trials,
+    journal_storage,
+    journal_trials,
     postgres,
     postgres_folder,
     skip_without_postgres,
@@ -60,24 +62,6 @@ def journal_bytes(run_dir: Path) -> bytes:
         return (run_dir / "study.journal").read_bytes()
     except OSError:
         return b""
-
-
-def finished_trials(storage) -> dict[tuple[str, int], tuple]:
-    """(study, trial number) -> (state, params, values) of every finished trial."""
-    found = {}
-    for study in storage.get_all_studies():
-        for t in storage.get_all_trials(study._study_id, deepcopy=False):
-            if t.state.name in ("COMPLETE", "PRUNED", "FAIL"):
-                found[(study.study_name, t.number)] = (t.state.name, t.params, t.values)
-    return found
-
-
-def journal_trials(run_dir: Path) -> dict[tuple[str, int], tuple]:
-    path = run_dir / "study.journal"
-    if not path.exists():
-        return {}
-    backend = optuna.storages.journal.JournalFileBackend(str(path))
-    return finished_trials(optuna.storages.JournalStorage(backend))
 
 
 def dangling(run_dir: Path) -> list[str]:
@@ -282,6 +266,49 @@ def test_resume_after_a_kill_holding_the_lock_does_not_wait(tmp_path):
     assert again.returncode == 0, again.stderr
     assert time.monotonic() - started < 8  # Optuna's rule would wait out a 10 s grace period
     assert "lock" not in again.stderr.lower() and "Traceback" not in again.stderr
+
+
+def test_workers_sharing_a_journal_survive_a_killed_one(tmp_path):
+    """Three local workers on one journal; one is killed mid-search (often holding the lock):
+    the others finish at once, with no trial lost or numbered twice."""
+    journal = tmp_path / "shared.journal"
+    workers = [
+        start_archkit(
+            "search",
+            SPACE,
+            "--budget-madds",
+            "150M",
+            "--storage",
+            f"journal:{journal}",
+            "--study-name",
+            "shared",
+            "--worker",
+            k,
+            "--trials",
+            25 if k else 1000,
+            "--run-dir",
+            tmp_path / f"w{k}",
+            "--no-progress",
+            "--format",
+            "json",
+        )  # fmt: skip
+        for k in range(3)
+    ]
+    read = lambda: journal.read_bytes() if journal.exists() else b""  # noqa: E731
+    wait_until(lambda: read().count(FINISH) >= 15, workers[0])
+    workers[0].kill()
+    workers[0].communicate()
+    started = time.monotonic()
+    for worker in workers[1:]:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0 and "Traceback" not in err and "lock" not in err, err
+        assert json.loads(out)["counts"]["this_call"] == 25
+    assert time.monotonic() - started < 30
+    trials = journal_storage(journal).get_all_trials(0, deepcopy=False)
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(len(trials)))  # no duplicate, no gap
+    by_worker = Counter(t.user_attrs.get("archkit", {}).get("worker") for t in trials)
+    assert by_worker[1] == by_worker[2] == 25 and by_worker[0] >= 1
 
 
 # --- a storage that goes away -----------------------------------------------------------------

@@ -24,7 +24,7 @@ from archkit.search import (
 )
 from archkit.spec import apply_overrides, load_spec
 
-from .conftest import SPACES, SPECS, archkit
+from .conftest import SPACES, SPECS, archkit, journal_storage
 
 BUDGET_150M = 150_000_000
 # (width, resolution, published MACs in millions, published params in millions, top-1 %)
@@ -144,9 +144,7 @@ def test_over_budget_trials_are_never_built_scored_or_reported(run_150m):
 
 
 def test_budgets_are_optuna_constraints(run_150m):
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(run_150m.run_dir / "study.journal"))
-    )
+    storage = journal_storage(run_150m.run_dir / "study.journal")
     study = optuna.load_study(study_name=run_150m.info["study_name"], storage=storage)
     for trial in study.trials:
         attrs = trial.user_attrs["archkit"]
