@@ -244,7 +244,9 @@ def parse_search_space(
     )
     expansion, per_stage = _expansion(data.get("expansion"), source)
     stages = _stages(base, expansion if per_stage else None, data.get("repeats"), source)
-    if expansion is not None and not any(row.has_expansion for row in base.rows):
+    if expansion is not None and not any(
+        row.has_expansion for row in base.rows
+    ):
         raise SearchSpaceError(
             "the base spec has no bottleneck row with t > 1 to expand",
             source=source,
