@@ -125,18 +125,16 @@ def _process_start(pid: int) -> str | None:
     return "Z" if fields[0] in ("Z", "X") else fields[19]
 
 
-def _owner_token() -> str:
-    pid = os.getpid()
+@functools.cache
+def _owner(pid: int) -> str:
+    # Cached per pid: a forked child gets its own.
     return ";".join(
-        [
-            _LOCK_TAG,
-            socket.gethostname(),
-            _boot_id(),
-            str(pid),
-            _process_start(pid) or "",
-            uuid.uuid4().hex,
-        ]
+        [_LOCK_TAG, socket.gethostname(), _boot_id(), str(pid), _process_start(pid) or ""]
     )
+
+
+def _owner_token() -> str:
+    return f"{_owner(os.getpid())};{uuid.uuid4().hex}"
 
 
 def owner_is_gone(token: str) -> bool:

@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 
 from archkit.search._rundir import stale_note
-from archkit.search._storage import OwnedFileLock, open_storage
+from archkit.search._storage import OwnedFileLock, mask_secrets, open_storage
 
 from .conftest import (
     ROOT,
@@ -175,7 +175,7 @@ def test_random_kills_lose_no_trial_and_resume(tmp_path):
 
 _HOLD_LOCK = """
 import sys, time
-from archkit.search._storage import OwnedFileLock, open_storage
+from archkit.search._storage import OwnedFileLock, mask_secrets, open_storage
 OwnedFileLock(sys.argv[1]).acquire()
 print("held", flush=True)
 time.sleep(600)
@@ -316,9 +316,25 @@ def test_workers_sharing_a_journal_survive_a_killed_one(tmp_path):
 
 def _one_error_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("archkit: error: ")]
-    assert len(errors) == 1 and "Traceback" not in stderr, stderr
-    return errors[0]
+    assert len(lines) == 1 and lines[0].startswith("archkit: error: "), stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("--storage postgresql://u:pw@h:5/db", "--storage postgresql://u:***@h:5/db"),
+        ("--storage=mysql+pymysql://u:p%40ss@h/db x", "--storage=mysql+pymysql://u:***@h/db x"),
+        ("postgresql://h/db?user=u&password=pw&x=1", "postgresql://h/db?user=u&password=***&x=1"),
+        ("host=h password=pw dbname=d", "host=h password=*** dbname=d"),
+        (
+            "postgresql://u@h/db journal:/tmp/a.journal",
+            "postgresql://u@h/db journal:/tmp/a.journal",
+        ),
+    ],
+)
+def test_mask_secrets(text, masked):
+    assert mask_secrets(text) == masked
 
 
 @pytest.fixture
