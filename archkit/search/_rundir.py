@@ -336,13 +336,15 @@ def winner_ranks(run_dir: str | Path) -> dict[int, int]:
 
 
 def winner_names(run_dir: str | Path) -> list[str]:
-    """The winner spec files' names (``01_<name>``) that best.csv names, in rank order."""
-    path = Path(run_dir) / BEST_FILE
+    """The winner spec files' names (``01_<name>``) that best.csv names, in rank order (a
+    best.csv without a ``spec`` column, as written by hand: the files in winners/, sorted)."""
     try:
-        specs = pd.read_csv(path, dtype={"spec": str})["spec"].dropna()
-    except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return []
-    return [Path(s).stem for s in specs if s]
+        best = pd.read_csv(Path(run_dir) / BEST_FILE, dtype={"spec": str})
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        best = None
+    if best is None or "spec" not in best.columns:
+        return sorted(p.stem for p in (Path(run_dir) / WINNERS_DIR).glob("*.yaml"))
+    return [Path(s).stem for s in best["spec"].dropna() if s]
 
 
 def stale_note(run_dir: str | Path) -> str | None:
