@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from archkit.cost import count
+from archkit.errors import ArchkitError
 from archkit.search._budget import Budgets, format_bytes, format_count
 from archkit.search._config import SearchConfig
 from archkit.search._errors import RunDirError, SearchBudgetError, SearchInputError, StorageError
@@ -180,26 +181,16 @@ def search(
     previous = read_run_info(run_dir) if config.resume else {}
     created = previous.get("created") or now()
     command = mask_secrets(config.command) if config.command else config.command
-    # The run's config is on disk before the study exists: a kill at any later moment leaves
-    # a run that --resume continues (and a second start in the same folder is refused).
-    wrote_config = False
-    if not (run_dir / RUN_FILE).exists():
-        try:
-            write_run_config(
-                run_dir,
-                {
-                    "command": command,
-                    "study_name": study_name,
-                    "storage": redact_url(storage_url),
-                    "created": created,
-                    "config": resumable,
-                },
-            )
-        except OSError as exc:
-            raise RunDirError(
-                f"cannot write the run directory {run_dir}: {_os_reason(exc)}"
-            ) from None
-        wrote_config = True
+    wrote_config = _write_config_first(
+        run_dir,
+        {
+            "command": command,
+            "study_name": study_name,
+            "storage": redact_url(storage_url),
+            "created": created,
+            "config": resumable,
+        },
+    )
     try:
         study = open_study(
             storage_url,
@@ -209,9 +200,9 @@ def search(
             join=config.resume or shared,
             resumable=resumable,
         )
-    except BaseException:
+    except ArchkitError:  # bad input (a storage that cannot be opened ...): nothing started
         if wrote_config and not config.resume:
-            (run_dir / RUN_FILE).unlink(missing_ok=True)  # nothing was started: start again
+            (run_dir / RUN_FILE).unlink(missing_ok=True)  # so the corrected command may start
         raise
     try:
         existing = len(study.get_trials(deepcopy=False))
@@ -313,6 +304,24 @@ def search(
             lat = meter(space.candidate(space.smallest()))
         raise _budget_failure(space, budgets, smallest, lat, ran=result.info["counts"]["trials"])
     return result
+
+
+def _write_config_first(run_dir: Path, info: dict[str, Any]) -> bool:
+    """Write run.json before the study exists, so a kill at any later moment leaves a run that
+    ``--resume`` continues (and a second start in the same folder is refused). False when
+    run.json is there already.
+
+    Raises:
+        RunDirError: the run directory cannot be written (read-only, full): bad input.
+    """
+    if (run_dir / RUN_FILE).exists():
+        return False
+    try:
+        write_run_config(run_dir, info)
+    except OSError as exc:
+        reason = _os_reason(exc)
+        raise RunDirError(f"cannot write the run directory {run_dir}: {reason}") from None
+    return True
 
 
 def resume_command(run_dir: str | Path, storage: str | None) -> str:
