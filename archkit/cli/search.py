@@ -214,9 +214,16 @@ def command(ctx: click.Context, space: str | None, **options: Any) -> None:
                 command=argv,
                 timeout_s=o.timeout_s,
                 top=o.top if _given(ctx, "top") else None,
+                device_options=device_options,
                 same_as=_asked_for(ctx, space, budgets, o, device_options, objective_options),
             )
         else:
+            if device_options and o.device is None:
+                flags_given = ", ".join(f"--{name}" for name in device_options)
+                raise SearchInputError(
+                    f"--{next(iter(device_options))}",
+                    f"only applies with --device NAME (add --device, or drop {flags_given})",
+                )
             _, path = resolve_space(space)
             config = SearchConfig(
                 path,
@@ -311,8 +318,6 @@ def _asked_for(
             asked[name] = getattr(o, name)
     if _given(ctx, "pareto"):
         asked["pareto"] = list(parse_pareto(o.pareto, need_device=True))
-    for name, value in device_options.items():
-        asked[f"device_options.{name}"] = value
     for name in ("data", "epochs", "max_images"):
         if _given(ctx, name) and name in objective_options:
             asked[f"objective_options.{name}"] = objective_options[name]

@@ -450,12 +450,15 @@ def resume_config(
     timeout_s: float | None = None,
     objective_options: dict[str, Any] | None = None,
     top: int | None = None,
+    device_options: dict[str, Any] | None = None,
     same_as: dict[str, Any] | None = None,
 ) -> SearchConfig:
     """The :class:`SearchConfig` that continues the search recorded in ``run_dir/run.json`` (or,
     without run.json, in the attributes of the one study of ``run_dir``'s journal).
 
     Args:
+        device_options: how to reach the run's device this time (``host``, ``port`` ...: a
+            board may have moved); they replace the recorded ones.
         same_as: what the caller asked for, by config field (``space``, ``objective``,
             ``budgets.madds`` ...): each must be what the run was searched with.
 
@@ -480,6 +483,10 @@ def resume_config(
             "resume",
             f"{run_dir} was searched with {'; '.join(differences)}; resume without these "
             f"options, or start a new search in another run directory",
+        )
+    if device_options and not config.get("device"):
+        raise SearchInputError(
+            "device", f"{run_dir} was searched without a device: nothing to reach"
         )
     if not config.get("space_path"):
         raise SearchInputError(
@@ -507,7 +514,7 @@ def resume_config(
         study_name=config["study_name"],
         run_dir=run_dir,
         device=config.get("device"),
-        device_options=config.get("device_options") or {},
+        device_options={**(config.get("device_options") or {}), **(device_options or {})},
         memory_dtype=config["memory_dtype"],
         memory_schedule=config["memory_schedule"],
         top=top if top is not None else config.get("top", 10),

@@ -186,8 +186,10 @@ def test_device_options_are_named_as_in_profile():
 
 def test_old_device_option_names_warn(tmp_path):
     old = archkit("search", "--device-host", "127.0.0.1", "--budget-madds", "5M")
-    assert old.returncode == 1, old.stderr  # the job ran (no candidate meets 5M)
+    assert old.returncode == 2, old.stderr
     assert "archkit: warning: --device-host is deprecated; use --host" in old.stderr
+    # Without --device it would do nothing: that is an error, as in `archkit profile`.
+    assert "archkit: error: --host: only applies with --device NAME" in old.stderr
     both = archkit("search", "--host", "a", "--device-host", "b", "--budget-madds", "5M")
     assert both.returncode == 2
     assert "archkit: error: --device-host: contradicts --host a" in both.stderr
