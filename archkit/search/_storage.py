@@ -140,9 +140,7 @@ def _process_start(pid: int) -> str | None:
 @functools.cache
 def _owner(pid: int) -> str:
     # Cached per pid: a forked child gets its own.
-    return ";".join(
-        [_LOCK_TAG, _host(), _boot_id(), str(pid), _process_start(pid) or ""]
-    )
+    return ";".join([_LOCK_TAG, _host(), _boot_id(), str(pid), _process_start(pid) or ""])
 
 
 def _owner_token() -> str:
@@ -222,10 +220,13 @@ class OwnedFileLock:  # Optuna's JournalFileBackend calls acquire() and release(
                     self._break(target)
                 continue
             if time.monotonic() - warned_at > 10:
+                holder = (
+                    f"process {target.split(';')[3]} of this machine, still running"
+                    if _alive_here(target)
+                    else "a process of another machine, or of plain Optuna"
+                )
                 _log.warning(
-                    "archkit: waiting for the journal lock %s (held by %s)",
-                    self._lock_file,
-                    target or "another process",
+                    "archkit: waiting for the journal lock %s, held by %s", self._lock_file, holder
                 )
                 warned_at = time.monotonic()
             time.sleep(sleep_s)
