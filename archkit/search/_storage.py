@@ -113,7 +113,13 @@ def _short(text: str) -> str:
 
 @functools.cache
 def _host() -> str:
-    return _short(socket.gethostname())
+    """This host as the pids of a lock are meaningful: its name and its pid namespace (two
+    containers of one name, sharing a volume, do not see each other's processes)."""
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        namespace = ""
+    return _short(f"{socket.gethostname()}/{namespace}")
 
 
 @functools.cache
