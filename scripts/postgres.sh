@@ -4,6 +4,8 @@
 #   scripts/postgres.sh install            install Debian's postgresql if no initdb is found
 #   scripts/postgres.sh start DIR [PORT]   create a cluster in DIR (if needed), start it, and print
 #                                          its URL: postgresql://archkit@127.0.0.1:PORT/archkit
+#                                          (a free port the first time; DIR keeps it, so a URL
+#                                          printed once works after stop and start again)
 #   scripts/postgres.sh stop DIR           stop the cluster (DIR is left for the caller to delete)
 #   scripts/postgres.sh url DIR            print the URL of a started cluster
 #
@@ -71,6 +73,21 @@ s.close()
 PY
 }
 
+port_is_free() {
+  python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+# As PostgreSQL binds: connections just closed (TIME_WAIT) do not make the port busy.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+finally:
+    s.close()
+PY
+}
+
 start() {
   local dir=$1 port=${2:-}
   install_pg
@@ -78,6 +95,19 @@ start() {
   bin=$(find_bin)
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
+  if [[ -z "$port" && -f "$dir/port" ]]; then
+    # The port this directory had: the URL printed before keeps working.
+    port=$(cat "$dir/port")
+    if [[ -f "$dir/data/postmaster.pid" ]] \
+        && as_owner "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+      url "$dir"  # already running
+      return 0
+    fi
+    if ! port_is_free "$port"; then
+      echo "postgres.sh: port $port of $dir is taken by another program; free it or pass PORT" >&2
+      exit 1
+    fi
+  fi
   [[ -z "$port" ]] && port=$(free_port)
   if [[ $(id -u) -eq 0 ]]; then
     chown -R "$(owner_name)" "$dir"
@@ -116,5 +146,5 @@ case "${1:-}" in
   start) [[ $# -ge 2 ]] || { echo "usage: $0 start DIR [PORT]" >&2; exit 2; }; start "$2" "${3:-}" ;;
   stop) [[ $# -ge 2 ]] || { echo "usage: $0 stop DIR" >&2; exit 2; }; stop "$2" ;;
   url) [[ $# -ge 2 ]] || { echo "usage: $0 url DIR" >&2; exit 2; }; url "$2" ;;
-  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac

@@ -9,8 +9,10 @@ import sys
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from archkit.cost import DTYPE_BYTES, SCHEDULES
+from archkit.errors import ArchkitError
 from archkit.search import (
     ESTIMATORS,
     ArgumentError,
@@ -25,6 +27,9 @@ from archkit.search import (
     search,
 )
 from archkit.search._budget import format_bytes, format_count
+from archkit.search._config import parse_pareto
+from archkit.search._interrupt import SearchInterrupted
+from archkit.search._storage import mask_secrets
 
 __all__ = ["command", "FLAGS"]
 
@@ -46,7 +51,37 @@ FLAGS = {
     "resume": "--resume",
     "memory_dtype": "--memory-dtype",
     "memory_schedule": "--memory-schedule",
+    "space": "SPACE",
+    "device_options.host": "--host",
+    "device_options.port": "--port",
+    "device_options.key": "--key",
+    "device_options.tracker": "--tracker",
+    "objective_options.epochs": "--epochs",
+    "objective_options.max_images": "--max-images",
 }
+#: The device connection options, named as `archkit profile` names them.
+DEVICE_OPTIONS = ("host", "port", "key", "tracker")
+#: Old names of the device connection options: hidden, still accepted, with a warning.
+DEPRECATED_DEVICE_FLAGS = {f"device_{name}": f"--device-{name}" for name in DEVICE_OPTIONS}
+#: Budget option -> (its Budgets.parse keyword, its Budgets field).
+_BUDGETS = {
+    "budget_madds": ("madds", "madds"),
+    "budget_params": ("params", "params"),
+    "budget_memory": ("memory", "peak_activation_bytes"),
+    "budget_latency": ("latency", "latency_ms"),
+}
+
+
+def _int_option(flag: str, low: int, default: int | None, help: str, **extra: Any) -> Any:
+    """An option taking a whole number >= ``low``."""
+    shown = {"default": default, "show_default": True} if default is not None else {}
+    return click.option(flag, type=click.IntRange(low), help=help, **shown, **extra)
+
+
+def _choice_option(flag: str, choices: Any, default: str, help: str, *name: str) -> Any:
+    return click.option(
+        flag, *name, type=click.Choice(list(choices)), default=default, show_default=True, help=help
+    )
 
 
 @click.command("search")
@@ -63,17 +98,15 @@ FLAGS = {
     "--budget-latency", metavar="TIME", help="Max median latency, e.g. 30ms (needs --device)."
 )
 @click.option("--device", metavar="NAME", help="Device for latency (devices/NAME.yaml), e.g. rpi4.")
-@click.option("--device-host", metavar="HOST", help="RPC host of the device.")
-@click.option("--device-port", type=int, metavar="PORT", help="RPC port of the device.")
-@click.option("--device-key", metavar="KEY", help="RPC tracker key of the device.")
-@click.option("--device-tracker", metavar="HOST:PORT", help="RPC tracker address.")
-@click.option(
-    "--objective",
-    type=click.Choice(list(ESTIMATORS)),
-    default="published",
-    show_default=True,
-    help="Accuracy estimator.",
-)
+@click.option("--host", metavar="HOST", help="RPC server host of the device (overrides the file).")
+@click.option("--port", type=int, metavar="PORT", help="RPC server or tracker port.")
+@click.option("--key", metavar="KEY", help="Tracker device key.")
+@click.option("--tracker", metavar="HOST:PORT", help="Tracker as HOST:PORT (device farm).")
+@click.option("--device-host", hidden=True)
+@click.option("--device-port", type=int, hidden=True)
+@click.option("--device-key", hidden=True)
+@click.option("--device-tracker", hidden=True)
+@_choice_option("--objective", ESTIMATORS, "published", "Accuracy estimator.")
 @click.option("--data", type=click.Path(), help="ImageFolder for --objective train.")
 @click.option(
     "--epochs",
@@ -82,20 +115,22 @@ FLAGS = {
     show_default=True,
     help="Training epochs per candidate (--objective train).",
 )
-@click.option(
-    "--max-images", type=click.IntRange(1), help="Cap on images per split (--objective train)."
-)
+@_int_option("--max-images", 1, None, "Cap on images per split (--objective train).")
 @click.option(
     "--pareto",
     metavar="METRICS",
     help="Multi-objective search, e.g. accuracy,madds (or params, memory, latency).",
 )
-@click.option(
-    "--trials",
-    type=click.IntRange(0),
-    help="Trials this process runs [default: 100; with --resume: the missing ones].",
+@_int_option(
+    "--trials", 0, None, "Trials this process runs [default: 100; with --resume: the missing ones]."
 )
-@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**31 - 1),
+    default=0,
+    show_default=True,
+    help="Seeds the sampler: the same seed and storage give the same trials.",
+)
 @click.option(
     "--storage",
     metavar="URL",
@@ -111,36 +146,15 @@ FLAGS = {
     "resume",
     type=click.Path(file_okay=False),
     metavar="RUN",
-    help="Continue the search in run directory RUN.",
+    help="Continue the search in run directory RUN (with --trials 0: refresh RUN's files from "
+    "its storage, e.g. a shared worker's snapshot).",
 )
-@click.option(
-    "--worker",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="Distinct number per concurrent worker of one study.",
+@_int_option("--worker", 0, 0, "Distinct number per concurrent worker of one study.")
+@_choice_option("--memory-dtype", DTYPE_BYTES, "fp32", "Element size for peak activation memory.")
+@_choice_option(
+    "--memory-schedule", SCHEDULES, "naive", "naive: every tensor materialized; fused: Section 5.1."
 )
-@click.option(
-    "--memory-dtype",
-    type=click.Choice(list(DTYPE_BYTES)),
-    default="fp32",
-    show_default=True,
-    help="Element size for peak activation memory.",
-)
-@click.option(
-    "--memory-schedule",
-    type=click.Choice(SCHEDULES),
-    default="naive",
-    show_default=True,
-    help="naive: every tensor materialized; fused: Section 5.1.",
-)
-@click.option(
-    "--top",
-    type=click.IntRange(1),
-    default=10,
-    show_default=True,
-    help="Results reported by a single-objective search.",
-)
+@_int_option("--top", 1, 10, "Results reported by a single-objective search.")
 @click.option(
     "--timeout",
     "timeout_s",
@@ -148,49 +162,16 @@ FLAGS = {
     metavar="SECONDS",
     help="Start no trial after this many seconds.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-    help="Output format of the best results.",
+@_choice_option(
+    "--format", ["table", "json", "csv"], "table", "Output format of the best results.", "fmt"
 )
 @click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bar on stderr [default: when stderr is a terminal].",
 )
-def command(
-    space: str | None,
-    budget_madds: str | None,
-    budget_params: str | None,
-    budget_memory: str | None,
-    budget_latency: str | None,
-    device: str | None,
-    device_host: str | None,
-    device_port: int | None,
-    device_key: str | None,
-    device_tracker: str | None,
-    objective: str,
-    data: str | None,
-    epochs: int,
-    max_images: int | None,
-    pareto: str | None,
-    trials: int | None,
-    seed: int,
-    storage: str | None,
-    study_name: str | None,
-    run_dir: str | None,
-    resume: str | None,
-    worker: int,
-    memory_dtype: str,
-    memory_schedule: str,
-    top: int,
-    timeout_s: float | None,
-    fmt: str,
-    progress: bool | None,
-) -> None:
+@click.pass_context
+def command(ctx: click.Context, space: str | None, **options: Any) -> None:
     """Search width, resolution and expansion (SPACE: a search space file or name, default
     mobilenetv2) for the best network under the budgets.
 
@@ -201,76 +182,146 @@ def command(
       archkit search --pareto accuracy,madds --trials 200
       archkit search --resume runs/mobilenetv2-published-20250101-120000
 
-    Exit status: 0 results found, 1 no candidate meets the budgets, 2 bad input.
+    Exit status: 0 results found, 1 no candidate meets the budgets (or the storage failed
+    mid-search), 2 bad input, 130 interrupted (the finished trials are saved).
     """
-    argv = "archkit search " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    show_progress = sys.stderr.isatty() if progress is None else progress
+    o = _Options(options)
+    argv = mask_secrets("archkit search " + " ".join(shlex.quote(a) for a in sys.argv[2:]))
+    show_progress = sys.stderr.isatty() if o.progress is None else o.progress
+    device_options = _device_options(o)
     objective_options: dict[str, Any] = {}
-    if objective == "train":
-        objective_options = {"data": data, "epochs": epochs, "seed": seed, "max_images": max_images}
-    elif data is not None:
+    if o.objective == "train":
+        objective_options = {
+            "data": o.data,
+            "epochs": o.epochs,
+            "seed": o.seed,
+            "max_images": o.max_images,
+        }
+    elif o.data is not None:
         raise SearchInputError("--data", "only used with --objective train")
     # The library names its arguments (budgets.madds); this command's users know its flags.
     # Resuming, the run directory is the one given to --resume.
-    flags = {**FLAGS, "run_dir": "--resume"} if resume is not None else FLAGS
+    flags = {**FLAGS, "run_dir": "--resume"} if o.resume is not None else FLAGS
     try:
-        if resume is not None:
-            if space is not None:
-                raise SearchInputError(
-                    "--resume", "takes the search space from the run; do not pass SPACE too"
-                )
+        # Every option is checked before the search space is even read.
+        budgets = Budgets.parse(**{key: options[name] for name, (key, _) in _BUDGETS.items()})
+        if o.resume is not None:
             config = resume_config(
-                resume,
-                trials=trials,
-                worker=worker,
-                storage=storage,
+                o.resume,
+                trials=o.trials,
+                worker=o.worker,
+                storage=o.storage,
                 command=argv,
-                timeout_s=timeout_s,
+                timeout_s=o.timeout_s,
+                top=o.top if _given(ctx, "top") else None,
+                device_options=device_options,
+                same_as=_asked_for(ctx, space, budgets, o, device_options, objective_options),
             )
         else:
-            # Every option is checked before the search space is even read.
-            budgets = Budgets.parse(
-                madds=budget_madds,
-                params=budget_params,
-                memory=budget_memory,
-                latency=budget_latency,
-            )
-            device_options = {
-                k: v
-                for k, v in (
-                    ("host", device_host),
-                    ("port", device_port),
-                    ("key", device_key),
-                    ("tracker", device_tracker),
+            if device_options and o.device is None:
+                flags_given = ", ".join(f"--{name}" for name in device_options)
+                raise SearchInputError(
+                    f"--{next(iter(device_options))}",
+                    f"only applies with --device NAME (add --device, or drop {flags_given})",
                 )
-                if v is not None
-            }
             _, path = resolve_space(space)
             config = SearchConfig(
                 path,
                 budgets=budgets,
-                objective=objective,
+                objective=o.objective,
                 objective_options=objective_options,
-                pareto=pareto,
-                trials=100 if trials is None else trials,
-                seed=seed,
-                storage=storage,
-                study_name=study_name,
-                run_dir=run_dir,
-                device=device,
+                pareto=o.pareto,
+                trials=100 if o.trials is None else o.trials,
+                seed=o.seed,
+                storage=o.storage,
+                study_name=o.study_name,
+                run_dir=o.run_dir,
+                device=o.device,
                 device_options=device_options,
-                memory_dtype=memory_dtype,
-                memory_schedule=memory_schedule,
-                top=top,
-                worker=worker,
-                timeout_s=timeout_s,
+                memory_dtype=o.memory_dtype,
+                memory_schedule=o.memory_schedule,
+                top=o.top,
+                worker=o.worker,
+                timeout_s=o.timeout_s,
                 command=argv,
             )
         with _ProgressBar(show_progress) as bar:
             result = search(config, progress=bar.update)
     except (ArgumentError, SearchBudgetError) as exc:
         raise exc.renamed(flags) from None
-    _render(result, fmt)
+    except SearchInterrupted as stop:
+        counts = stop.result.info["counts"]
+        raise Interrupted(
+            f"interrupted: {counts['trials'] - counts['running']} finished trials are saved "
+            f"({counts['this_call']} by this call) in {stop.result.run_dir}; continue with: "
+            f"{stop.resume_command}"
+        ) from None
+    _render(result, o.fmt)
+
+
+class Interrupted(ArchkitError):
+    """Ctrl-C stopped the search after saving its trials (exit status 130, as a shell's)."""
+
+    exit_code = 130
+
+
+class _Options:
+    """The command's options as attributes (``o.budget_madds``)."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.__dict__.update(options)
+
+
+def _device_options(o: _Options) -> dict[str, Any]:
+    """--host/--port/--key/--tracker, from their deprecated --device-* names too."""
+    chosen = {}
+    for name in DEVICE_OPTIONS:
+        value, old = getattr(o, name), getattr(o, f"device_{name}")
+        if old is not None:
+            flag = DEPRECATED_DEVICE_FLAGS[f"device_{name}"]
+            click.echo(f"archkit: warning: {flag} is deprecated; use --{name}", err=True)
+            if value is not None and value != old:
+                raise SearchInputError(flag, f"contradicts --{name} {value}")
+            value = old
+        if value is not None:
+            chosen[name] = value
+    return chosen
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) in (
+        ParameterSource.COMMANDLINE,
+        ParameterSource.ENVIRONMENT,
+    )
+
+
+def _asked_for(
+    ctx: click.Context,
+    space: str | None,
+    budgets: Budgets,
+    o: _Options,
+    device_options: dict[str, Any],
+    objective_options: dict[str, Any],
+) -> dict[str, Any]:
+    """What the command line asks for that defines a search (the library checks that a resumed
+    run was searched with it)."""
+    asked: dict[str, Any] = {}
+    if space is not None:
+        asked["space"] = resolve_space(space)[1]
+    limits = budgets.as_dict()
+    # Options that define a search: given with --resume, each must be what the run had.
+    for name, (_, key) in _BUDGETS.items():
+        if _given(ctx, name):
+            asked[f"budgets.{key}"] = limits[key]
+    for name in ("objective", "seed", "memory_dtype", "memory_schedule", "device", "study_name"):
+        if _given(ctx, name):
+            asked[name] = getattr(o, name)
+    if _given(ctx, "pareto"):
+        asked["pareto"] = list(parse_pareto(o.pareto, need_device=True))
+    for name in ("data", "epochs", "max_images"):
+        if _given(ctx, name) and name in objective_options:
+            asked[f"objective_options.{name}"] = objective_options[name]
+    return asked
 
 
 class _ProgressBar:
@@ -342,10 +393,8 @@ def _render(result: SearchResult, fmt: str) -> None:
     if fmt == "csv":
         click.echo(best.to_csv(index=False), nl=False)
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
     objective = info["objective"]
     table = Table(title=f"Best of {info['counts']['trials']} trials: {objective['label']}")
     stage_cols = [c for c in best.columns if c.startswith(("expansion_", "repeats_"))]
@@ -353,14 +402,14 @@ def _render(result: SearchResult, fmt: str) -> None:
         "#",
         "trial",
         "width",
-        "res",
-        "t",
+        "resolution",
+        "expansion",
         *stage_cols,
         "MAdds",
         "params",
-        "memory",
+        "peak memory",
         "latency",
-        "objective",
+        objective.get("unit") or _objective_header(objective),
     ):
         table.add_column(name, justify="right", no_wrap=True)
     flagged = False
@@ -372,7 +421,7 @@ def _render(result: SearchResult, fmt: str) -> None:
             str(row["rank"]),
             str(row["number"]),
             f"{row['width']:.3f}",
-            str(row["resolution"]),
+            f"{row['resolution']} px",
             "-" if row["expansion"] is None else f"{row['expansion']:g}",
             *[("-" if row[c] is None else f"{row[c]:g}") for c in stage_cols],
             format_count(row["madds"]),
@@ -381,32 +430,73 @@ def _render(result: SearchResult, fmt: str) -> None:
             "-" if row["latency_ms"] is None else f"{row['latency_ms']:.2f} ms",
             f"{row['objective']:.2f}{mark}",
         )
+    console = _console(table)
     console.print(table)
     counts = info["counts"]
-    console.print(
+    lines = [
         f"trials {counts['trials']} (this call {counts['this_call']}): "
         f"{counts['feasible']} feasible, {counts['infeasible']} infeasible "
         f"(over a budget, never built), {counts['failed']} failed"
-    )
+    ]
     if objective.get("name") == "published":
-        console.print(
+        lines.append(
             f"published model: leave-one-out error {objective['loo_mae_top1']:.2f} "
             f"top-1 points mean, {objective['loo_max_abs_error_top1']:.2f} max, over "
             f"{objective['calibration_points']} published checkpoints"
         )
     if flagged:
-        console.print(
+        lines.append(
             "* extrapolated: outside the estimator's calibration (the note column of "
-            "best.csv says why)"
+            "best.csv says why); ranked after every calibrated candidate"
         )
-        cal = info.get("best_calibrated")
-        if cal:
-            console.print(
-                f"best calibrated candidate: trial {cal['number']}, width "
-                f"{cal['width']:.3f}, resolution {cal['resolution']}, "
-                f"{format_count(cal['madds'])} MAdds: {cal['objective']:.2f}"
-            )
-    console.print(
+    extrapolated, calibrated = info.get("best_extrapolated"), info.get("best_calibrated")
+    if extrapolated and (not calibrated or extrapolated["objective"] > calibrated["objective"]):
+        lines.append(
+            f"the estimate is higher outside the calibration, where it is not trusted: trial "
+            f"{extrapolated['number']} (width {extrapolated['width']:.3f}, resolution "
+            f"{extrapolated['resolution']}, expansion {extrapolated['expansion']:g}, "
+            f"{format_count(extrapolated['madds'])} MAdds) estimates "
+            f"{extrapolated['objective']:.2f}, extrapolated"
+        )
+    if info.get("snapshot"):
+        lines.append(f"note: this run directory is {info['snapshot']['note']}")
+    lines.append(
         f"run directory: {result.run_dir} (best.csv, best.json, winners/*.yaml, "
         f"trials.csv, run.json)"
     )
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False)
+    if len(best):
+        winner = result.run_dir / best["spec"].iloc[0]
+        onnx = f"{winner.stem.split('_', 1)[-1]}.onnx"
+        steps = [
+            (f"archkit profile {winner}", "its costs (add --device NAME to time it)"),
+            (
+                f"archkit plot --run {result.run_dir} -o {result.run_dir}/pareto",
+                "the trials against the published networks",
+            ),
+            (f"archkit export {winner} -o {onnx}", "the winner as an ONNX model"),
+        ]
+        width = max(len(c) for c, _ in steps)
+        console.print("next steps:", soft_wrap=True, highlight=False)
+        for cmd, why in steps:
+            console.print(
+                f"  {cmd:<{width}}  # {why}", soft_wrap=True, highlight=False, markup=False
+            )
+
+
+def _objective_header(objective: dict[str, Any]) -> str:
+    label = str(objective.get("label") or "objective")
+    return label.split(" (", 1)[0]  # "top-1 % (published-calibrated model)" -> "top-1 %"
+
+
+def _console(table: Any) -> Any:
+    """A console for stdout: a terminal's width, or (piped, redirected) as wide as the table,
+    so nothing is cut at 80 columns."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        needed = Console(width=10_000).measure(table).maximum
+        console = Console(width=max(80, needed), highlight=False)
+    return console

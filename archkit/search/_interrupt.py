@@ -7,7 +7,20 @@ import signal
 import threading
 from typing import Any
 
-__all__ = ["GracefulInterrupt"]
+__all__ = ["GracefulInterrupt", "SearchInterrupted"]
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C ended a search after its run directory was written.
+
+    Attributes:
+        result: the :class:`~archkit.search.SearchResult` written (every finished trial).
+        resume_command: the command that continues the search.
+    """
+
+    def __init__(self, result: Any, resume_command: str) -> None:
+        super().__init__(resume_command)
+        self.result, self.resume_command = result, resume_command
 
 
 class GracefulInterrupt:

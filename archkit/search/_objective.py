@@ -22,6 +22,7 @@ from archkit.search._latency import LatencyMeter
 from archkit.search._metrics import METRICS
 from archkit.search._rundir import ATTRS_KEY
 from archkit.search._space import SearchSpace
+from archkit.search._storage import mask_secrets
 
 __all__ = ["Objective"]
 
@@ -62,7 +63,7 @@ class Objective:
             except SpecError as exc:
                 attrs["error"] = f"invalid candidate: {exc.reason}"
                 self._set_attrs(trial, attrs)
-                study.tell(trial, state=TrialState.FAIL)
+                record["trial"] = study.tell(trial, state=TrialState.FAIL)
                 return record
             costs = count(spec)
             metrics = {
@@ -97,27 +98,33 @@ class Objective:
             if not feasible:
                 self._set_attrs(trial, attrs)
                 record["infeasible"] = True
-                study.tell(trial, state=TrialState.PRUNED)
+                record["trial"] = study.tell(trial, state=TrialState.PRUNED)
                 return record
             estimate = self.estimator.estimate(spec, costs)
             attrs.update(
                 objective=estimate.value, calibrated=estimate.calibrated, note=estimate.note
             )
+            if estimate.calibrated is False:
+                # Outside the estimator's calibration: Optuna counts the trial as infeasible,
+                # so the sampler learns where estimates can be trusted (it is still recorded,
+                # feasible within the budgets, and reported after the calibrated ones).
+                trial.set_constraint("calibration", 0.01)
             self._set_attrs(trial, attrs)
             values = [estimate.value]
             for metric in self.pareto_metrics[1:]:
                 values.append(float({**metrics, "latency_ms": latency}[METRICS[metric].column]))
             if not all(math.isfinite(v) for v in values):
                 trial.set_user_attr(ATTRS_KEY, {**attrs, "error": f"non-finite objective {values}"})
-                study.tell(trial, state=TrialState.FAIL)
+                record["trial"] = study.tell(trial, state=TrialState.FAIL)
                 return record
-            study.tell(trial, values if len(values) > 1 else values[0])
+            record["trial"] = study.tell(trial, values if len(values) > 1 else values[0])
             record.update(feasible=True, objective=estimate.value, calibrated=estimate.calibrated)
             return record
         except BaseException as exc:
             # Ctrl-C or a bug mid-trial: end the trial as FAIL so no RUNNING trial is left.
             try:
-                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])  # kept apart
+                error = mask_secrets(f"{type(exc).__name__}: {exc}")[:500]
+                trial.set_user_attr("error", error)  # kept apart
                 study.tell(trial, state=TrialState.FAIL)
             except Exception:  # noqa: BLE001 - the trial may already be finished
                 pass

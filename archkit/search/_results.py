@@ -5,9 +5,10 @@ Data only (pandas); :mod:`archkit.search._rundir` writes and reads them, the CLI
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from archkit.search._rundir import (
     write_run,
 )
 from archkit.search._space import SearchSpace
+from archkit.search._storage import mask_secrets
 
 __all__ = [
     "Progress",
@@ -72,6 +74,7 @@ def trials_frame(
     records = []
     for t in sorted(trials, key=lambda t: t.number):
         attrs = {"error": t.user_attrs.get("error", ""), **t.user_attrs.get(ATTRS_KEY, {})}
+        attrs["error"] = mask_secrets(str(attrs.get("error") or ""))
         candidate = attrs.get("candidate", dict(t.params))
         record: dict[str, Any] = {
             "number": t.number,
@@ -147,7 +150,12 @@ def best_table(
         second = METRICS[pareto_metrics[1]]
         pool = pool.sort_values([second.column, "number"], ascending=[not second.maximize, True])
     else:
-        pool = pool.sort_values(["objective", "madds", "number"], ascending=[False, True, True])
+        # Calibrated estimates first: an extrapolated one may score higher only because the
+        # estimator is outside what it was fitted on, and people act on the first row.
+        pool = pool.assign(_extrapolated=pool["calibrated"].eq(False).fillna(False).astype(int))
+        pool = pool.sort_values(
+            ["_extrapolated", "objective", "madds", "number"], ascending=[True, False, True, True]
+        )
     seen, keep = set(), []
     for index, row in pool.iterrows():
         key = candidate_key(row, names)
@@ -165,13 +173,14 @@ def best_table(
     return best[columns]
 
 
-def best_calibrated(frame: pd.DataFrame) -> dict[str, Any] | None:
-    """The best feasible trial the estimator did not extrapolate for (None if none)."""
+def best_calibrated(frame: pd.DataFrame, calibrated: bool = True) -> dict[str, Any] | None:
+    """The best feasible trial the estimator did not extrapolate for (``calibrated=False``: the
+    best one it extrapolated for); None if none."""
     if not len(frame):
         return None
     ok = (
         frame["feasible"].fillna(False).astype(bool)
-        & frame["calibrated"].fillna(False).astype(bool)
+        & frame["calibrated"].eq(calibrated).fillna(False).astype(bool)
         & frame["objective"].notna()
     )
     pool = frame[ok].sort_values(["objective", "madds", "number"], ascending=[False, True, True])
@@ -196,9 +205,34 @@ class RunRecorder:
     top: int
     smallest: dict[str, Any]
     info: dict[str, Any]
+    #: The journal whose size run.json records (readers compare it to find a stale run).
+    journal: Path | None = None
+    #: Set for a study in shared storage: each worker's run directory is a snapshot of it.
+    snapshot_note: str | None = None
+    #: The trials this process last knew of: what is written when the storage is gone.
+    known: dict[int, Any] = field(default_factory=dict)
 
-    def write(self, done: int) -> SearchResult:
-        frame = trials_frame(self.study.get_trials(deepcopy=False), self.space, self.report_metrics)
+    def remember(self, trial: Any) -> None:
+        """Keep a finished trial of this process (``study.tell`` returns it)."""
+        if trial is not None:
+            self.known[trial.number] = trial
+
+    def read_trials(self) -> list[Any]:
+        """The study's trials, remembered for :meth:`write_known`."""
+        trials = self.study.get_trials(deepcopy=False)
+        self.known = {t.number: t for t in trials}
+        return trials
+
+    def write(self, done: int, *, trials: list[Any] | None = None, lost: str = "") -> SearchResult:
+        """Write the run directory from the study (or from ``trials``, what is known when the
+        storage is gone: ``lost`` says why)."""
+        journal_bytes = None
+        if self.journal is not None:
+            with contextlib.suppress(OSError):
+                journal_bytes = self.journal.stat().st_size  # before reading: errs on stale
+        if trials is None:
+            trials = self.read_trials()
+        frame = trials_frame(trials, self.space, self.report_metrics)
         best = best_table(
             frame,
             self.space,
@@ -223,7 +257,16 @@ class RunRecorder:
             "smallest_candidate": self.smallest,
             "best": records(best.head(1))[0] if len(best) else None,
             "best_calibrated": best_calibrated(frame),
+            "best_extrapolated": best_calibrated(frame, calibrated=False),
             "updated": now(),
         }
+        if journal_bytes is not None:
+            info["journal"] = {"path": self.journal.name, "bytes": journal_bytes}
+        if self.snapshot_note or lost:
+            info["snapshot"] = {
+                "taken": info["updated"],
+                "complete": not lost,
+                "note": lost or self.snapshot_note,
+            }
         best = write_run(self.run_dir, self.space, frame, best, info, self.objective_label)
         return SearchResult(run_dir=self.run_dir, trials=frame, best=best, info=info)

@@ -10,25 +10,33 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from archkit.cost import count
+from archkit.errors import ArchkitError
 from archkit.search._budget import Budgets, format_bytes, format_count
 from archkit.search._config import SearchConfig
-from archkit.search._errors import SearchBudgetError, SearchInputError
+from archkit.search._errors import RunDirError, SearchBudgetError, SearchInputError, StorageError
 from archkit.search._estimators import Estimator, make_estimator
-from archkit.search._interrupt import GracefulInterrupt
+from archkit.search._interrupt import GracefulInterrupt, SearchInterrupted
 from archkit.search._latency import LatencyMeter
 from archkit.search._metrics import METRICS
 from archkit.search._objective import Objective
 from archkit.search._results import Progress, RunRecorder, SearchResult, now
-from archkit.search._rundir import RUN_FILE, read_run_info
+from archkit.search._rundir import RUN_FILE, read_run_info, write_run_config
 from archkit.search._space import SearchSpace, load_search_space
-from archkit.search._storage import default_storage_url, redact_url
-from archkit.search._study import make_sampler, open_study
+from archkit.search._storage import (
+    StorageLostError,
+    default_storage_url,
+    journal_path,
+    mask_secrets,
+    redact_url,
+)
+from archkit.search._study import make_sampler, open_study, stored_config
 
 __all__ = ["search", "run_search", "resume_search"]
 
@@ -136,6 +144,7 @@ def search(
         )
     shared = config.storage is not None
     storage_url = config.storage or default_storage_url(run_dir)
+    resume_hint = resume_command(run_dir, config.storage)
 
     # Everything below needs no trial: a budget nobody can meet fails here, before any trial.
     smallest = _smallest_costs(space, config.memory_dtype, config.memory_schedule)
@@ -159,18 +168,51 @@ def search(
         "device_options": config.device_options,
         "top": config.top,
     }
+    # Enough to resume; the storage URL is recorded without its password.
+    resumable = {
+        **recorded,
+        "storage": redact_url(config.storage) if shared else None,
+        "study_name": study_name,
+    }
     # A device that cannot be reached is bad input too: find out before anything is written.
     meter = LatencyMeter(config.device, config.device_options) if config.device else None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = ["maximize"] + [METRICS[m].direction for m in config.pareto[1:]]
-    study = open_study(storage_url, study_name, directions, recorded, join=config.resume or shared)
-    existing = len(study.get_trials(deepcopy=False))
+    previous = read_run_info(run_dir) if config.resume else {}
+    created = previous.get("created") or now()
+    command = mask_secrets(config.command) if config.command else config.command
+    wrote_config = _write_config_first(
+        run_dir,
+        {
+            "command": command,
+            "study_name": study_name,
+            "storage": redact_url(storage_url),
+            "created": created,
+            "config": resumable,
+        },
+    )
+    try:
+        study = open_study(
+            storage_url,
+            study_name,
+            directions,
+            recorded,
+            join=config.resume or shared,
+            resumable=resumable,
+        )
+    except ArchkitError:  # bad input (a storage that cannot be opened ...): nothing started
+        if wrote_config and not config.resume:
+            (run_dir / RUN_FILE).unlink(missing_ok=True)  # so the corrected command may start
+        raise
+    try:
+        existing = len(study.get_trials(deepcopy=False))
+    except StorageLostError as exc:
+        raise StorageError(f"cannot read study {study_name!r}: {exc.reason}") from None
     # The same seed and storage give the same trials: a fresh study starts from ``seed``; a
     # resumed one from a seed fixed by how many trials it already has.
     sampler_seed = (config.seed + 7919 * config.worker + 104729 * existing) % 2**31
     study.sampler = make_sampler(sampler_seed)
 
-    previous = read_run_info(run_dir) if config.resume else {}
     finished = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False))
     trials = config.trials
     target = int(previous.get("trials_target", 0)) if config.resume else (trials or 0)
@@ -185,8 +227,17 @@ def search(
         report_metrics=report_metrics,
         top=config.top,
         smallest=smallest,
+        journal=None if shared else journal_path(run_dir),
+        snapshot_note=(
+            f"a snapshot of the shared study {study_name!r} in {redact_url(storage_url)}, taken "
+            f"when this worker last wrote it: trials other workers finished later are missing, "
+            f"and RUNNING rows may be their trials in progress; refresh it with: "
+            f"{resume_hint} --trials 0"
+            if shared
+            else None
+        ),
         info={
-            "command": config.command,
+            "command": command,
             "study_name": study_name,
             "storage": redact_url(storage_url),
             "seed": config.seed,
@@ -203,22 +254,18 @@ def search(
             "pareto": list(config.pareto) or None,
             "device": config.device,
             "trials_target": max(target, finished + trials) if config.resume else trials,
-            "created": previous.get("created") or now(),
+            "created": created,
             "versions": _versions(),
-            # Enough to resume; the storage URL is recorded without its password.
-            "config": {
-                **recorded,
-                "storage": redact_url(config.storage) if shared else None,
-                "study_name": study_name,
-            },
+            "config": resumable,
         },
     )
-    run.write(done=0)  # run.json exists from the start: resume works after a kill
+    _write_or_explain(run, 0, resume_hint)  # a fresh run's files exist from the start
 
     started = time.monotonic()
     done = feasible_count = infeasible_count = 0
     best_row: dict[str, Any] | None = None
     interrupted: BaseException | None = None
+    lost: StorageLostError | None = None
     objective_fn = Objective(space, config, estimator, meter)
     stop = GracefulInterrupt()
     try:
@@ -229,6 +276,7 @@ def search(
                 ):
                     break
                 record = objective_fn.run_one(study)
+                run.remember(record.pop("trial", None))
                 done += 1
                 if record["feasible"]:
                     feasible_count += 1
@@ -240,18 +288,106 @@ def search(
                     progress(Progress(done, trials, feasible_count, infeasible_count, best_row))
     except KeyboardInterrupt as exc:  # completed trials are in storage; write what we have
         interrupted = exc
+    except StorageLostError as exc:
+        lost = exc
     if stop.requested and interrupted is None:
         interrupted = KeyboardInterrupt()
+    if lost is not None:
+        raise _storage_lost(run, lost, done, resume_hint)
 
-    result = run.write(done=done)
+    result = _write_or_explain(run, done, resume_hint)
     if interrupted is not None:
-        raise interrupted
+        raise SearchInterrupted(result, resume_hint) from None
     if result.best.empty and result.info["counts"]["trials"] > 0:
         lat = None
         if meter is not None and budgets.latency_ms is not None:
             lat = meter(space.candidate(space.smallest()))
         raise _budget_failure(space, budgets, smallest, lat, ran=result.info["counts"]["trials"])
     return result
+
+
+def _write_config_first(run_dir: Path, info: dict[str, Any]) -> bool:
+    """Write run.json before the study exists, so a kill at any later moment leaves a run that
+    ``--resume`` continues (and a second start in the same folder is refused). False when
+    run.json is there already.
+
+    Raises:
+        RunDirError: the run directory cannot be written (read-only, full): bad input.
+    """
+    if (run_dir / RUN_FILE).exists():
+        return False
+    try:
+        write_run_config(run_dir, info)
+    except OSError as exc:
+        reason = _os_reason(exc)
+        raise RunDirError(f"cannot write the run directory {run_dir}: {reason}") from None
+    return True
+
+
+def resume_command(run_dir: str | Path, storage: str | None) -> str:
+    """The command that continues the run in ``run_dir`` (its storage URL without password)."""
+    command = f"archkit search --resume {shlex.quote(str(run_dir))}"
+    if storage is not None:
+        command += f" --storage {shlex.quote(redact_url(storage))}"
+    return command
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _finished_count(trials: Any) -> int:
+    return sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+
+
+def _write_or_explain(run: RunRecorder, done: int, resume_hint: str) -> SearchResult:
+    """Write the run directory; a storage or disk that fails is one :class:`StorageLostError`."""
+    try:
+        return run.write(done=done)
+    except StorageLostError as exc:
+        raise _storage_lost(run, exc, done, resume_hint) from None
+    except OSError as exc:
+        finished = _finished_count(run.known.values())
+        raise StorageLostError(
+            str(run.run_dir),
+            _os_reason(exc),
+            f"cannot write the run directory {run.run_dir} ({_os_reason(exc)}); its "
+            f"{finished} finished trials are safe in the study storage and the files already "
+            f"there are whole (an earlier state); once it is writable, refresh it with: "
+            f"{resume_hint} --trials 0",
+        ) from None
+
+
+def _storage_lost(
+    run: RunRecorder, lost: StorageLostError, done: int, resume_hint: str
+) -> StorageLostError:
+    """Write the run directory from what is known, and say what failed and what is safe."""
+    note = (
+        f"written from what this process knew when the study storage failed ({lost.where}: "
+        f"{lost.reason}); trials finished elsewhere since its last read are missing"
+    )
+    try:
+        trials: list[Any] | None = run.read_trials()  # a full disk still reads
+        note = ""
+    except StorageLostError:
+        trials = list(run.known.values())
+    finished = _finished_count(trials)
+    try:
+        run.write(done=done, trials=trials, lost=note)
+        written = f"the run directory {run.run_dir} is written from them"
+    except OSError as exc:
+        written = (
+            f"the run directory {run.run_dir} could not be written either ({_os_reason(exc)}): "
+            f"its files are whole, from before"
+        )
+    return StorageLostError(
+        lost.where,
+        lost.reason,
+        f"the study storage failed after {done} trials of this call: {lost.where}: "
+        f"{lost.reason}. The {finished} finished trials are safe in it (a trial running at "
+        f"that moment is lost) and {written}. Once the storage is back, resume with: "
+        f"{resume_hint}" + (" (with the password in place of ***)" if "***" in resume_hint else ""),
+    )
 
 
 def run_search(
@@ -272,6 +408,38 @@ def run_search(
     return search(SearchConfig(space, **config), progress=progress, estimator=estimator)
 
 
+def _shown(key: str, value: Any) -> str:
+    if value is None or value == [] or value == ():
+        return "none"
+    if key in ("budgets.madds", "budgets.params"):
+        return format_count(value)
+    if key == "budgets.peak_activation_bytes":
+        return format_bytes(value)
+    if key == "budgets.latency_ms":
+        return f"{value:g}ms"
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _recorded(config: dict[str, Any], key: str) -> Any:
+    if key == "space":
+        return config.get("space_path")
+    head, _, tail = key.partition(".")
+    value = config.get(head)
+    return (value or {}).get(tail) if tail else value
+
+
+def _same(key: str, recorded: Any, given: Any) -> bool:
+    if key == "space":
+        return recorded is not None and Path(recorded).resolve() == Path(given).resolve()
+    if isinstance(given, tuple):
+        given = list(given)
+    if isinstance(given, Path):
+        given = str(given)
+    return recorded == given or (recorded in (None, []) and given in (None, [], ()))
+
+
 def resume_config(
     run_dir: str | Path,
     *,
@@ -281,16 +449,44 @@ def resume_config(
     command: str | None = None,
     timeout_s: float | None = None,
     objective_options: dict[str, Any] | None = None,
+    top: int | None = None,
+    device_options: dict[str, Any] | None = None,
+    same_as: dict[str, Any] | None = None,
 ) -> SearchConfig:
-    """The :class:`SearchConfig` that continues the search recorded in ``run_dir/run.json``.
+    """The :class:`SearchConfig` that continues the search recorded in ``run_dir/run.json`` (or,
+    without run.json, in the attributes of the one study of ``run_dir``'s journal).
+
+    Args:
+        device_options: how to reach the run's device this time (``host``, ``port`` ...: a
+            board may have moved); they replace the recorded ones.
+        same_as: what the caller asked for, by config field (``space``, ``objective``,
+            ``budgets.madds`` ...): each must be what the run was searched with.
 
     Raises:
-        SearchInputError: ``run_dir`` holds no run, or one that cannot be resumed as it is.
+        SearchInputError: ``run_dir`` holds no run, one that cannot be resumed as it is, or
+            one searched with settings other than ``same_as`` (each difference is named).
     """
-    config = read_run_info(run_dir).get("config")
+    config = read_run_info(run_dir).get("config") or stored_config(
+        default_storage_url(run_dir) if journal_path(run_dir).is_file() else None
+    )
     if not config:
         raise SearchInputError(
             "run_dir", f"{run_dir}: no run.json from archkit search (nothing to resume)"
+        )
+    differences = [
+        f"{{{key}}} {_shown(key, _recorded(config, key))} (given {_shown(key, value)})"
+        for key, value in (same_as or {}).items()
+        if not _same(key, _recorded(config, key), value)
+    ]
+    if differences:
+        raise SearchInputError(
+            "resume",
+            f"{run_dir} was searched with {'; '.join(differences)}; resume without these "
+            f"options, or start a new search in another run directory",
+        )
+    if device_options and not config.get("device"):
+        raise SearchInputError(
+            "device", f"{run_dir} was searched without a device: nothing to reach"
         )
     if not config.get("space_path"):
         raise SearchInputError(
@@ -318,10 +514,10 @@ def resume_config(
         study_name=config["study_name"],
         run_dir=run_dir,
         device=config.get("device"),
-        device_options=config.get("device_options") or {},
+        device_options={**(config.get("device_options") or {}), **(device_options or {})},
         memory_dtype=config["memory_dtype"],
         memory_schedule=config["memory_schedule"],
-        top=config.get("top", 10),
+        top=top if top is not None else config.get("top", 10),
         worker=worker,
         timeout_s=timeout_s,
         command=command,
@@ -344,7 +540,7 @@ def resume_search(
         run_dir: the run directory.
         progress: called after every trial of this process.
         **options: ``trials``, ``worker``, ``storage``, ``command``, ``timeout_s``,
-            ``objective_options`` (see :func:`resume_config`).
+            ``objective_options``, ``top``, ``same_as`` (see :func:`resume_config`).
 
     Raises:
         SearchInputError: ``run_dir`` holds no run.

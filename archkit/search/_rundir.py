@@ -8,8 +8,10 @@ listed in docs/search.md; the report reads a run through :func:`load_run`, :func
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -20,6 +22,7 @@ import pandas as pd
 from archkit._json import json_default, records
 from archkit.search._errors import RunDirError
 from archkit.search._space import SearchSpace
+from archkit.search._storage import JOURNAL_FILE
 
 __all__ = [
     "ATTRS_KEY",
@@ -29,26 +32,26 @@ __all__ = [
     "load_run",
     "read_run_info",
     "records",
+    "stale_note",
     "stage_columns",
     "typed",
     "winner_names",
     "winner_ranks",
     "write_run",
+    "write_run_config",
 ]
 
+# The candidate and what it costs and scores: the same columns, in the same order, in trials.csv
+# and best.csv.
+_CANDIDATE_COLUMNS = ("width", "resolution", "expansion")
+_MEASURE_COLUMNS = ("madds", "params", "peak_activation_bytes", "latency_ms", "objective")
 #: Leading columns of trials.csv; per-stage ``expansion_<row>`` / ``repeats_<row>`` columns follow
 #: ``expansion`` when the space has them.
 TRIAL_COLUMNS = (
     "number",
     "state",
-    "width",
-    "resolution",
-    "expansion",
-    "madds",
-    "params",
-    "peak_activation_bytes",
-    "latency_ms",
-    "objective",
+    *_CANDIDATE_COLUMNS,
+    *_MEASURE_COLUMNS,
     "feasible",
     "pareto",
     "calibrated",
@@ -62,14 +65,8 @@ TRIAL_COLUMNS = (
 BEST_COLUMNS = (
     "rank",
     "number",
-    "width",
-    "resolution",
-    "expansion",
-    "madds",
-    "params",
-    "peak_activation_bytes",
-    "latency_ms",
-    "objective",
+    *_CANDIDATE_COLUMNS,
+    *_MEASURE_COLUMNS,
     "calibrated",
     "note",
     "spec",
@@ -87,6 +84,7 @@ _INT_COLUMNS = ("number", "resolution", "madds", "params", "peak_activation_byte
 _FLOAT_COLUMNS = ("width", "expansion", "latency_ms", "objective", "violation", "duration_s")
 _BOOL_COLUMNS = ("feasible", "pareto", "calibrated")
 _TEXT_COLUMNS = ("note", "error", "state")
+_log = logging.getLogger("archkit.search")
 _BOOLEAN_TEXT = {
     "true": True,
     "false": False,
@@ -125,13 +123,45 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a reader sees the old file or the new one, and a
+    failed write (full disk, read-only folder) leaves no temporary file behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def _write_json(path: Path, data: Any) -> None:
     _atomic_write(path, json.dumps(data, indent=2, default=json_default) + "\n")
+
+
+def _pid_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass  # PermissionError: another user's live process
+    return False
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Temporary files of a writer that was killed (its pid is gone)."""
+    for tmp in [*run_dir.glob(".*.tmp"), *(run_dir / WINNERS_DIR).glob(".*.tmp")]:
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and _pid_is_gone(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def write_run_config(run_dir: Path, info: dict[str, Any]) -> None:
+    """Write run.json before the study exists, so a run killed at any later moment resumes."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / RUN_FILE, info)
 
 
 def winner_name(space: SearchSpace, row: pd.Series) -> str:
@@ -159,16 +189,20 @@ def write_run(
     info: dict[str, Any],
     objective_label: str,
 ) -> pd.DataFrame:
-    """Write trials.csv, best.csv, best.json, winners/*.yaml and run.json; return ``best`` with
-    its ``spec`` column filled in (paths relative to ``run_dir``)."""
+    """Write winners/*.yaml, trials.csv, best.json, best.csv and run.json; return ``best`` with
+    its ``spec`` column filled in (paths relative to ``run_dir``).
+
+    Each file is replaced atomically, and in this order: the winners first, the files that name
+    them after, run.json last, and only then the winners no index names any more. A reader (or a
+    kill) at any moment finds every file whole and every file an index names present.
+    """
     from archkit.search._specio import dump_spec
     from archkit.spec import load_spec
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(run_dir)
     winners = run_dir / WINNERS_DIR
     winners.mkdir(exist_ok=True)
-    for old in winners.glob("*.yaml"):
-        old.unlink()
     best = best.copy()
     for index, row in best.iterrows():
         name = winner_name(space, row)
@@ -188,6 +222,8 @@ def write_run(
         calibrated = row["calibrated"]
         if not pd.isna(calibrated) and not bool(calibrated):
             comment += f"\nextrapolated: {row['note']}"
+        if info.get("snapshot"):
+            comment += f"\n{info['snapshot']['note']}"
         path = winners / f"{int(row['rank']):02d}_{name}.yaml"
         _atomic_write(path, dump_spec(spec, comment))
         # A winner is only useful if it reads back as the very network that was scored.
@@ -195,9 +231,17 @@ def write_run(
             raise RuntimeError(f"winner spec {path} does not round-trip")
         best.at[index, "spec"] = str(path.relative_to(run_dir))
     _atomic_write(run_dir / TRIALS_FILE, frame.to_csv(index=False))
+    best_json = {"objective": objective_label, "results": records(best)}
+    if info.get("snapshot"):
+        best_json["snapshot"] = info["snapshot"]
+    _write_json(run_dir / "best.json", best_json)
     _atomic_write(run_dir / BEST_FILE, best.to_csv(index=False))
-    _write_json(run_dir / "best.json", {"objective": objective_label, "results": records(best)})
     _write_json(run_dir / RUN_FILE, info)
+    named = {run_dir / p for p in best["spec"]}
+    for old in winners.glob("*.yaml"):
+        if old not in named:
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
     return best
 
 
@@ -217,6 +261,9 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
             (the message names the file, the column and the first bad value).
     """
     path = Path(run_dir) / TRIALS_FILE
+    note = stale_note(run_dir)
+    if note:
+        _log.warning("archkit: warning: %s", note)
     if not path.is_file():
         raise RunDirError(
             f"{run_dir}: no trials.csv (not a search run, or it has not finished a trial yet)"
@@ -289,5 +336,33 @@ def winner_ranks(run_dir: str | Path) -> dict[int, int]:
 
 
 def winner_names(run_dir: str | Path) -> list[str]:
-    """The winner spec files' names (``01_<name>``), sorted."""
-    return sorted(p.stem for p in (Path(run_dir) / WINNERS_DIR).glob("*.yaml"))
+    """The winner spec files' names (``01_<name>``) that best.csv names, in rank order (a
+    best.csv without a ``spec`` column, as written by hand: the files in winners/, sorted)."""
+    try:
+        best = pd.read_csv(Path(run_dir) / BEST_FILE, dtype={"spec": str})
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        best = None
+    if best is None or "spec" not in best.columns:
+        return sorted(p.stem for p in (Path(run_dir) / WINNERS_DIR).glob("*.yaml"))
+    return [Path(s).stem for s in best["spec"].dropna() if s]
+
+
+def stale_note(run_dir: str | Path) -> str | None:
+    """Why the files of ``run_dir`` are older than its journal (None when they are not, or the
+    study lives in a shared storage, whose run directories say they are snapshots)."""
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    written = (info.get("journal") or {}).get("bytes")
+    try:
+        size = (run_dir / JOURNAL_FILE).stat().st_size
+    except OSError:
+        return None
+    if not isinstance(written, int) or size <= written:
+        return None
+    trials = (info.get("counts") or {}).get("trials", 0)
+    return (
+        f"{run_dir} is older than its journal (its files hold {trials} trials, written "
+        f"{info.get('updated') or info.get('created')}; the study has changed since: a search "
+        f"is running or was killed); refresh it with: archkit search --resume {run_dir} "
+        f"--trials 0"
+    )

@@ -38,34 +38,81 @@ def archkit(
     )
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A PostgreSQL server on 127.0.0.1 for the session (started by scripts/postgres.sh).
+def finished_trials(storage) -> dict[tuple[str, int], tuple]:
+    """(study, trial number) -> (state, params, values) of every finished trial (COMPLETE,
+    PRUNED or FAIL) of every study in an Optuna storage."""
+    found = {}
+    for study in storage.get_all_studies():
+        for t in storage.get_all_trials(study._study_id, deepcopy=False):
+            if t.state.name in ("COMPLETE", "PRUNED", "FAIL"):
+                found[(study.study_name, t.number)] = (t.state.name, t.params, t.values)
+    return found
 
-    ``ARCHKIT_SKIP_POSTGRES=1`` skips the tests that need it (instead of failing).
-    """
-    if os.environ.get("ARCHKIT_SKIP_POSTGRES", "") not in ("", "0"):
-        pytest.skip("ARCHKIT_SKIP_POSTGRES is set")
-    # Not under pytest's tmp_path: PostgreSQL runs as the 'postgres' user when the tests run as
-    # root, and pytest's per-user temp folders are private.
+
+def journal_storage(path: Path):
+    """Optuna's own reader of a journal file (no archkit code in between)."""
+    import optuna
+
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def journal_trials(run_dir: Path) -> dict[tuple[str, int], tuple]:
+    """:func:`finished_trials` of a run directory's journal ({} while it has none)."""
+    path = run_dir / "study.journal"
+    return finished_trials(journal_storage(path)) if path.exists() else {}
+
+
+def start_archkit(*args: object, **popen: object) -> subprocess.Popen:
+    """Start the ``archkit`` command as a user would, without waiting (stdout and stderr piped,
+    text)."""
+    popen.setdefault("env", SUBPROCESS_ENV)
+    popen.setdefault("cwd", ROOT)
+    return subprocess.Popen(
+        [*ARCHKIT, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def postgres(action: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """``scripts/postgres.sh ACTION FOLDER``."""
+    return subprocess.run(
+        ["bash", str(POSTGRES_SCRIPT), action, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def postgres_folder() -> Path:
+    """A folder for a cluster: not under pytest's tmp_path, since PostgreSQL runs as the
+    'postgres' user when the tests run as root, and pytest's per-user temp folders are
+    private."""
     folder = Path(tempfile.mkdtemp(prefix="archkit-pg-"))
     folder.chmod(0o755)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server on 127.0.0.1 for the session (started by scripts/postgres.sh)."""
+    skip_without_postgres()
+    folder = postgres_folder()
     try:
-        proc = subprocess.run(
-            ["bash", str(POSTGRES_SCRIPT), "start", str(folder / "cluster")],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        proc = postgres("start", folder / "cluster")
         assert proc.returncode == 0, f"scripts/postgres.sh start failed:\n{proc.stderr}"
         yield proc.stdout.strip().splitlines()[-1]
     finally:
-        subprocess.run(
-            ["bash", str(POSTGRES_SCRIPT), "stop", str(folder / "cluster")],
-            capture_output=True,
-            timeout=120,
-        )
+        postgres("stop", folder / "cluster")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def skip_without_postgres() -> None:
+    """``ARCHKIT_SKIP_POSTGRES=1`` skips the tests that need PostgreSQL (instead of failing)."""
+    if os.environ.get("ARCHKIT_SKIP_POSTGRES", "") not in ("", "0"):
+        pytest.skip("ARCHKIT_SKIP_POSTGRES is set")
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,10 @@ import subprocess
 import sys
 import time
 
-import optuna
 import pandas as pd
 import pytest
 
-from .conftest import ARCHKIT, ROOT, SPACES, SUBPROCESS_ENV, archkit
+from .conftest import ROOT, SPACES, SUBPROCESS_ENV, archkit, journal_trials, start_archkit
 
 SPACE = str(SPACES / "mobilenetv2.yaml")
 
@@ -114,43 +113,17 @@ def test_table_json_csv_give_the_same_numbers(tmp_path):
     )
 
 
-def _finished(run_dir, study_name=None) -> list:
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(run_dir / "study.journal"))
-    )
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    if not names:
-        return []
-    study = optuna.load_study(study_name=study_name or names[0], storage=storage)
-    return [t for t in study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
-
-
 def _start(run_dir, trials: int) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            *ARCHKIT,
-            "search",
-            SPACE,
-            "--budget-madds",
-            "150M",
-            "--trials",
-            str(trials),
-            "--run-dir",
-            str(run_dir),
-            "--no-progress",
-        ],
-        cwd=ROOT,
-        env=SUBPROCESS_ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_archkit(
+        "search", SPACE, "--budget-madds", "150M", "--trials", trials, "--run-dir", run_dir,
+        "--no-progress",
+    )  # fmt: skip
 
 
 def _wait_for(run_dir, count: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (run_dir / "study.journal").exists() and len(_finished(run_dir)) >= count:
+        if len(journal_trials(run_dir)) >= count:
             return
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.1)
@@ -163,11 +136,11 @@ def test_kill_loses_no_completed_trial_and_resume_continues(tmp_path):
     _wait_for(run_dir, 10, proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    before = {t.number: (t.state.name, t.params, t.values) for t in _finished(run_dir)}
+    before = journal_trials(run_dir)
     assert len(before) >= 10
     resumed = archkit("search", "--resume", run_dir, "--trials", "5", "--format", "json")
     assert resumed.returncode == 0, resumed.stderr
-    after = {t.number: (t.state.name, t.params, t.values) for t in _finished(run_dir)}
+    after = journal_trials(run_dir)
     assert {n: after[n] for n in before} == before  # every completed trial survived as it was
     assert len(after) == len(before) + 5
     counts = json.loads(resumed.stdout)["counts"]
@@ -187,6 +160,11 @@ def test_ctrl_c_writes_the_run_and_exits_130(tmp_path):
     assert "stopping after the running trial" in stderr
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) >= 5 and "RUNNING" not in set(trials["state"])
+    # How many trials are saved, and the command that continues.
+    assert (
+        f"archkit: error: interrupted: {len(trials)} finished trials are saved ({len(trials)} "
+        f"by this call) in {run_dir}; continue with: archkit search --resume {run_dir}"
+    ) in stderr and "Traceback" not in stderr
     resumed = archkit("search", "--resume", run_dir, "--trials", "2", "--format", "json")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["counts"]["trials"] == len(trials) + 2
@@ -195,3 +173,74 @@ def test_ctrl_c_writes_the_run_and_exits_130(tmp_path):
 def test_resume_needs_a_run(tmp_path):
     proc = archkit("search", "--resume", tmp_path)
     assert proc.returncode == 2 and "--resume: " in proc.stderr and "no run.json" in proc.stderr
+
+
+def test_device_options_are_named_as_in_profile():
+    text = archkit("search", "--help").stdout
+    profile = archkit("profile", "--help").stdout
+    for option in ("--host", "--port", "--key", "--tracker"):
+        assert option in text and option in profile
+    assert "--device-host" not in text  # the old names still work, but are not advertised
+    assert "Seeds the sampler" in text  # --seed has help
+
+
+def test_old_device_option_names_warn(tmp_path):
+    old = archkit("search", "--device-host", "127.0.0.1", "--budget-madds", "5M")
+    assert old.returncode == 2, old.stderr
+    assert "archkit: warning: --device-host is deprecated; use --host" in old.stderr
+    # Without --device it would do nothing: that is an error, as in `archkit profile`.
+    assert "archkit: error: --host: only applies with --device NAME" in old.stderr
+    both = archkit("search", "--host", "a", "--device-host", "b", "--budget-madds", "5M")
+    assert both.returncode == 2
+    assert "archkit: error: --device-host: contradicts --host a" in both.stderr
+
+
+def test_resume_refuses_other_budgets_objective_or_space(tmp_path):
+    run_dir = tmp_path / "run"
+    first = archkit(
+        "search", SPACE, "--budget-madds", "150M", "--trials", "4", "--run-dir", run_dir
+    )
+    assert first.returncode == 0, first.stderr
+    other = archkit(
+        "search", SPACES / "mobilenetv1.yaml", "--resume", run_dir, "--budget-madds", "100M",
+        "--objective", "proxy",
+    )  # fmt: skip
+    assert other.returncode == 2
+    line = other.stderr.strip()
+    assert line.startswith(f"archkit: error: --resume: {run_dir} was searched with ")
+    assert "--budget-madds 150.00M (given 100.00M)" in line
+    assert "--objective published (given proxy)" in line
+    assert f"mobilenetv2.yaml (given {SPACES / 'mobilenetv1.yaml'})" in line
+    assert "Traceback" not in other.stderr
+    # The same settings again are fine: they are what the run was searched with.
+    same = archkit(
+        "search", SPACE, "--resume", run_dir, "--budget-madds", "150M", "--trials", "1",
+        "--format", "json",
+    )  # fmt: skip
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["counts"]["trials"] == 5
+
+
+def test_piped_table_is_whole_and_says_what_to_do_next(tmp_path):
+    env = {k: v for k, v in SUBPROCESS_ENV.items() if k not in ("COLUMNS", "LINES")}
+    run_dir = tmp_path / "run"
+    proc = archkit(
+        "search", SPACE, "--budget-madds", "150M", "--trials", "12", "--run-dir", run_dir,
+        env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "…" not in out  # nothing cut at 80 columns
+    for header in ("resolution", "expansion", "MAdds", "peak memory", "latency", "top-1 %"):
+        assert header in out
+    best = pd.read_csv(run_dir / "best.csv")
+    winner = run_dir / best["spec"].iloc[0]
+    first = next(line for line in out.splitlines() if line.replace(" ", "").startswith("│1│"))
+    assert first.split("│")[6].strip() == f"{best['madds'].iloc[0] / 1e6:.2f}M"
+    assert "next steps:" in out
+    assert f"archkit profile {winner}" in out
+    assert f"archkit plot --run {run_dir} -o {run_dir}/pareto" in out
+    assert f"archkit export {winner} -o " in out
+    # The first step runs as printed.
+    step = archkit("profile", winner, "--format", "json")
+    assert step.returncode == 0 and str(best["madds"].iloc[0]) in step.stdout

@@ -4,48 +4,26 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import optuna
 import pandas as pd
 
 from archkit.search._storage import open_storage
 
-from .conftest import ARCHKIT, ROOT, SPACES, SUBPROCESS_ENV
+from .conftest import SPACES, archkit, start_archkit
 
 TRIALS_PER_WORKER = 12
 
 
 def test_two_workers_share_one_study(postgres_url, tmp_path):
     study = "shared-150m"
+    common = [
+        "search", SPACES / "mobilenetv2.yaml", "--budget-madds", "150M", "--storage",
+        postgres_url, "--study-name", study, "--trials", TRIALS_PER_WORKER, "--format", "json",
+        "--no-progress",
+    ]  # fmt: skip
     workers = [
-        subprocess.Popen(
-            [
-                *ARCHKIT,
-                "search",
-                str(SPACES / "mobilenetv2.yaml"),
-                "--budget-madds",
-                "150M",
-                "--storage",
-                postgres_url,
-                "--study-name",
-                study,
-                "--worker",
-                str(k),
-                "--trials",
-                str(TRIALS_PER_WORKER),
-                "--run-dir",
-                str(tmp_path / f"worker{k}"),
-                "--format",
-                "json",
-                "--no-progress",
-            ],
-            cwd=ROOT,
-            env=SUBPROCESS_ENV,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        start_archkit(*common, "--worker", k, "--run-dir", tmp_path / f"worker{k}")
         for k in range(2)
     ]
     outputs = [w.communicate(timeout=300) for w in workers]
@@ -73,35 +51,31 @@ def test_two_workers_share_one_study(postgres_url, tmp_path):
     info = json.loads((tmp_path / "worker1" / "run.json").read_text())
     assert info["storage"].startswith("postgresql") and "127.0.0.1" in info["storage"]
     assert max(r["counts"]["trials"] for r in reports) == 2 * TRIALS_PER_WORKER
+    # Each worker's files say they are a snapshot; --resume --trials 0 refreshes them.
+    for k in range(2):
+        run_dir = tmp_path / f"worker{k}"
+        note = json.loads((run_dir / "run.json").read_text())["snapshot"]["note"]
+        assert note.startswith("a snapshot of the shared study 'shared-150m'")
+        assert json.loads((run_dir / "best.json").read_text())["snapshot"]["note"] == note
+        refreshed = archkit(
+            "search", "--resume", run_dir, "--storage", postgres_url, "--trials", "0",
+            "--format", "json",
+        )  # fmt: skip
+        assert refreshed.returncode == 0, refreshed.stderr
+        frame = pd.read_csv(run_dir / "trials.csv")
+        assert len(frame) == 2 * TRIALS_PER_WORKER and set(frame["state"]) <= {
+            "COMPLETE",
+            "PRUNED",
+        }
 
 
 def test_joining_with_other_budgets_is_refused(postgres_url, tmp_path):
     common = [
-        *ARCHKIT,
-        "search",
-        str(SPACES / "mobilenetv2.yaml"),
-        "--storage",
-        postgres_url,
-        "--study-name",
-        "strict",
-        "--trials",
-        "1",
-        "--no-progress",
-    ]
-    first = subprocess.run(
-        [*common, "--budget-madds", "5G", "--run-dir", str(tmp_path / "a")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=SUBPROCESS_ENV,
-    )
+        "search", SPACES / "mobilenetv2.yaml", "--storage", postgres_url, "--study-name",
+        "strict", "--trials", "1", "--no-progress",
+    ]  # fmt: skip
+    first = archkit(*common, "--budget-madds", "5G", "--run-dir", tmp_path / "a")
     assert first.returncode == 0, first.stderr
-    second = subprocess.run(
-        [*common, "--budget-madds", "300M", "--run-dir", str(tmp_path / "b")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=SUBPROCESS_ENV,
-    )
+    second = archkit(*common, "--budget-madds", "300M", "--run-dir", tmp_path / "b")
     assert second.returncode == 2
     assert "--study-name: study 'strict' was created with other settings" in second.stderr
