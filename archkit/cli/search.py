@@ -11,7 +11,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from archkit.cost import DTYPE_BYTES, SCHEDULES
+from archkit.cli._common import memory_options
 from archkit.errors import ArchkitError
 from archkit.search import (
     ESTIMATORS,
@@ -150,10 +150,7 @@ def _choice_option(flag: str, choices: Any, default: str, help: str, *name: str)
     "its storage, e.g. a shared worker's snapshot).",
 )
 @_int_option("--worker", 0, 0, "Distinct number per concurrent worker of one study.")
-@_choice_option("--memory-dtype", DTYPE_BYTES, "fp32", "Element size for peak activation memory.")
-@_choice_option(
-    "--memory-schedule", SCHEDULES, "naive", "naive: every tensor materialized; fused: Section 5.1."
-)
+@memory_options
 @_int_option("--top", 1, 10, "Results reported by a single-objective search.")
 @click.option(
     "--timeout",
@@ -238,8 +235,8 @@ def command(ctx: click.Context, space: str | None, **options: Any) -> None:
                 run_dir=o.run_dir,
                 device=o.device,
                 device_options=device_options,
-                memory_dtype=o.memory_dtype,
-                memory_schedule=o.memory_schedule,
+                memory_dtype=o.dtype,
+                memory_schedule=o.schedule,
                 top=o.top,
                 worker=o.worker,
                 timeout_s=o.timeout_s,
@@ -313,9 +310,11 @@ def _asked_for(
     for name, (_, key) in _BUDGETS.items():
         if _given(ctx, name):
             asked[f"budgets.{key}"] = limits[key]
-    for name in ("objective", "seed", "memory_dtype", "memory_schedule", "device", "study_name"):
-        if _given(ctx, name):
-            asked[name] = getattr(o, name)
+    defining = {"objective": "objective", "seed": "seed", "dtype": "memory_dtype",
+                "schedule": "memory_schedule", "device": "device", "study_name": "study_name"}
+    for option, name in defining.items():
+        if _given(ctx, option):
+            asked[name] = getattr(o, option)
     if _given(ctx, "pareto"):
         asked["pareto"] = list(parse_pareto(o.pareto, need_device=True))
     for name in ("data", "epochs", "max_images"):
