@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     try:
-        cli.main(args=argv, prog_name="archkit", standalone_mode=False)
+        # Without standalone mode click returns what the command returned (or an ``Exit``
+        # code for ctx.exit): a command may end with an int exit status.
+        status = cli.main(args=argv, prog_name="archkit", standalone_mode=False)
     except ArchkitError as exc:
         click.echo(f"archkit: error: {exc}", err=True)
         return exc.exit_code
@@ -96,7 +98,7 @@ def _main(argv: list[str] | None) -> int:
         return 2
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":
