@@ -450,10 +450,12 @@ def _render(result: SearchResult, fmt: str) -> None:
         )
     extrapolated, calibrated = info.get("best_extrapolated"), info.get("best_calibrated")
     if extrapolated and (not calibrated or extrapolated["objective"] > calibrated["objective"]):
+        shape = [f"width {extrapolated['width']:.3f}", f"resolution {extrapolated['resolution']}"]
+        if extrapolated.get("expansion") is not None:  # spaces without bottlenecks have none
+            shape.append(f"expansion {extrapolated['expansion']:g}")
         lines.append(
             f"the estimate is higher outside the calibration, where it is not trusted: trial "
-            f"{extrapolated['number']} (width {extrapolated['width']:.3f}, resolution "
-            f"{extrapolated['resolution']}, expansion {extrapolated['expansion']:g}, "
+            f"{extrapolated['number']} ({', '.join(shape)}, "
             f"{format_count(extrapolated['madds'])} MAdds) estimates "
             f"{extrapolated['objective']:.2f}, extrapolated"
         )
