@@ -19,6 +19,7 @@ COMMANDS = {
     "search": ("archkit.cli.search", "Search width, resolution and expansion under budgets."),
     "report": ("archkit.cli.report", "Write the paper's tables and Pareto plots to reports/."),
     "plot": ("archkit.cli.plot", "Pareto plots of specs, families and search runs."),
+    "serve": ("archkit.cli.serve", "On a board: TVM RPC server for tvm and onnxruntime."),
 }
 
 
