@@ -17,13 +17,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages: Chromium (static plot export, render tests), PostgreSQL (shared search
-# storage tests), the aarch64 cross compiler and qemu (emulated Raspberry Pi 4 tests).
+# storage tests), the aarch64 cross compiler and qemu (emulated Raspberry Pi 4 tests), OpenSSH
+# (SSH-tunnel tests against a throwaway sshd on 127.0.0.1).
 # Each script installs only what is missing; the tests call them too, so this is a warm-up.
 system:
 	bash scripts/chromium.sh >/dev/null
 	bash scripts/postgres.sh install
 	bash scripts/aarch64_toolchain.sh
 	bash scripts/emulated_arm64.sh
+	bash scripts/sshd.sh >/dev/null
 
 demo: $(STAMP)
 	$(BIN)/archkit profile specs/mobilenetv2.yaml specs/mobilenetv1.yaml specs/shufflenet_g3.yaml

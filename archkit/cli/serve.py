@@ -105,8 +105,10 @@ def command(host: str, port: int, port_end: int | None, tracker: str | None, key
             server_init_callback=_ort_remote.register_in_server,
         )  # fmt: skip
     except (OSError, ValueError, RuntimeError) as err:
+        # The server starts in a worker process; its error arrives with the worker's traceback.
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise ArchkitError(f"archkit serve: cannot listen on {host}:{port}..{port_end - 1}: "
-                           f"{err}") from None
+                           f"{lines[-1] if lines else type(err).__name__}") from None
     import tvm
 
     runtimes = "tvm, onnxruntime " + ort_version if ort_version else (

@@ -74,7 +74,14 @@ def _probe_server(device: DeviceProfile) -> tuple[str, int]:
             host, port, device.connection.key or "", device.connect_timeout_s
         )
     except _handshake.ProbeError as err:
-        raise _unreachable(device, f"the RPC server at {host}:{port}", err.found) from None
+        found = err.found
+        if device.tunnel and found.startswith("it accepted the connection and closed it"):
+            board = device.tunnel.rsplit(" -> ", 1)[-1]
+            found = (
+                f"the SSH tunnel is up, but nothing answered on the board's end ({board}): "
+                f"is `archkit serve --port {board.rsplit(':', 1)[-1]}` running on the board?"
+            )
+        raise _unreachable(device, f"the RPC server at {host}:{port}", found) from None
     return host, port
 
 
