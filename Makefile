@@ -17,15 +17,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages: Chromium (static plot export, render tests), PostgreSQL (shared search
-# storage tests), the aarch64 cross compiler and qemu (emulated Raspberry Pi 4 tests), OpenSSH
-# (SSH-tunnel tests against a throwaway sshd on 127.0.0.1).
+# storage tests), the aarch64 cross compiler and qemu (emulated Raspberry Pi 4 tests).
 # Each script installs only what is missing; the tests call them too, so this is a warm-up.
 system:
 	bash scripts/chromium.sh >/dev/null
 	bash scripts/postgres.sh install
 	bash scripts/aarch64_toolchain.sh
 	bash scripts/emulated_arm64.sh
-	bash scripts/sshd.sh >/dev/null
+	bash scripts/sshd.sh >/dev/null  # OpenSSH: SSH-tunnel tests (a throwaway sshd on 127.0.0.1)
 
 demo: $(STAMP)
 	$(BIN)/archkit profile specs/mobilenetv2.yaml specs/mobilenetv1.yaml specs/shufflenet_g3.yaml
