@@ -62,10 +62,16 @@ def _normalise(values: dict[str, float]) -> dict[str, float]:
     return {k: max(v, 0.0) / total for k, v in values.items()}
 
 
+_MEASURED: dict[tuple[int, str], KernelShares] = {}
+
+
 def measured_shares(
     prepared: Any, tasks: list[Any], target: Any, runs: int = 5, seed: int = 0
 ) -> KernelShares:
     """Time each task's kernels in the untuned prepared module on this machine.
+
+    Remembered per module and target for the life of the process (tuning the same network in
+    rounds compiles and profiles it once).
 
     Args:
         prepared: The module after ``_tune._prepare`` (legalized and fused).
@@ -78,6 +84,9 @@ def measured_shares(
     import tvm
     from tvm import relax
 
+    key = (int(tvm.ir.structural_hash(prepared)), str(target))
+    if key in _MEASURED:
+        return _MEASURED[key]
     executable = tvm.compile(prepared, target=target)
     vm = relax.VirtualMachine(executable, tvm.cpu())
     param = prepared["main"].params[0]
@@ -107,13 +116,14 @@ def measured_shares(
         for name in names:
             per_run[name].append(spent.get(name, 0.0))
     kernel_ms = {name: float(np.median(v)) * 1e3 for name, v in per_run.items()}
-    return KernelShares(
+    _MEASURED[key] = KernelShares(
         _normalise(kernel_ms),
         "measured",
         f"untuned kernels timed on this host with relax.VirtualMachine.set_instrument, "
         f"median of {runs} runs",
         kernel_ms,
     )
+    return _MEASURED[key]
 
 
 def estimated_shares(tasks: list[Any]) -> KernelShares:

@@ -272,6 +272,7 @@ def measure_latency(
     name: str | None = None,
     progress: bool = True,
     on_event: EventFn | None = None,
+    retune: bool = False,
 ) -> LatencyResult:
     """Compile ``model`` with TVM for ``device``, check it against PyTorch there, and time it.
 
@@ -299,6 +300,8 @@ def measure_latency(
         name: Name for reports.
         progress: Show rich progress for tuning.
         on_event: Called as ``on_event(stage, info)`` at each stage (for progress and tests).
+        retune: Tune layers that already have records too (``tune_trials`` more trials for the
+            whole network, starting from the database; see ``_tune.tune``).
 
     Returns:
         The result, with reproducibility metadata.
@@ -325,7 +328,7 @@ def measure_latency(
             return measure_latency(
                 model, example_input, through, tune_trials=tune_trials, cache_dir=cache_dir,
                 repeats=repeats, number=number, min_repeat_ms=min_repeat_ms, atol=atol,
-                rtol=rtol, name=name, progress=progress, on_event=on_event,
+                rtol=rtol, name=name, progress=progress, on_event=on_event, retune=retune,
             )  # fmt: skip
     # Fail fast, before minutes of compiling and tuning, when the board is not there: a real
     # RPC session (handshake and one remote call), closed again.
@@ -352,7 +355,7 @@ def measure_latency(
     if tune_trials > 0:
         event("tune", trials=tune_trials)
         database, tuning = _tune.tune(
-            program.mod, device, target, tune_trials, cache_dir, progress=progress
+            program.mod, device, target, tune_trials, cache_dir, progress=progress, retune=retune
         )
     t0 = time.perf_counter()
     executable = _compile.build(program, target, database)

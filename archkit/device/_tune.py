@@ -234,6 +234,7 @@ def tune(
     *,
     progress: bool = True,
     allocation: str = "share",
+    retune: bool = False,
 ) -> tuple[Any, TuningStats]:
     """Tune the network's not-yet-tuned layers on the device; return the database and stats.
 
@@ -251,6 +252,9 @@ def tune(
         cache_dir: Root of the cache (default :func:`default_cache_dir`).
         progress: Show a rich progress bar.
         allocation: ``share`` (default) or ``even``.
+        retune: Give trials to every layer, also those with records (MetaSchedule's search
+            starts from the database's best; compiling takes the best record per layer): more
+            tuning for a network already tuned, e.g. a latency-vs-tuning-time curve.
 
     Raises:
         MeasurementError: Tuning failed (stage ``tune``).
@@ -283,7 +287,7 @@ def tune(
         new_tasks = [
             t
             for t in tasks
-            if database.query_tuning_record(t.dispatched[0], tgt, "main") is None
+            if retune or database.query_tuning_record(t.dispatched[0], tgt, "main") is None
         ]
         stats = dict(
             trials_requested=trials,
