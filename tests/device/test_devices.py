@@ -77,6 +77,11 @@ def test_tracker_from_environment(monkeypatch):
         ("name: x\ntarget: {kind: llvm}\nconnection: {kind: ssh}\n", "connection.kind"),
         ("name: x\ntarget: {kind: llvm}\nconnection: {kind: rpc, port: http}\n", "connection.port"),
         ("name: x\ntarget: {kind: llvm}\nconnection: {kind: rpc, hots: a}\n", "connection.hots"),
+        ("name: x\ntarget: {kind: llvm}\nconnection: {kind: rpc, ssh: -oX=y}\n", "connection.ssh"),
+        ("name: x\ntarget: {kind: llvm}\nconnection: {kind: tracker, ssh: a@b}\n",
+         "connection.ssh"),
+        ("name: x\ntarget: {kind: llvm}\nconnection: {kind: rpc, ssh: a@b, ssh_options: -i}\n",
+         "connection.ssh_options"),
     ],
 )
 def test_bad_file_names_file_and_field(tmp_path, text, field):
@@ -101,7 +106,7 @@ def test_bad_port_in_environment(monkeypatch):
 
 def test_import_is_lazy():
     code = (
-        "import sys, archkit.device\n"
+        "import sys, archkit.device, archkit.cli.serve, archkit.device._ort_remote\n"
         "heavy = [m for m in ('tvm', 'torch', 'onnxruntime') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
