@@ -82,9 +82,10 @@ def measured_shares(
     """
     import numpy as np
     import tvm
+    import tvm_ffi
     from tvm import relax
 
-    key = (int(tvm.ir.structural_hash(prepared)), str(target))
+    key = (int(tvm_ffi.structural_hash(prepared)), str(target))
     if key in _MEASURED:
         return _MEASURED[key]
     executable = tvm.compile(prepared, target=target)

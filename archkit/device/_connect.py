@@ -85,6 +85,17 @@ def _probe_server(device: DeviceProfile) -> tuple[str, int]:
     return host, port
 
 
+def _session_deadline(device: DeviceProfile) -> float:
+    """Seconds to wait for ``rpc.connect`` once the handshake is known to work.
+
+    TVM's own server serves one session at a time and forks a process per session, so a new
+    session waits until the previous one (a probe, or another job) has ended; on a loaded host
+    that takes seconds. Only a real TVM RPC server gets here, so waiting longer costs nothing
+    in the failure cases, which the handshake probe has already caught.
+    """
+    return max(15.0, 3 * device.connect_timeout_s)
+
+
 def _connect_session(device: DeviceProfile, host: str, port: int, session_timeout_s: float):
     from tvm import rpc
 
@@ -94,9 +105,11 @@ def _connect_session(device: DeviceProfile, host: str, port: int, session_timeou
                 host, port, device.connection.key or "", session_timeout=session_timeout_s
             ),
             "RPC server",
-            device.connect_timeout_s,
+            _session_deadline(device),
         )
     except (OSError, TimeoutError, RuntimeError) as err:
+        # Say what answers there now, if it is not a TVM RPC server (any more).
+        _probe_server(device)
         raise _unreachable(device, f"the RPC session with {host}:{port}", str(err)) from None
 
 
@@ -115,7 +128,7 @@ def _check_session(device: DeviceProfile, session: Any, runtime: str, server: st
         return str(version())
 
     try:
-        found = call_in_thread(remote_calls, "RPC server", device.connect_timeout_s)
+        found = call_in_thread(remote_calls, "RPC server", _session_deadline(device))
     except (OSError, TimeoutError, RuntimeError) as err:
         raise _unreachable(device, f"the RPC session with {server}", str(err)) from None
     if found == "missing":
@@ -290,6 +303,8 @@ def open_remote(device: DeviceProfile) -> Remote:
         return Remote(None, "local")
     if device.connection.kind == "tracker":
         return _request_from_tracker(device)
-    host, port = _probe_server(device)
+    # The handshake was probed before compiling (check_reachable); connect directly, and probe
+    # again only to say what answers if this fails.
+    host, port = _require_address(device)
     session = _connect_session(device, host, port, device.session_timeout_s)
     return Remote(session, f"{host}:{port}")
