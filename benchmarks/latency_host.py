@@ -68,9 +68,9 @@ def build(width: float, resolution: int):
     return model, x
 
 
-#: Trials per minute assumed for the first round (MobileNetV2 on the 2-core dev VM: 513 trials
-#: in 15 min); later rounds use the rate measured so far.
-FIRST_RATE_PER_MIN = 30.0
+#: Trials per minute assumed for the first round (the 2-core dev VM under load: 33 trials and
+#: the one-off kernel profile took 3.7 min for 1.0/224); later rounds use the rate seen so far.
+FIRST_RATE_PER_MIN = 15.0
 
 
 def tuning_curve(name, model, x, device, minutes: float, points: int, cache_dir: Path,

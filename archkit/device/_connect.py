@@ -232,8 +232,17 @@ class Remote:
             return None
 
     def close(self) -> None:
-        """Drop the session (the server ends it when the last reference goes)."""
+        """Drop the session; the socket closes when the last reference to it goes.
+
+        ``relax.VirtualMachine.get_outputs`` (TVM 0.27) leaves a self-referencing closure that
+        holds the VM, and through it the remote module and the session, until the garbage
+        collector runs; TVM's RPC server serves one session at a time, so the next one would
+        wait for it. Collect now.
+        """
+        import gc
+
         self.session = None
+        gc.collect()
 
 
 def _request_from_tracker(device: DeviceProfile) -> Remote:
