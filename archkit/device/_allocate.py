@@ -152,7 +152,8 @@ def allocate_trials(
     """Split ``trials`` over tasks: ``even_part`` evenly, the rest by share; each gets >= 1.
 
     Shares are renormalised over the given tasks (the new ones; reused tasks get nothing).
-    The total is ``trials`` (or one per task when ``trials`` is smaller than the task count).
+    The total is exactly ``trials``: with fewer trials than tasks, the ``trials`` tasks with the
+    largest shares get one each and the others none (they stay untuned until a later budget).
     """
     if not shares:
         return {}
@@ -160,7 +161,8 @@ def allocate_trials(
     share = _normalise({k: shares[k] for k in names})
     n = len(names)
     if trials <= n:
-        return dict.fromkeys(names, 1)
+        top = set(sorted(names, key=lambda k: (-share[k], k))[: max(0, trials)])
+        return {k: int(k in top) for k in names}
     even = even_part * trials / n
     wanted = {k: even + (1 - even_part) * trials * share[k] for k in names}
     budget = {k: max(1, math.floor(v)) for k, v in wanted.items()}
@@ -177,10 +179,13 @@ def allocate_trials(
 def budget_groups(budget: dict[str, int], max_groups: int = MAX_GROUPS) -> list[tuple[int, list]]:
     """Group tasks with similar budgets: ``[(trials per task, [task names]), ...]``.
 
+    Tasks with a budget of 0 are left out.
+
     Tasks are sorted by budget and cut into at most ``max_groups`` runs of budgets within a
     factor of two where possible; each group's per-task budget is its mean, so the total stays
     that of ``budget`` (up to rounding).
     """
+    budget = {k: v for k, v in budget.items() if v > 0}  # tasks given no trials are not tuned
     if not budget:
         return []
     order = sorted(budget, key=lambda k: (budget[k], k))

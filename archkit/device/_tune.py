@@ -320,6 +320,7 @@ def tune(
             stats["allocation"] = "even" if allocation == "even" else shares.method
             groups = _allocate.budget_groups(budget)
             stats["trials_per_task"] = {name: n for n, names in groups for name in names}
+            stats["tasks_tuned"] = len(stats["trials_per_task"])
             by_name = {t.task_name: t for t in new_tasks}
             counted = {"trials": 0}
             logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)

@@ -17,7 +17,9 @@ def test_allocation_follows_shares_and_spends_the_budget():
     # 25 evenly (8.33 each) + 75 by share: 53.33, 30.83, 15.83; the 2 trials lost to rounding
     # down go to the largest remainders.
     assert budget == {"conv_big": 53, "conv_small": 31, "reshape": 16}
-    assert _allocate.allocate_trials(shares, 2) == dict.fromkeys(shares, 1)
+    # Fewer trials than kernels: the largest shares first, the total stays the budget.
+    assert _allocate.allocate_trials(shares, 2) == {"conv_big": 1, "conv_small": 1, "reshape": 0}
+    assert _allocate.budget_groups({"a": 0, "b": 1}) == [(1, ["b"])]
     groups = _allocate.budget_groups(budget)
     assert sum(n * len(names) for n, names in groups) == pytest.approx(100, abs=len(budget))
     # 16 and 31 trials are within a factor of two: one call with 24 each; then 53.
@@ -72,6 +74,7 @@ def test_local_tuning_spends_trials_by_measured_share(tmp_path):
     assert tuning["allocation"] == "measured"
     per_task, shares = tuning["trials_per_task"], tuning["share_per_task"]
     assert set(per_task) == set(shares) and len(per_task) == tuning["tasks_tuned"]
+    assert all(n >= 1 for n in per_task.values())  # 24 trials > kernels: every one gets some
     assert sum(per_task.values()) == pytest.approx(24, abs=len(per_task))
     ranked = sorted(shares, key=shares.get)
     assert per_task[ranked[-1]] >= per_task[ranked[0]]
