@@ -122,3 +122,12 @@ def test_serve_registered_with_a_tracker():
         if served is not None:
             served.stop()
         tracker.kill()
+
+
+def test_only_loopback_counts_as_safe():
+    from archkit.cli.serve import _exposure_warning, is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("10.0.0.7")
+    text = _exposure_warning("0.0.0.0", 9090)
+    assert "listening on 0.0.0.0:9090" in text and "run any code on this machine" in text
