@@ -24,6 +24,7 @@ system:
 	bash scripts/postgres.sh install
 	bash scripts/aarch64_toolchain.sh
 	bash scripts/emulated_arm64.sh
+	bash scripts/sshd.sh >/dev/null  # OpenSSH: SSH-tunnel tests (a throwaway sshd on 127.0.0.1)
 
 demo: $(STAMP)
 	$(BIN)/archkit profile specs/mobilenetv2.yaml specs/mobilenetv1.yaml specs/shufflenet_g3.yaml

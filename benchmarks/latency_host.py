@@ -12,6 +12,17 @@ shapes match). Prints a table of medians (ms) and ratios to onnxruntime, the tun
 minutes and the trials actually run, and writes everything (with the measurement metadata) as
 JSON. The tuning database goes to ``--cache-dir`` (default: a fresh folder, so the tuning cost
 is the real cost; pass a persistent folder to reuse earlier runs).
+
+Tuning curve (latency vs tuning minutes)::
+
+    nice -n 10 .venv/bin/python benchmarks/latency_host.py --tuning-curve 30
+
+For each network: PyTorch eager and onnxruntime (before and after, same run), TVM untuned, then
+rounds of MetaSchedule tuning on the whole network (``retune``: every layer gets trials each
+round, by its measured share of the network's time, starting from the database's best) until
+MINUTES of tuning are spent, TVM re-measured after each round. Rounds are sized from the trial
+rate seen so far to give about ``--curve-points`` points. Writes ``--plot`` (default
+``reports/tuning_curve``) ``.html``/``.png``/``.csv`` and the JSON.
 """
 
 from __future__ import annotations
@@ -57,6 +68,130 @@ def build(width: float, resolution: int):
     return model, x
 
 
+#: Trials per minute assumed for the first round (the 2-core dev VM under load: 33 trials and
+#: the one-off kernel profile took 3.7 min for 1.0/224); later rounds use the rate seen so far.
+FIRST_RATE_PER_MIN = 15.0
+
+
+def tuning_curve(name, model, x, device, minutes: float, points: int, cache_dir: Path,
+                 repeats: int, console) -> dict:  # fmt: skip
+    """Latency after each round of tuning, up to ``minutes`` of tuning; baselines around it."""
+    from archkit.device import host_baselines, measure_latency
+
+    before = host_baselines(model, x, repeats=repeats)
+    console.print(f"{name}: pytorch eager {before['pytorch_eager_ms']:.2f} ms, "
+                  f"onnxruntime {before['onnxruntime_ms']:.2f} ms")  # fmt: skip
+    untuned = measure_latency(model, x, device, repeats=repeats, name=name)
+    curve = [{"model": name, "tune_min": 0.0, "trials": 0, "tvm_ms": untuned.median_ms,
+              "tvm_p90_ms": untuned.p90_ms, "max_abs_diff": untuned.max_abs_diff}]  # fmt: skip
+    console.print(f"{name}: TVM untuned {untuned.median_ms:.2f} ms")
+    spent_min, trials_total, rate = 0.0, 0, FIRST_RATE_PER_MIN
+    round_min = minutes / points
+    while spent_min < minutes - 0.25 * round_min:
+        trials = max(8, int(rate * min(round_min, minutes - spent_min)))
+        res = measure_latency(model, x, device, tune_trials=trials, cache_dir=cache_dir,
+                              repeats=repeats, name=name, progress=False, retune=True)  # fmt: skip
+        tuning = res.metadata["tuning"]
+        spent_min += tuning["tune_s"] / 60
+        trials_total += tuning["trials_run"]
+        rate = max(1.0, trials_total / max(spent_min, 1e-3))
+        curve.append({"model": name, "tune_min": spent_min, "trials": trials_total,
+                      "tvm_ms": res.median_ms, "tvm_p90_ms": res.p90_ms,
+                      "max_abs_diff": res.max_abs_diff,
+                      "allocation": tuning.get("allocation")})  # fmt: skip
+        console.print(f"{name}: {spent_min:.1f} min, {trials_total} trials -> TVM "
+                      f"{res.median_ms:.2f} ms ({tuning.get('allocation')} shares)")  # fmt: skip
+        if tuning["trials_run"] == 0:
+            break
+    after = host_baselines(model, x, repeats=repeats)
+    return {"model": name, "curve": curve, "baselines_before": before, "baselines_after": after}
+
+
+def curve_frame(results: list[dict]):
+    """Plot data: one row per (model, series, tuning minutes); testable without plotly."""
+    import pandas as pd
+
+    rows = []
+    for result in results:
+        last = max(p["tune_min"] for p in result["curve"])
+        for p in result["curve"]:
+            rows.append({"model": result["model"], "series": "TVM (MetaSchedule)",
+                         "tune_min": p["tune_min"], "ms": p["tvm_ms"], "trials": p["trials"]})
+        for key, label in (("onnxruntime_ms", "onnxruntime"),
+                           ("pytorch_eager_ms", "PyTorch eager")):  # fmt: skip
+            ms = (result["baselines_before"][key] + result["baselines_after"][key]) / 2
+            for t in (0.0, last):
+                rows.append({"model": result["model"], "series": label, "tune_min": t,
+                             "ms": ms, "trials": None})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def draw_curve(frame, title: str):
+    """Latency vs tuning minutes, one panel per network, log latency axis."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    models = list(dict.fromkeys(frame["model"]))
+    fig = make_subplots(rows=1, cols=len(models), subplot_titles=models)
+    styles = {"TVM (MetaSchedule)": dict(mode="lines+markers"),
+              "onnxruntime": dict(mode="lines", line=dict(dash="dash")),
+              "PyTorch eager": dict(mode="lines", line=dict(dash="dot"))}  # fmt: skip
+    colors = {"TVM (MetaSchedule)": "#1f77b4", "onnxruntime": "#2ca02c",
+              "PyTorch eager": "#d62728"}  # fmt: skip
+    for col, model in enumerate(models, start=1):
+        for series, style in styles.items():
+            part = frame[(frame["model"] == model) & (frame["series"] == series)]
+            fig.add_trace(go.Scatter(x=part["tune_min"], y=part["ms"], name=series,
+                                     legendgroup=series, showlegend=col == 1,
+                                     marker_color=colors[series], **style),
+                          row=1, col=col)  # fmt: skip
+        fig.update_xaxes(title_text="tuning time (min)", row=1, col=col)
+        fig.update_yaxes(title_text="median latency (ms)", type="log", row=1, col=col)
+    fig.update_layout(title=title, template="plotly_white", width=1200, height=520)
+    return fig
+
+
+def run_curve(args, console) -> int:
+    import torch
+
+    from archkit.device import load_device
+    from archkit.report import save
+
+    device = load_device("host")
+    cache_dir = args.cache_dir or Path(tempfile.mkdtemp(prefix="archkit-curve-cache-"))
+    console.print(f"tuning curve: {args.tuning_curve:g} min of tuning per network, target "
+                  f"{device.target_dict()}, torch threads {torch.get_num_threads()}, "
+                  f"cache {cache_dir}")  # fmt: skip
+    results = []
+    for name in args.models:
+        model, x = build(*MODELS[name])
+        console.rule(name)
+        results.append(tuning_curve(name, model, x, device, args.tuning_curve,
+                                    args.curve_points, cache_dir, args.repeats, console))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps({"tuning_curve_min": args.tuning_curve,
+                                           "results": results}, indent=2))  # fmt: skip
+    frame = curve_frame(results)
+    short = " - SHORT RUN" if args.tuning_curve < 30 else ""
+    title = (f"MobileNetV2 on this host ({os.cpu_count()} cores): TVM latency vs MetaSchedule "
+             f"tuning time, {args.tuning_curve:g} min per network{short}")  # fmt: skip
+    stem = Path(args.plot)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(stem.with_suffix(".csv"), index=False)
+    written = save(draw_curve(frame, title), stem, png=not args.no_png)
+    for result in results:
+        last = result["curve"][-1]
+        ort = (result["baselines_before"]["onnxruntime_ms"]
+               + result["baselines_after"]["onnxruntime_ms"]) / 2  # fmt: skip
+        console.print(f"{result['model']}: TVM {result['curve'][0]['tvm_ms']:.2f} ms untuned -> "
+                      f"{last['tvm_ms']:.2f} ms after {last['tune_min']:.1f} min "
+                      f"({last['trials']} trials) = {last['tvm_ms'] / ort:.2f}x onnxruntime "
+                      f"({ort:.2f} ms)")  # fmt: skip
+    console.print("wrote " + ", ".join(str(p) for p in [*written, stem.with_suffix(".csv"),
+                                                        args.output]))  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=640,
@@ -65,7 +200,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=30, help="timed repeats per measurement")
     ap.add_argument("--cache-dir", type=Path, default=None, help="tuning cache (default: fresh)")
     ap.add_argument("--output", type=Path, default=ROOT / "runs" / "latency_host.json")
+    ap.add_argument("--tuning-curve", type=float, default=None, metavar="MINUTES",
+                    help="latency vs tuning time, up to MINUTES of tuning per network")
+    ap.add_argument("--curve-points", type=int, default=6,
+                    help="tuning rounds (points) per curve, about equal in time")
+    ap.add_argument("--plot", default=str(ROOT / "reports" / "tuning_curve"),
+                    help="stem of the curve's .html/.png/.csv")
+    ap.add_argument("--no-png", action="store_true", help="HTML only (no Chromium needed)")
     args = ap.parse_args(argv)
+    if args.tuning_curve is not None:
+        from rich.console import Console
+
+        if args.tuning_curve <= 0 or args.curve_points < 1:
+            ap.error("--tuning-curve MINUTES and --curve-points must be positive")
+        return run_curve(args, Console(width=150))
 
     import torch
     from rich.console import Console

@@ -10,10 +10,14 @@
 #                       no foreign architecture is added to it)
 #   CACHE_DIR/site      aarch64 wheels unpacked: apache-tvm, apache-tvm-ffi, numpy, ml_dtypes,
 #                       typing_extensions (exactly what `import tvm, tvm.rpc.server` needs)
+#   CACHE_DIR/site-ort  the aarch64 onnxruntime wheel unpacked (archkit's onnxruntime runtime on
+#                       the board); its own stage and stamp, so TVM's wheels are not re-fetched
+#   CACHE_DIR/sysroot/proc/cpuinfo  a Cortex-A72 /proc/cpuinfo (see step 2b)
 #   CACHE_DIR/bin/arm64-python   wrapper: qemu-aarch64-static -L sysroot sysroot/usr/bin/python3.11
 #
 # Env overrides: ARCHKIT_HOST_PYTHON (python with pip used for `pip download`),
-# ARCHKIT_ARM64_{TVM,TVM_FFI,NUMPY,ML_DTYPES,TYPING_EXTENSIONS}_VERSION, ARCHKIT_ARM64_SOURCES
+# ARCHKIT_ARM64_{TVM,TVM_FFI,NUMPY,ML_DTYPES,TYPING_EXTENSIONS,ONNXRUNTIME}_VERSION,
+# ARCHKIT_EMULATED_ONNXRUNTIME=0 (no onnxruntime on the emulated board), ARCHKIT_ARM64_SOURCES
 # (a deb822 .sources file for the arm64 packages; default: the host's Debian 12 sources, else
 # deb.debian.org bookworm), ARCHKIT_EMULATED_FULL_VERIFY=1 (warm runs also do the full
 # `import tvm`, ~9 s, instead of the runtime-only import, ~3 s), ARCHKIT_EMULATED_WARM_VERIFY=0
@@ -38,6 +42,8 @@ TVM_FFI_VERSION="${ARCHKIT_ARM64_TVM_FFI_VERSION:-0.1.14.post1}"
 NUMPY_VERSION="${ARCHKIT_ARM64_NUMPY_VERSION:-2.4.6}"
 ML_DTYPES_VERSION="${ARCHKIT_ARM64_ML_DTYPES_VERSION:-0.6.0}"
 TYPING_EXTENSIONS_VERSION="${ARCHKIT_ARM64_TYPING_EXTENSIONS_VERSION:-4.16.0}"
+ONNXRUNTIME_VERSION="${ARCHKIT_ARM64_ONNXRUNTIME_VERSION:-1.32.0}"
+WITH_ORT="${ARCHKIT_EMULATED_ONNXRUNTIME:-1}"
 # Root packages; apt resolves the rest (libc6, libgcc-s1, libssl3, libffi8, zlib1g, ...).
 DEBS="python3.11-minimal libpython3.11-stdlib libstdc++6 libgcc-s1 zlib1g libexpat1 libssl3 libffi8"
 WHEELS="apache-tvm==$TVM_VERSION apache-tvm-ffi==$TVM_FFI_VERSION numpy==$NUMPY_VERSION ml_dtypes==$ML_DTYPES_VERSION typing_extensions==$TYPING_EXTENSIONS_VERSION"
@@ -45,6 +51,7 @@ LAYOUT_VERSION=1   # bump when the layout/logic of the cache changes
 
 SYSROOT="$CACHE_DIR/sysroot"
 SITE="$CACHE_DIR/site"
+SITE_ORT="$CACHE_DIR/site-ort"
 APTDIR="$CACHE_DIR/apt"
 WHEELDIR="$CACHE_DIR/wheels"
 WRAPPER="$CACHE_DIR/bin/arm64-python"
@@ -109,6 +116,7 @@ is_bookworm() { grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release && grep -q
 stamp_of() { printf '%s\n' "layout=$LAYOUT_VERSION" "$@" | sha256sum | cut -c1-16; }
 SYSROOT_STAMP="$(stamp_of "debs=$DEBS" "sources=${ARCHKIT_ARM64_SOURCES:-host}")"
 SITE_STAMP="$(stamp_of "wheels=$WHEELS")"
+ORT_STAMP="$(stamp_of "onnxruntime==$ONNXRUNTIME_VERSION")"
 
 # ---- 2. arm64 sysroot (private apt: arch=arm64, empty dpkg status => full dependency closure) -
 if [ -f "$SYSROOT/.archkit-stamp" ] && [ "$(cat "$SYSROOT/.archkit-stamp")" = "$SYSROOT_STAMP" ]; then
@@ -180,6 +188,21 @@ EOF
   log "arm64 sysroot ready: $n debs unpacked ($(du -sh "$SYSROOT" | cut -f1))"
 fi
 
+# ---- 2b. an ARM /proc/cpuinfo ---------------------------------------------------------------
+# qemu-user 7.2 passes the host's (x86) /proc/cpuinfo through to the emulated program, and
+# onnxruntime's CPU detection (the cpuinfo library) dereferences NULL when it finds no ARM
+# processors there: `import onnxruntime` dies with SIGSEGV. qemu -L looks paths up in the
+# sysroot first, so a Raspberry Pi 4 (4x Cortex-A72, r0p3) cpuinfo there is what it reads.
+mkdir -p "$SYSROOT/proc"
+{
+  for i in 0 1 2 3; do
+    printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n' "$i"
+    printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n'
+  done
+  printf 'Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B (emulated by qemu-user)\n'
+} >"$SYSROOT/proc/cpuinfo.tmp"
+mv "$SYSROOT/proc/cpuinfo.tmp" "$SYSROOT/proc/cpuinfo"
+
 # ---- 3. aarch64 wheels --------------------------------------------------------------------------
 if [ -f "$SITE/.archkit-stamp" ] && [ "$(cat "$SITE/.archkit-stamp")" = "$SITE_STAMP" ]; then
   log "aarch64 wheels cached ($SITE)"
@@ -219,13 +242,42 @@ EOF
   log "aarch64 site-packages ready ($(du -sh "$SITE" | cut -f1))"
 fi
 
+# ---- 3b. aarch64 onnxruntime (archkit serve's second runtime) -----------------------------------
+# `import onnxruntime` needs only numpy (in $SITE); flatbuffers/protobuf/packaging/sympy are for
+# its tools and are not installed.
+if [ "$WITH_ORT" = 0 ]; then
+  log "onnxruntime skipped (ARCHKIT_EMULATED_ONNXRUNTIME=0)"
+  rm -rf "$SITE_ORT"
+elif [ -f "$SITE_ORT/.archkit-stamp" ] && [ "$(cat "$SITE_ORT/.archkit-stamp")" = "$ORT_STAMP" ]; then
+  log "aarch64 onnxruntime cached ($SITE_ORT)"
+else
+  HOSTPY="${HOSTPY:-$(pick_python)}" || die "no python with pip available on the host"
+  log "downloading the aarch64 onnxruntime==$ONNXRUNTIME_VERSION wheel with $HOSTPY"
+  rm -rf "$WHEELDIR"; mkdir -p "$WHEELDIR"
+  PIP_DISABLE_PIP_VERSION_CHECK=1 "$HOSTPY" -m pip download -q --no-deps --only-binary=:all: \
+      --platform manylinux_2_28_aarch64 --platform manylinux_2_27_aarch64 \
+      --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64 \
+      --implementation cp --python-version 3.11 \
+      -d "$WHEELDIR" "onnxruntime==$ONNXRUNTIME_VERSION" >"$CACHE_DIR/pip-ort.log" 2>&1 \
+    || { grep -v "is ignored: it is neither" "$CACHE_DIR/pip-ort.log" | tail -n 20 >&2; die "pip download of the aarch64 onnxruntime wheel failed"; }
+  rm -rf "$SITE_ORT.tmp"; mkdir -p "$SITE_ORT.tmp"
+  "$HOSTPY" -c 'import sys, zipfile, glob; [zipfile.ZipFile(w).extractall(sys.argv[2]) for w in glob.glob(sys.argv[1] + "/*.whl")]' \
+    "$WHEELDIR" "$SITE_ORT.tmp"
+  echo "$ORT_STAMP" >"$SITE_ORT.tmp/.archkit-stamp"
+  rm -rf "$SITE_ORT"; mv "$SITE_ORT.tmp" "$SITE_ORT"
+  rm -rf "$WHEELDIR"
+  log "aarch64 onnxruntime ready ($(du -sh "$SITE_ORT" | cut -f1))"
+fi
+ORT_PATH=""
+[ -d "$SITE_ORT" ] && ORT_PATH=":$SITE_ORT"
+
 # ---- 4. wrapper ---------------------------------------------------------------------------------
 mkdir -p "$CACHE_DIR/bin"
 cat >"$WRAPPER.tmp" <<EOF
 #!/bin/sh
 # Generated by scripts/emulated_arm64.sh: aarch64 python3.11 under qemu user-mode emulation.
 # Set TVM_USE_RUNTIME_LIB=1 to skip loading libtvm_compiler.so (import ~3x faster).
-PYTHONPATH="$SITE\${PYTHONPATH:+:\$PYTHONPATH}" PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 \\
+PYTHONPATH="$SITE$ORT_PATH\${PYTHONPATH:+:\$PYTHONPATH}" PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 \\
   exec "$QEMU" -L "$SYSROOT" "$SYSROOT/usr/bin/python3.11" "\$@"
 EOF
 chmod +x "$WRAPPER.tmp"; mv "$WRAPPER.tmp" "$WRAPPER"
@@ -233,7 +285,7 @@ chmod +x "$WRAPPER.tmp"; mv "$WRAPPER.tmp" "$WRAPPER"
 # ---- 5. verify ----------------------------------------------------------------------------------
 # Cold run: full `import tvm` (also loads libtvm_compiler.so); warm run: runtime-only import,
 # which is exactly what the RPC server uses, ~3 s instead of ~9 s.
-VERIFY_STAMP="$SYSROOT_STAMP-$SITE_STAMP"
+VERIFY_STAMP="$SYSROOT_STAMP-$SITE_STAMP-$([ "$WITH_ORT" = 0 ] && echo no-ort || echo "$ORT_STAMP")"
 if [ -f "$CACHE_DIR/.verified" ] && [ "$(cat "$CACHE_DIR/.verified")" = "$VERIFY_STAMP" ] \
    && [ "${ARCHKIT_EMULATED_WARM_VERIFY:-1}" = 0 ] && [ "${ARCHKIT_EMULATED_FULL_VERIFY:-0}" != 1 ]; then
   # The caller (the pytest fixture) imports tvm under qemu right after anyway.
@@ -248,6 +300,11 @@ else
   rm -f "$CACHE_DIR/.verified"
   out="$("$WRAPPER" -c 'import platform, numpy, tvm, tvm.rpc.server; print(platform.machine(), tvm.__version__, "numpy", numpy.__version__)' 2>&1)" \
     || { printf '%s\n' "$out" | tail -n 20 >&2; die "emulated python failed to import tvm"; }
+  if [ "$WITH_ORT" != 0 ]; then
+    ort_out="$("$WRAPPER" -c 'import onnxruntime; print("onnxruntime", onnxruntime.__version__)' 2>&1)" \
+      || { printf '%s\n' "$ort_out" | tail -n 20 >&2; die "emulated python failed to import onnxruntime (ARCHKIT_EMULATED_ONNXRUNTIME=0 skips it)"; }
+    log "$(printf '%s' "$ort_out" | tail -n 1) imports under qemu"
+  fi
   echo "$VERIFY_STAMP" >"$CACHE_DIR/.verified"
 fi
 printf '%s\n' "$out" | tail -n 1 | grep -q "^aarch64 $TVM_VERSION" \

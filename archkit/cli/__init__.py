@@ -23,6 +23,7 @@ COMMANDS = {
     "compare": ("archkit.cli.compare", "Costs of specs side by side, per stage, with differences."),
     "export": ("archkit.cli.export", "Export a spec's PyTorch model to ONNX."),
     "devices": ("archkit.cli.devices", "The device profiles and how each board is reached."),
+    "serve": ("archkit.cli.serve", "On a board: TVM RPC server for tvm and onnxruntime."),
 }
 
 

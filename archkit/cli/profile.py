@@ -31,6 +31,13 @@ __all__ = ["command"]
 @click.option("--port", type=int, default=None, help="RPC server or tracker port.")
 @click.option("--key", default=None, help="Tracker device key.")
 @click.option("--tracker", default=None, help="Tracker as HOST:PORT (device farm).")
+@click.option("--ssh", default=None,
+              help="Reach the board's RPC server through an SSH tunnel to USER@BOARD (--host/"
+                   "--port: the server's address on the board, default 127.0.0.1:9090).")
+@click.option("--runtime", type=click.Choice(["tvm", "onnxruntime"]), default="tvm",
+              show_default=True,
+              help="What runs the network on the device: TVM, or onnxruntime (on a board: "
+                   "`archkit serve` there).")
 @click.option("--tune", type=int, default=0, show_default=True,
               help="MetaSchedule tuning trials on the device before timing.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
@@ -44,8 +51,9 @@ __all__ = ["command"]
 def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
             expansion: float | None, fmt: str, per_layer: bool, dtype: str, convention: str,
             device: str | None, host: str | None, port: int | None, key: str | None,
-            tracker: str | None, tune: int, cache_dir: str | None, repeats: int,
-            emulated: bool | None, baselines: bool) -> None:
+            tracker: str | None, ssh: str | None, runtime: str, tune: int,
+            cache_dir: str | None, repeats: int, emulated: bool | None,
+            baselines: bool) -> None:
     """Count MAdds, parameters and peak activation memory of each SPEC (a YAML file, or the
     name of a shipped spec: mobilenetv2, mobilenetv1, shufflenet_g3, ...).
 
@@ -62,6 +70,8 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
 
     if device is None:
         _refuse_device_options(click.get_current_context())
+    if runtime == "onnxruntime" and tune:
+        raise click.UsageError("--tune tunes TVM; it does not apply to --runtime onnxruntime")
 
     profiles = [
         cost_table(load_with_overrides(path, width, resolution, expansion,
@@ -74,9 +84,10 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
         from archkit.device import load_device, measure_specs
 
         target = load_device(device, host=host, port=port, key=key, tracker=tracker,
-                             emulated=emulated)
+                             emulated=emulated, ssh=ssh)
         measured = measure_specs([p.spec for p in profiles], target, tune_trials=tune,
-                                 cache_dir=cache_dir, repeats=repeats, baselines=baselines)
+                                 cache_dir=cache_dir, repeats=repeats, baselines=baselines,
+                                 runtime=runtime)
         latencies = [m.to_dict() for m in measured]
     if fmt == "json":
         _print_json(profiles, latencies, per_layer)
@@ -91,8 +102,8 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
 
 
 #: The options that only mean something with --device.
-_DEVICE_OPTIONS = ("host", "port", "key", "tracker", "tune", "cache_dir", "repeats", "emulated",
-                   "baselines")
+_DEVICE_OPTIONS = ("host", "port", "key", "tracker", "ssh", "runtime", "tune", "cache_dir",
+                   "repeats", "emulated", "baselines")
 
 
 def _refuse_device_options(ctx: click.Context) -> None:
@@ -203,19 +214,27 @@ def _print_latency(console, latency: dict[str, Any]) -> None:
         return
     emulated = latency.get("emulated") or latency.get("label") == "emulated"
     label = "EMULATED latency (an emulator, not a device timing)" if emulated else "latency"
+    meta = latency.get("metadata") or {}
+    runtime = meta.get("runtime", "tvm")
+    label += f" ({runtime})"
     console.print(
         f"[bold]{label}[/] on {latency.get('device', '?')}: median {latency['median_ms']:.3f} ms,"
         f" p90 {latency['p90_ms']:.3f} ms, spread {latency['min_ms']:.3f}-"
         f"{latency['max_ms']:.3f} ms over {latency.get('repeats', '?')} repeats;"
         f" max |out - torch| {latency.get('max_abs_diff', float('nan')):.2e}"
     )
-    meta = latency.get("metadata") or {}
     tuning = meta.get("tuning") or {}
-    console.print(
-        f"  TVM {meta.get('tvm_version', '?')}, target {meta.get('target', '?')}, threads "
-        f"{meta.get('threads', '?')}, tuning {tuning.get('state', 'untuned')}, governor "
-        f"{meta.get('governor') or 'unknown'}"
-    )
+    if runtime == "onnxruntime":
+        console.print(
+            f"  onnxruntime {meta.get('onnxruntime_version', '?')} on {meta.get('machine', '?')},"
+            f" threads {meta.get('threads', '?')}, governor {meta.get('governor') or 'unknown'}"
+        )
+    else:
+        console.print(
+            f"  TVM {meta.get('tvm_version', '?')}, target {meta.get('target', '?')}, threads "
+            f"{meta.get('threads', '?')}, tuning {tuning.get('state', 'untuned')}, governor "
+            f"{meta.get('governor') or 'unknown'}"
+        )
     base = latency.get("host_baselines")
     if base:
         parts = ", ".join(

@@ -7,6 +7,8 @@ Example:
     >>> res = measure_latency(model, torch.randn(1, 3, 224, 224), dev, tune_trials=64)  # +SKIP
     >>> res.median_ms, res.metadata["tuning"]                       # doctest: +SKIP
     >>> [m.to_dict() for m in measure_specs([load_spec("specs/mobilenetv2.yaml")], dev)]  # +SKIP
+    >>> pi = load_device("rpi4", ssh="pi@raspberrypi")   # `archkit serve` on the board  # +SKIP
+    >>> measure_specs([spec], pi, runtime="onnxruntime")                # doctest: +SKIP
 """
 
 from archkit.device._baselines import host_baselines
@@ -19,8 +21,9 @@ from archkit.device._devices import (
     server_help,
 )
 from archkit.device._errors import DeviceError, MeasurementError
-from archkit.device._farm import measure_many
+from archkit.device._farm import RUNTIMES, measure_many
 from archkit.device._measure import LatencyResult, measure_latency, results_frame
+from archkit.device._onnxruntime import measure_onnxruntime
 from archkit.device._specs import SpecLatency, measure_specs
 from archkit.device._tune import TuningStats, database_dir, default_cache_dir
 
@@ -30,6 +33,7 @@ __all__ = [
     "DeviceProfile",
     "LatencyResult",
     "MeasurementError",
+    "RUNTIMES",
     "SpecLatency",
     "TuningStats",
     "available_devices",
@@ -40,6 +44,7 @@ __all__ = [
     "load_device",
     "measure_latency",
     "measure_many",
+    "measure_onnxruntime",
     "measure_specs",
     "results_frame",
     "server_help",

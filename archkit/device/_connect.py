@@ -1,7 +1,7 @@
 """Reaching a device: local runtime, a TVM RPC server, or a board handed out by a tracker.
 
 Every network step runs under a deadline so a missing board gives a clear error in seconds,
-never a hang.
+never a hang; what answers instead of a TVM RPC server is named (``_handshake``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from archkit.device import _handshake
 from archkit.device._devices import DeviceProfile, server_help
 from archkit.device._errors import DeviceError, MeasurementError
 from archkit.device._threads import call_in_thread
@@ -19,15 +20,11 @@ __all__ = ["Remote", "check_reachable", "open_remote", "tracker_servers"]
 GOVERNOR_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
 
 
-def _tcp_probe(host: str, port: int, timeout_s: float) -> None:
-    with socket.create_connection((host, port), timeout=timeout_s):
-        pass
-
-
-def _unreachable(device: DeviceProfile, what: str, err: BaseException) -> DeviceError:
+def _unreachable(device: DeviceProfile, what: str, found: str) -> DeviceError:
     conn = device.connection
+    via = f", {device.tunnel}" if device.tunnel else ""
     return DeviceError(
-        f"cannot reach device {device.name!r} ({conn.describe()}): {what}: {err}\n"
+        f"cannot use device {device.name!r} ({conn.describe()}{via}): {what}: {found}.\n"
         + server_help(device)
     )
 
@@ -46,49 +43,146 @@ def tracker_servers(device: DeviceProfile) -> tuple[int, int]:
     """(total, free) servers registered at the device's tracker under its key.
 
     Raises:
-        DeviceError: The tracker cannot be reached within the connect timeout.
+        DeviceError: The tracker cannot be reached, or what answers is not a TVM RPC tracker
+            (within the connect timeout).
     """
-    from tvm import rpc
-
-    host, port = _require_address(device)
-    timeout = device.connect_timeout_s
-    try:
-        call_in_thread(lambda: _tcp_probe(host, port, timeout), "tracker", timeout + 1)
-        tracker = call_in_thread(lambda: rpc.connect_tracker(host, port), "tracker", timeout)
-        summary = call_in_thread(tracker.summary, "tracker summary", timeout)
-    except (OSError, TimeoutError, RuntimeError) as err:
-        raise _unreachable(device, "tracker", err) from None
-    total = free = 0
-    for info in summary.get("server_info", []):
-        if info["key"].split(":", 1)[-1] == device.connection.key:
-            total += 1
-    queue = summary.get("queue_info", {}).get(device.connection.key, {})
-    free = int(queue.get("free", total))
+    total, free, _ = _tracker_keys(device)
     return total, free
 
 
-def check_reachable(device: DeviceProfile) -> None:
-    """Fail fast (a few seconds) with setup instructions when the device is not there.
+def _tracker_keys(device: DeviceProfile) -> tuple[int, int, dict[str, int]]:
+    host, port = _require_address(device)
+    try:
+        summary = _handshake.tracker_summary(host, port, device.connect_timeout_s)
+    except _handshake.ProbeError as err:
+        raise _unreachable(device, f"the tracker at {host}:{port}", err.found) from None
+    keys: dict[str, int] = {}
+    for info in summary.get("server_info", []):
+        name = str(info.get("key", "")).split(":", 1)[-1]
+        keys[name] = keys.get(name, 0) + 1
+    total = keys.get(device.connection.key or "", 0)
+    queue = summary.get("queue_info", {}).get(device.connection.key, {})
+    free = int(queue.get("free", total))
+    return total, free, keys
+
+
+def _probe_server(device: DeviceProfile) -> tuple[str, int]:
+    """TVM's RPC handshake with the device's server; DeviceError saying what answered if not."""
+    host, port = _require_address(device)
+    try:
+        _handshake.probe_rpc_server(
+            host, port, device.connection.key or "", device.connect_timeout_s
+        )
+    except _handshake.ProbeError as err:
+        found = err.found
+        if device.tunnel and found.startswith("it accepted the connection and closed it"):
+            board = device.tunnel.rsplit(" -> ", 1)[-1]
+            found = (
+                f"the SSH tunnel is up, but nothing answered on the board's end ({board}): "
+                f"is `archkit serve --port {board.rsplit(':', 1)[-1]}` running on the board?"
+            )
+        raise _unreachable(device, f"the RPC server at {host}:{port}", found) from None
+    return host, port
+
+
+def _session_deadline(device: DeviceProfile) -> float:
+    """Seconds to wait for ``rpc.connect`` once the handshake is known to work.
+
+    TVM's own server serves one session at a time and forks a process per session, so a new
+    session waits until the previous one (a probe, or another job) has ended; on a loaded host
+    that takes seconds. Only a real TVM RPC server gets here, so waiting longer costs nothing
+    in the failure cases, which the handshake probe has already caught.
+    """
+    return max(15.0, 3 * device.connect_timeout_s)
+
+
+def _connect_session(device: DeviceProfile, host: str, port: int, session_timeout_s: float):
+    from tvm import rpc
+
+    try:
+        return call_in_thread(
+            lambda: rpc.connect(
+                host, port, device.connection.key or "", session_timeout=session_timeout_s
+            ),
+            "RPC server",
+            _session_deadline(device),
+        )
+    except (OSError, TimeoutError, RuntimeError) as err:
+        # Say what answers there now, if it is not a TVM RPC server (any more).
+        _probe_server(device)
+        raise _unreachable(device, f"the RPC session with {host}:{port}", str(err)) from None
+
+
+def _check_session(device: DeviceProfile, session: Any, runtime: str, server: str) -> None:
+    """One round trip in the session; for ``onnxruntime``, archkit's function must be there."""
+    from archkit.device import _ort_remote
+
+    def remote_calls() -> str | None:
+        session.get_function("tvm.rpc.server.workpath")("probe")
+        if runtime != "onnxruntime":
+            return None
+        try:
+            version = session.get_function(_ort_remote.VERSION_FUNC)
+        except (AttributeError, RuntimeError, ValueError):
+            return "missing"
+        return str(version())
+
+    try:
+        found = call_in_thread(remote_calls, "RPC server", _session_deadline(device))
+    except (OSError, TimeoutError, RuntimeError) as err:
+        raise _unreachable(device, f"the RPC session with {server}", str(err)) from None
+    if found == "missing":
+        raise DeviceError(
+            f"device {device.name!r}: the RPC server at {server} has no archkit onnxruntime "
+            "function (it is TVM's plain rpc_server, which serves the tvm runtime only); for "
+            "--runtime onnxruntime start `archkit serve` on the board instead.\n"
+            + server_help(device)
+        )
+    if found == "":
+        raise DeviceError(
+            f"device {device.name!r}: `archkit serve` runs at {server} but cannot import "
+            "onnxruntime on the board; install it there: pip install 'archkit[runtime]'"
+        )
+
+
+def check_reachable(device: DeviceProfile, *, runtime: str = "tvm") -> None:
+    """Fail fast (seconds, before any compiling) with what was found and setup instructions.
+
+    For an ``rpc`` device this is a real TVM RPC session: the handshake (a listener that is not
+    a TVM RPC server is named: silent, HTTP, SSH, ...), one remote call, and for ``runtime=
+    "onnxruntime"`` the check that archkit's onnxruntime function is registered there (``archkit
+    serve``). An ``ssh`` device is checked through a tunnel opened for the check. A tracker must
+    answer its handshake and have a board with the key.
 
     Raises:
-        DeviceError: No address configured, nothing listening, or (tracker) no board with the key.
+        DeviceError: No address configured, nothing listening, not a TVM RPC server/tracker,
+            no board with the key, or (onnxruntime) not an ``archkit serve`` server.
     """
     if not device.is_remote:
         return
+    if device.connection.ssh:
+        from archkit.device._tunnel import ssh_tunnel
+
+        with ssh_tunnel(device) as through:
+            check_reachable(through, runtime=runtime)
+        return
     host, port = _require_address(device)
     if device.connection.kind == "tracker":
-        total, _ = tracker_servers(device)
+        total, _, keys = _tracker_keys(device)
         if total == 0:
+            seen = ", ".join(f"{k!r} x{n}" for k, n in sorted(keys.items())) or "none"
             raise DeviceError(
                 f"the tracker at {host}:{port} has no board registered with key "
-                f"{device.connection.key!r}.\n" + server_help(device)
+                f"{device.connection.key!r} (boards registered there: {seen}).\n"
+                + server_help(device)
             )
         return
-    timeout = device.connect_timeout_s
+    _probe_server(device)
+    session = _connect_session(device, host, port, max(30.0, 4 * device.connect_timeout_s))
     try:
-        call_in_thread(lambda: _tcp_probe(host, port, timeout), "RPC server", timeout + 1)
-    except (OSError, TimeoutError) as err:
-        raise _unreachable(device, "RPC server", err) from None
+        _check_session(device, session, runtime, f"{host}:{port}")
+    finally:
+        del session
 
 
 @dataclass
@@ -138,8 +232,17 @@ class Remote:
             return None
 
     def close(self) -> None:
-        """Drop the session (the server ends it when the last reference goes)."""
+        """Drop the session; the socket closes when the last reference to it goes.
+
+        ``relax.VirtualMachine.get_outputs`` (TVM 0.27) leaves a self-referencing closure that
+        holds the VM, and through it the remote module and the session, until the garbage
+        collector runs; TVM's RPC server serves one session at a time, so the next one would
+        wait for it. Collect now.
+        """
+        import gc
+
         self.session = None
+        gc.collect()
 
 
 def _request_from_tracker(device: DeviceProfile) -> Remote:
@@ -159,7 +262,7 @@ def _request_from_tracker(device: DeviceProfile) -> Remote:
                 timeout + 1,
             )
         except (OSError, TimeoutError) as err:
-            raise _unreachable(device, "tracker", err) from None
+            raise _unreachable(device, f"the tracker at {host}:{port}", str(err)) from None
         try:
             sock.settimeout(timeout)
             magic = base.RPC_TRACKER_MAGIC
@@ -209,21 +312,8 @@ def open_remote(device: DeviceProfile) -> Remote:
         return Remote(None, "local")
     if device.connection.kind == "tracker":
         return _request_from_tracker(device)
-    from tvm import rpc
-
-    check_reachable(device)
+    # The handshake was probed before compiling (check_reachable); connect directly, and probe
+    # again only to say what answers if this fails.
     host, port = _require_address(device)
-    try:
-        session = call_in_thread(
-            lambda: rpc.connect(
-                host,
-                port,
-                device.connection.key or "",
-                session_timeout=device.session_timeout_s,
-            ),
-            "RPC server",
-            device.connect_timeout_s,
-        )
-    except (OSError, TimeoutError, RuntimeError) as err:
-        raise _unreachable(device, "RPC handshake", err) from None
+    session = _connect_session(device, host, port, device.session_timeout_s)
     return Remote(session, f"{host}:{port}")

@@ -2,8 +2,9 @@
 
 A device file says what to compile for (a TVM target in JSON-dict form), how to link for the board
 (the cross compiler handed to ``export_library``), how many threads to run with and how to reach
-the board: ``local`` (this machine, no RPC), ``rpc`` (host, port of a TVM RPC server) or
-``tracker`` (host, port of a TVM RPC tracker and the key its boards registered with).
+the board: ``local`` (this machine, no RPC), ``rpc`` (host, port of a TVM RPC server, optionally
+through an SSH tunnel: ``ssh: user@board``) or ``tracker`` (host, port of a TVM RPC tracker and the
+key its boards registered with).
 
 The file is read and checked the way every archkit file is (``archkit._schema``): a mistake is one
 :class:`DeviceError` naming the file and the field.
@@ -28,6 +29,7 @@ __all__ = [
     "ENV_DEVICE_HOST",
     "ENV_DEVICE_KEY",
     "ENV_DEVICE_PORT",
+    "ENV_DEVICE_SSH",
     "ENV_DEVICES_DIR",
     "ENV_RPC_TRACKER",
     "available_devices",
@@ -39,6 +41,7 @@ __all__ = [
 ENV_DEVICE_HOST = "ARCHKIT_DEVICE_HOST"
 ENV_DEVICE_PORT = "ARCHKIT_DEVICE_PORT"
 ENV_DEVICE_KEY = "ARCHKIT_DEVICE_KEY"
+ENV_DEVICE_SSH = "ARCHKIT_DEVICE_SSH"
 ENV_RPC_TRACKER = "ARCHKIT_RPC_TRACKER"
 ENV_DEVICES_DIR = "ARCHKIT_DEVICES_DIR"
 ENV_DEVICE_EMULATED = "ARCHKIT_DEVICE_EMULATED"
@@ -56,7 +59,7 @@ _TOP_FIELDS = (
     "connect_timeout_s",
     "session_timeout_s",
 )
-_CONN_FIELDS = ("kind", "host", "port", "key")
+_CONN_FIELDS = ("kind", "host", "port", "key", "ssh", "ssh_options")
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,18 @@ class Connection:
         port: RPC server port (``rpc``) or tracker port (``tracker``).
         key: Device key the boards registered with at the tracker (``tracker``); for ``rpc``
             an optional server key.
+        ssh: ``user@board`` (any ssh destination, e.g. ``ssh://user@board:2222`` or a
+            ``~/.ssh/config`` alias): reach the RPC server through an SSH tunnel; ``host`` and
+            ``port`` are then as seen from the board (default ``127.0.0.1:9090``).
+        ssh_options: Extra arguments for ``ssh`` (e.g. ``["-i", "~/.ssh/pi"]``).
     """
 
     kind: str = "local"
     host: str | None = None
     port: int | None = None
     key: str | None = None
+    ssh: str | None = None
+    ssh_options: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """Short human form, e.g. ``rpc 192.168.1.7:9090``."""
@@ -83,6 +92,8 @@ class Connection:
         where = f"{self.host or '<no host>'}:{self.port if self.port is not None else '<no port>'}"
         if self.kind == "tracker":
             return f"tracker {where} key={self.key}"
+        if self.ssh:
+            return f"rpc {where} on {self.ssh} through an SSH tunnel"
         return f"rpc {where}"
 
 
@@ -105,6 +116,7 @@ class DeviceProfile:
         connect_timeout_s: Give up connecting after this many seconds (clear error, no hang).
         session_timeout_s: The RPC server drops a session that runs longer than this.
         source: File the profile was read from, if any.
+        tunnel: Set on the profile that goes through an open SSH tunnel (what it forwards to).
     """
 
     name: str
@@ -118,6 +130,7 @@ class DeviceProfile:
     connect_timeout_s: float = 5.0
     session_timeout_s: float = 900.0
     source: str | None = None
+    tunnel: str | None = None
 
     def __hash__(self) -> int:  # target is a dict; hash the stable parts only.
         return hash((self.name, self.connection, self.threads, self.source))
@@ -145,7 +158,7 @@ class DeviceProfile:
         return copy.deepcopy(dict(self.target))
 
     def with_connection(self, **changes: Any) -> DeviceProfile:
-        """A copy with connection fields replaced (``kind``, ``host``, ``port``, ``key``)."""
+        """A copy with connection fields replaced (``kind``, ``host``, ``port``, ``key``, ...)."""
         return replace(self, connection=replace(self.connection, **changes))
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,6 +169,7 @@ class DeviceProfile:
             "cross_compiler": self.cross_compiler,
             "threads": self.threads,
             "connection": self.connection.describe(),
+            "tunnel": self.tunnel,
             "emulated": self.emulated,
             "source": self.source,
         }
@@ -176,19 +190,25 @@ def available_devices() -> list[str]:
 
 
 def server_help(profile: DeviceProfile | None = None) -> str:
-    """How to start a TVM RPC server (or tracker) on the board and point archkit at it."""
+    """How to start the board side safely (``archkit serve``) and point archkit at it."""
     name = profile.name if profile else "<device>"
     key = (profile.connection.key if profile else None) or name
     return (
-        "To measure on a board, start a TVM RPC server on it (same TVM version as here, "
-        "e.g. `pip install apache-tvm==0.27.0.post1` on the board):\n"
-        "    python3 -m tvm.exec.rpc_server --host 0.0.0.0 --port 9090\n"
-        "then point archkit at it, on the command line or by environment variables:\n"
-        f"    archkit profile SPEC --device {name} --host <board-ip> --port 9090\n"
-        f"    export {ENV_DEVICE_HOST}=<board-ip> {ENV_DEVICE_PORT}=9090\n"
-        "For a farm of boards, run a tracker and register every board with it:\n"
+        "To measure on a board, install archkit's runtime extra there (same TVM version as "
+        "here: `pip install 'archkit[runtime]'`) and start its RPC server, which listens on the "
+        "board's 127.0.0.1 only:\n"
+        "    archkit serve --port 9090\n"
+        "then reach it through an SSH tunnel that archkit opens for the session (your ssh key, "
+        "no password prompts):\n"
+        f"    archkit profile SPEC --device {name} --ssh user@board --port 9090\n"
+        f"    export {ENV_DEVICE_SSH}=user@board {ENV_DEVICE_PORT}=9090\n"
+        "Anyone who can reach the RPC port can run any code on the board as the server's user: "
+        "expose it (`archkit serve --host 0.0.0.0`, then --host <board-ip>) only on a network "
+        "you trust entirely. TVM's plain `python3 -m tvm.exec.rpc_server --host 127.0.0.1` "
+        "serves the tvm runtime too.\n"
+        "For a farm of boards (on a trusted network), run a tracker and register every board:\n"
         "    python3 -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190       # any machine\n"
-        f"    python3 -m tvm.exec.rpc_server --tracker <tracker-ip>:9190 --key {key} # each board\n"
+        f"    archkit serve --host 0.0.0.0 --tracker <tracker-ip>:9190 --key {key}  # each board\n"
         f"    export {ENV_RPC_TRACKER}=<tracker-ip>:9190 {ENV_DEVICE_KEY}={key}\n"
         "Check what the tracker sees with: "
         "python3 -m tvm.exec.query_rpc_tracker --host <tracker-ip> --port 9190"
@@ -272,6 +292,17 @@ def _parse_profile(data: Any, source: str, default_name: str) -> DeviceProfile:
     key = conn.get("key")
     if key is not None:
         key = str(key)
+    ssh = conn.get("ssh")
+    if ssh is not None and (not isinstance(ssh, str) or not ssh.strip() or ssh.startswith("-")):
+        raise at.fail(f"must be an ssh destination such as pi@board, got {schema.show(ssh)}",
+                      "connection.ssh")
+    ssh_options = conn.get("ssh_options") or []
+    if not isinstance(ssh_options, list) or not all(isinstance(o, str) for o in ssh_options):
+        raise at.fail(f"must be a list of strings (ssh arguments), got {schema.show(ssh_options)}",
+                      "connection.ssh_options")
+    if ssh and conn_kind != "rpc":
+        raise at.fail("an SSH tunnel reaches one board's RPC server: needs kind rpc, got "
+                      f"{schema.show(conn_kind)}", "connection.ssh")
 
     emulated = schema.check_bool(data.get("emulated", False), at, "emulated")
     timeouts = {}
@@ -287,7 +318,10 @@ def _parse_profile(data: Any, source: str, default_name: str) -> DeviceProfile:
         cross_compiler=cross,
         cross_compiler_options=tuple(options),
         threads=threads,
-        connection=Connection(kind=conn_kind, host=host, port=port, key=key),
+        connection=Connection(
+            kind=conn_kind, host=host, port=port, key=key, ssh=ssh,
+            ssh_options=tuple(os.path.expanduser(o) for o in ssh_options),
+        ),
         description=schema.check_string(data.get("description", ""), at, "description"),
         emulated=emulated,
         source=source,
@@ -303,15 +337,16 @@ def load_device(
     key: str | None = None,
     tracker: str | None = None,
     emulated: bool | None = None,
+    ssh: str | None = None,
 ) -> DeviceProfile:
     """Load a device profile by name (``rpi4``, from ``devices/``) or by file path.
 
     Connection settings override the file, so a user points ``rpi4`` at their own board or
     tracker without editing it. Precedence: keyword arguments, then environment variables
     (``ARCHKIT_DEVICE_HOST``, ``ARCHKIT_DEVICE_PORT``, ``ARCHKIT_DEVICE_KEY``,
-    ``ARCHKIT_RPC_TRACKER=host:port``), then the file. A tracker (argument or variable) makes
-    the connection ``tracker`` (key: ``key``, else the file's key, else the device name); a host
-    without a tracker makes it ``rpc``.
+    ``ARCHKIT_RPC_TRACKER=host:port``, ``ARCHKIT_DEVICE_SSH``), then the file. A tracker
+    (argument or variable) makes the connection ``tracker`` (key: ``key``, else the file's key,
+    else the device name); a host or an ``ssh`` destination without a tracker makes it ``rpc``.
 
     Args:
         name_or_path: Device name or path to a YAML profile.
@@ -322,6 +357,9 @@ def load_device(
         emulated: Mark the device as emulated (qemu); its timings are then labelled
             "emulated", never device latency. Default: the file's ``emulated`` field, or
             ``ARCHKIT_DEVICE_EMULATED=1``.
+        ssh: Reach the RPC server through an SSH tunnel to this destination (``user@board``);
+            ``host``/``port`` are then the server's address on the board (default
+            ``127.0.0.1:9090``).
 
     Returns:
         The profile (no connection is attempted here).
@@ -355,18 +393,30 @@ def load_device(
         port = _parse_port(port, source="arguments", field_name="port")
     key = key or os.environ.get(ENV_DEVICE_KEY) or None
     tracker = tracker or os.environ.get(ENV_RPC_TRACKER) or None
+    ssh = ssh or os.environ.get(ENV_DEVICE_SSH) or None
+    if ssh is not None and (not ssh.strip() or ssh.startswith("-")):
+        raise DeviceError(f"--ssh must be an ssh destination such as pi@board, got {ssh!r}")
 
     conn = profile.connection
     if tracker:
+        if ssh:
+            raise DeviceError(
+                "--ssh reaches one board's RPC server; it cannot be combined with a tracker"
+            )
         t_host, t_port = _parse_tracker(tracker, source=env_source)
         conn = Connection("tracker", t_host, t_port, key or conn.key or profile.name)
-    elif host or port is not None or key:
-        kind = "rpc" if conn.kind == "local" and host else conn.kind
+    elif host or port is not None or key or ssh:
+        kind = "rpc" if conn.kind == "local" and (host or ssh) else conn.kind
+        if ssh and kind == "tracker":
+            kind = "rpc"  # an explicit tunnel to one board overrides the file's tracker
         conn = Connection(
             kind,
-            host or conn.host,
+            # --ssh without --host: the server on the board's own loopback
+            host or (None if ssh else conn.host),
             port if port is not None else conn.port,
             key or conn.key,
+            ssh or conn.ssh,
+            conn.ssh_options,
         )
         if conn.kind == "rpc" and conn.port is None:
             conn = replace(conn, port=9090)

@@ -16,11 +16,15 @@ from typing import TYPE_CHECKING, Any
 from archkit.device._devices import DeviceProfile
 from archkit.device._errors import DeviceError, MeasurementError
 from archkit.device._measure import LatencyResult, measure_latency
+from archkit.device._onnxruntime import measure_onnxruntime
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["measure_many"]
+__all__ = ["RUNTIMES", "measure_many"]
+
+#: What runs the network on the device: TVM's compiled module, or onnxruntime (``archkit serve``).
+RUNTIMES = ("tvm", "onnxruntime")
 
 
 def measure_many(
@@ -36,6 +40,7 @@ def measure_many(
     max_parallel: int | None = None,
     progress: bool = True,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    runtime: str = "tvm",
 ) -> list[LatencyResult | MeasurementError]:
     """Measure every job; in parallel over the tracker's boards for ``tracker`` devices.
 
@@ -52,6 +57,8 @@ def measure_many(
         max_parallel: Cap on parallel jobs (default: number of boards; 1 for local/rpc).
         progress: Show progress.
         on_event: ``on_event(stage, info)`` callback; ``info["name"]`` is the job name.
+        runtime: ``tvm`` (compiled by TVM) or ``onnxruntime`` (the board runs ``archkit
+            serve``; see :func:`measure_onnxruntime`; ``tune_trials`` does not apply).
 
     Returns:
         One entry per job, in order: a :class:`LatencyResult`, or the
@@ -62,7 +69,19 @@ def measure_many(
     """
     from archkit.device import _connect
 
-    _connect.check_reachable(device)
+    if runtime not in RUNTIMES:
+        raise DeviceError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if device.connection.ssh:  # one tunnel for the whole batch
+        from archkit.device._tunnel import ssh_tunnel
+
+        with ssh_tunnel(device) as through:
+            return measure_many(
+                jobs, through, tune_trials=tune_trials, cache_dir=cache_dir, repeats=repeats,
+                number=number, atol=atol, rtol=rtol, max_parallel=max_parallel,
+                progress=progress, on_event=on_event, runtime=runtime,
+            )  # fmt: skip
+    # Before any export or compile: a real session with the board (or the tracker's summary).
+    _connect.check_reachable(device, runtime=runtime)
     workers = 1
     if device.connection.kind == "tracker":
         total, _ = _connect.tracker_servers(device)
@@ -87,6 +106,11 @@ def measure_many(
     def run(job: tuple[str, Any, Any]) -> LatencyResult | MeasurementError:
         name, model, example = job
         try:
+            if runtime == "onnxruntime":
+                return measure_onnxruntime(
+                    model, example, device, repeats=repeats, atol=atol, rtol=rtol, name=name,
+                    on_event=on_event,
+                )  # fmt: skip
             return measure_latency(
                 model,
                 example,

@@ -17,7 +17,7 @@ from archkit.device._threads import call_in_thread
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["LatencyResult", "measure_latency", "results_frame"]
+__all__ = ["LatencyResult", "check_outputs", "measure_latency", "results_frame"]
 
 # Progress events: (stage, detail). Stages: compile, tune, connect, upload, check, timing, done.
 EventFn = Callable[[str, dict[str, Any]], None]
@@ -113,6 +113,55 @@ def _stats_ms(seconds: list[float]) -> dict[str, float]:
     }
 
 
+def check_outputs(
+    outputs: list[Any],
+    reference: list[Any],
+    atol: float,
+    rtol: float,
+    where: str,
+    runtime: str = "TVM",
+) -> tuple[float, dict[str, Any]]:
+    """Compare a runtime's outputs with PyTorch's on the same input.
+
+    Returns:
+        (max |output - PyTorch|, check metadata: ``max_abs_output``, ``max_rel_diff``,
+        ``check_is_weak``).
+
+    Raises:
+        MeasurementError: Different count or shapes, or max |diff| > atol + rtol x max|PyTorch|.
+    """
+    import numpy as np
+
+    if len(outputs) != len(reference):
+        raise MeasurementError(
+            f"{runtime} returned {len(outputs)} outputs, PyTorch {len(reference)}", stage="check"
+        )
+    max_abs_diff, scale = 0.0, 0.0
+    for got, want in zip(outputs, reference, strict=True):
+        if got.shape != want.shape:
+            raise MeasurementError(
+                f"{runtime} output shape {got.shape} differs from PyTorch's {want.shape}",
+                stage="check",
+            )
+        max_abs_diff = max(max_abs_diff, float(np.max(np.abs(got - want))))
+        scale = max(scale, float(np.max(np.abs(want))))
+    tolerance = atol + rtol * scale
+    if not np.isfinite(max_abs_diff) or max_abs_diff > tolerance:
+        raise MeasurementError(
+            f"{runtime} outputs on {where} differ from PyTorch: max abs diff "
+            f"{max_abs_diff:.3g} > atol {atol:g} + rtol {rtol:g} x max|output| "
+            f"{scale:.3g}; not timing a wrong program",
+            stage="check",
+        )
+    check = {
+        "max_abs_output": scale,
+        "max_rel_diff": max_abs_diff / scale if scale > 0 else 0.0,
+        # With outputs far below atol the comparison cannot catch a wrong program.
+        "check_is_weak": scale < 100 * atol,
+    }
+    return max_abs_diff, check
+
+
 def _rpc_failure(
     err: BaseException, stage: str, device: DeviceProfile, server: str
 ) -> MeasurementError:
@@ -183,32 +232,10 @@ def _on_device_fn(
             vm.set_input("main", tvm.runtime.tensor(x_np, dev))
             vm.invoke_stateful("main")
             outputs = [o.numpy() for o in _compile.flatten_outputs(vm.get_outputs("main"))]
-            if len(outputs) != len(reference):
-                raise MeasurementError(
-                    f"TVM returned {len(outputs)} outputs, PyTorch {len(reference)}",
-                    stage="check",
-                )
-            max_abs_diff, scale = 0.0, 0.0
-            for got, want in zip(outputs, reference, strict=True):
-                if got.shape != want.shape:
-                    raise MeasurementError(
-                        f"output shape {got.shape} differs from PyTorch's {want.shape}",
-                        stage="check",
-                    )
-                max_abs_diff = max(max_abs_diff, float(np.max(np.abs(got - want))))
-                scale = max(scale, float(np.max(np.abs(want))))
-            tolerance = atol + rtol * scale
-            if not np.isfinite(max_abs_diff) or max_abs_diff > tolerance:
-                raise MeasurementError(
-                    f"outputs on {device.name} ({server}) differ from PyTorch: max abs diff "
-                    f"{max_abs_diff:.3g} > atol {atol:g} + rtol {rtol:g} x max|output| "
-                    f"{scale:.3g}; not timing a wrong program",
-                    stage="check",
-                )
-            check["max_abs_output"] = scale
-            check["max_rel_diff"] = max_abs_diff / scale if scale > 0 else 0.0
-            # With outputs far below atol the comparison cannot catch a wrong program.
-            check["check_is_weak"] = scale < 100 * atol
+            max_abs_diff, found = check_outputs(
+                outputs, reference, atol, rtol, f"{device.name} ({server})"
+            )
+            check.update(found)
 
             stage = "timing"
             event("timing")
@@ -245,6 +272,7 @@ def measure_latency(
     name: str | None = None,
     progress: bool = True,
     on_event: EventFn | None = None,
+    retune: bool = False,
 ) -> LatencyResult:
     """Compile ``model`` with TVM for ``device``, check it against PyTorch there, and time it.
 
@@ -272,6 +300,8 @@ def measure_latency(
         name: Name for reports.
         progress: Show rich progress for tuning.
         on_event: Called as ``on_event(stage, info)`` at each stage (for progress and tests).
+        retune: Tune layers that already have records too (``tune_trials`` more trials for the
+            whole network, starting from the database; see ``_tune.tune``).
 
     Returns:
         The result, with reproducibility metadata.
@@ -291,7 +321,17 @@ def measure_latency(
 
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
-    # Fail fast, before minutes of compiling and tuning, when the board is not there.
+    if device.connection.ssh:  # one tunnel for the whole measurement (tuning included)
+        from archkit.device._tunnel import ssh_tunnel
+
+        with ssh_tunnel(device) as through:
+            return measure_latency(
+                model, example_input, through, tune_trials=tune_trials, cache_dir=cache_dir,
+                repeats=repeats, number=number, min_repeat_ms=min_repeat_ms, atol=atol,
+                rtol=rtol, name=name, progress=progress, on_event=on_event, retune=retune,
+            )  # fmt: skip
+    # Fail fast, before minutes of compiling and tuning, when the board is not there: a real
+    # RPC session (handshake and one remote call), closed again.
     _connect.check_reachable(device)
     target = device.target_dict()
     timings: dict[str, float] = {}
@@ -315,7 +355,7 @@ def measure_latency(
     if tune_trials > 0:
         event("tune", trials=tune_trials)
         database, tuning = _tune.tune(
-            program.mod, device, target, tune_trials, cache_dir, progress=progress
+            program.mod, device, target, tune_trials, cache_dir, progress=progress, retune=retune
         )
     t0 = time.perf_counter()
     executable = _compile.build(program, target, database)
@@ -350,6 +390,7 @@ def measure_latency(
             **tuning.to_dict(),
         }
     metadata = {
+        "runtime": "tvm",
         "tvm_version": tvm.__version__,
         "torch_version": torch.__version__,
         "target": target,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from archkit.device._baselines import host_baselines
 from archkit.device._devices import DeviceProfile
-from archkit.device._errors import MeasurementError
+from archkit.device._errors import DeviceError, MeasurementError
 from archkit.device._farm import measure_many
 from archkit.device._measure import LatencyResult
 
@@ -62,6 +62,7 @@ def measure_specs(
     repeats: int = 30,
     baselines: bool = True,
     progress: bool = True,
+    runtime: str = "tvm",
 ) -> list[SpecLatency]:
     """Build, calibrate and measure every spec on ``device``; optionally add host baselines.
 
@@ -79,6 +80,8 @@ def measure_specs(
         repeats: Timed repeats on the device.
         baselines: Also time PyTorch eager and onnxruntime on this host (:func:`host_baselines`).
         progress: Show progress.
+        runtime: ``tvm`` or ``onnxruntime`` (on a board: through ``archkit serve``, the same
+            RPC transport; see :func:`measure_onnxruntime`).
 
     Returns:
         One :class:`SpecLatency` per spec, in order.
@@ -86,6 +89,22 @@ def measure_specs(
     Raises:
         DeviceError: The device cannot be reached at all, before any measurement.
     """
+    from archkit.device import _connect
+    from archkit.device._farm import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise DeviceError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if device.connection.ssh:  # one tunnel for all the specs
+        from archkit.device._tunnel import ssh_tunnel
+
+        with ssh_tunnel(device) as through:
+            return measure_specs(
+                specs, through, tune_trials=tune_trials, cache_dir=cache_dir, repeats=repeats,
+                baselines=baselines, progress=progress, runtime=runtime,
+            )  # fmt: skip
+    # Before building anything (torch) or compiling: the board must answer as a TVM RPC server
+    # (for onnxruntime: as `archkit serve`).
+    _connect.check_reachable(device, runtime=runtime)
     from archkit.build import build_model, calibrate_batchnorm, example_input
 
     jobs = []
@@ -99,6 +118,7 @@ def measure_specs(
         repeats=repeats,
         cache_dir=Path(cache_dir) if cache_dir else None,
         progress=progress,
+        runtime=runtime,
     )
     measured = []
     for spec, (_, model, x), result in zip(specs, jobs, results, strict=True):

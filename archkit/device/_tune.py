@@ -4,7 +4,9 @@ Tasks (fused layers) are extracted the same way ``compile_relax`` prepares the m
 records match when compiling. A task the database already has a record for (same layer shape,
 same target) is not tuned again: every later network that shares layer shapes reuses them.
 Candidates are cross-compiled here with the device's compiler and timed on the board through
-MetaSchedule's ``RPCRunner`` (a tracker, or a direct connection to one RPC server).
+MetaSchedule's ``RPCRunner`` (a tracker, or a direct connection to one RPC server). The budget
+goes where the time is: split by each new layer's share of the untuned network's time
+(``_allocate``: measured on this host for a ``local`` device, estimated from FLOPs for a board).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import math
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,11 @@ class TuningStats:
         records_after: Records after.
         database: Folder of the device's JSON database.
         tune_s: Wall time spent tuning, seconds.
+        allocation: How the budget was split over the new layers: ``even``, or ``measured`` /
+            ``estimated`` shares of the network's time (see ``_allocate``).
+        allocation_detail: What the shares are based on.
+        trials_per_task: Trials given to each new layer (fused kernel name).
+        share_per_task: Each new layer's share of the untuned network's time (or FLOPs).
     """
 
     trials_requested: int
@@ -55,6 +62,10 @@ class TuningStats:
     records_after: int
     database: str
     tune_s: float
+    allocation: str = "even"
+    allocation_detail: str = ""
+    trials_per_task: dict[str, int] = field(default_factory=dict)
+    share_per_task: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -222,12 +233,16 @@ def tune(
     cache_dir: Path | None = None,
     *,
     progress: bool = True,
+    allocation: str = "share",
+    retune: bool = False,
 ) -> tuple[Any, TuningStats]:
     """Tune the network's not-yet-tuned layers on the device; return the database and stats.
 
-    ``trials`` is the budget for this network's new layers, split evenly between them (each gets
-    at least one). Layers that already have a record for this target in the device database get
-    no new trials.
+    ``trials`` is the budget for this network's new layers. With ``allocation="share"`` it is
+    split by each layer's share of the network's time (measured untuned on this host for a
+    ``local`` device, estimated from FLOPs for a board; a quarter of it evenly, see
+    ``_allocate``); with ``"even"`` evenly (each layer at least one trial). Layers that already
+    have a record for this target in the device database get no new trials.
 
     Args:
         mod: Relax IRModule (BatchNorm folded, weights bound).
@@ -236,6 +251,10 @@ def tune(
         trials: Trial budget (``--tune N``); 0 only opens the database.
         cache_dir: Root of the cache (default :func:`default_cache_dir`).
         progress: Show a rich progress bar.
+        allocation: ``share`` (default) or ``even``.
+        retune: Give trials to every layer, also those with records (MetaSchedule's search
+            starts from the database's best; compiling takes the best record per layer): more
+            tuning for a network already tuned, e.g. a latency-vs-tuning-time curve.
 
     Raises:
         MeasurementError: Tuning failed (stage ``tune``).
@@ -248,8 +267,10 @@ def tune(
         extracted_tasks_to_tune_contexts,
     )
 
-    from archkit.device import _workers
+    from archkit.device import _allocate, _workers
 
+    if allocation not in ("share", "even"):
+        raise ValueError(f"allocation must be 'share' or 'even', got {allocation!r}")
     cloudpickle.register_pickle_by_value(_workers)
     tgt = tvm.target.Target(target)
     db_dir = database_dir(device, target, cache_dir)
@@ -261,11 +282,12 @@ def tune(
         from archkit.device._compile import COMPILE_LOCK
 
         with COMPILE_LOCK:
-            tasks = extract_tasks(_prepare(mod, tgt), tgt)
+            prepared = _prepare(mod, tgt)
+            tasks = extract_tasks(prepared, tgt)
         new_tasks = [
             t
             for t in tasks
-            if database.query_tuning_record(t.dispatched[0], tgt, "main") is None
+            if retune or database.query_tuning_record(t.dispatched[0], tgt, "main") is None
         ]
         stats = dict(
             trials_requested=trials,
@@ -277,7 +299,29 @@ def tune(
             database=str(db_dir),
         )
         if trials > 0 and new_tasks:
-            per_task = max(1, math.ceil(trials / len(new_tasks)))
+            if allocation == "even":
+                per_task = max(1, math.ceil(trials / len(new_tasks)))
+                budget = {t.task_name: per_task for t in new_tasks}
+                stats["allocation_detail"] = "the same number of trials for every new layer"
+            else:
+                with COMPILE_LOCK:
+                    if device.connection.kind == "local":
+                        shares = _allocate.measured_shares(prepared, tasks, tgt)
+                    else:
+                        shares = _allocate.estimated_shares(tasks)
+                new_names = {t.task_name for t in new_tasks}
+                budget = _allocate.allocate_trials(
+                    {k: v for k, v in shares.shares.items() if k in new_names}, trials
+                )
+                stats["allocation_detail"] = shares.detail
+                stats["share_per_task"] = {
+                    k: round(v, 4) for k, v in shares.shares.items() if k in new_names
+                }
+            stats["allocation"] = "even" if allocation == "even" else shares.method
+            groups = _allocate.budget_groups(budget)
+            stats["trials_per_task"] = {name: n for n, names in groups for name in names}
+            stats["tasks_tuned"] = len(stats["trials_per_task"])
+            by_name = {t.task_name: t for t in new_tasks}
             counted = {"trials": 0}
             logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
             bar, bar_task = None, None
@@ -301,7 +345,7 @@ def tune(
                 )
                 bar_task = bar.add_task(
                     f"{len(new_tasks)} new layers, {len(tasks) - len(new_tasks)} reused",
-                    total=per_task * len(new_tasks),
+                    total=sum(n * len(names) for n, names in groups),
                 )
 
             def on_trials(task_id: int, n: int, ok: int) -> None:
@@ -311,36 +355,40 @@ def tune(
 
             _cpu_tensor_intrinsics()
             _drop_meta_schedule_log_handlers()
-            contexts, weights = extracted_tasks_to_tune_contexts(
-                extracted_tasks=new_tasks,
-                work_dir=str(db_dir),
-                strategy=_search_strategy(per_task),
-                seed=0,
-            )
             builder = ms.builder.LocalBuilder(
                 f_build=_workers.build_candidate,
                 f_export=_export_fn(device),
                 max_workers=os.cpu_count() or 1,
                 timeout_sec=120,
             )
+            runner = _runner(device)
             try:
                 if bar is not None:
                     bar.start()
-                ms.tune.tune_tasks(
-                    tasks=contexts,
-                    task_weights=weights,
-                    work_dir=str(db_dir),
-                    max_trials_global=per_task * len(new_tasks),
-                    max_trials_per_task=per_task,
-                    num_trials_per_iter=min(64, per_task),
-                    builder=builder,
-                    runner=_runner(device),
-                    database=database,
-                    measure_callbacks=[
-                        *ms.measure_callback.MeasureCallback.create("default"),
-                        _progress_callback(on_trials),
-                    ],
-                )
+                # One tune_tasks call per budget group: MetaSchedule caps all tasks of a call
+                # at the same number of trials. Records go to the same database.
+                for per_task, names in groups:
+                    contexts, weights = extracted_tasks_to_tune_contexts(
+                        extracted_tasks=[by_name[n] for n in names],
+                        work_dir=str(db_dir),
+                        strategy=_search_strategy(per_task),
+                        seed=0,
+                    )
+                    ms.tune.tune_tasks(
+                        tasks=contexts,
+                        task_weights=weights,
+                        work_dir=str(db_dir),
+                        max_trials_global=per_task * len(names),
+                        max_trials_per_task=per_task,
+                        num_trials_per_iter=min(64, per_task),
+                        builder=builder,
+                        runner=runner,
+                        database=database,
+                        measure_callbacks=[
+                            *ms.measure_callback.MeasureCallback.create("default"),
+                            _progress_callback(on_trials),
+                        ],
+                    )
             except Exception as err:
                 raise MeasurementError(
                     f"tuning on {device.name} failed: {type(err).__name__}: {err}", stage="tune"

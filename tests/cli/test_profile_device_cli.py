@@ -56,3 +56,19 @@ def test_unreachable_device_fails_fast_with_instructions(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "tvm.exec.rpc_server" in proc.stderr
+
+
+def test_runtime_and_ssh_options_are_checked_before_anything_runs():
+    """--tune with --runtime onnxruntime, and --ssh with --tracker, are usage errors (exit 2)."""
+    spec = str(ROOT / "specs/mobilenetv2.yaml")
+    for extra, said in (
+        (["--runtime", "onnxruntime", "--tune", "8"], "--tune tunes TVM"),
+        (["--ssh", "pi@board", "--tracker", "127.0.0.1:9190"], "cannot be combined with a tracker"),
+        (["--runtime", "tflite"], "Invalid value for '--runtime'"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "archkit.cli", "profile", spec, "--device", "rpi4", *extra],
+            capture_output=True, text=True, cwd=ROOT, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 2, (extra, proc.stderr)
+        assert said in proc.stderr and "Traceback" not in proc.stderr

@@ -237,3 +237,70 @@ def tiny():
     import torch
 
     return tiny_net(), torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture
+def sshd(tmp_path) -> Iterator[object]:
+    """A real OpenSSH server on 127.0.0.1 (tests/device/sshd.py), stopped afterwards."""
+    from . import sshd as sshd_module
+
+    server = sshd_module.start(tmp_path / "sshd")
+    yield server
+    server.stop()
+
+
+@dataclass
+class Served:
+    """An ``archkit serve`` subprocess."""
+
+    proc: subprocess.Popen
+    port: int
+    stderr: str
+
+    def stop(self) -> None:
+        """SIGTERM (archkit serve stops its server child), then the group as a backstop."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
+
+
+def start_archkit_serve(*args: str, timeout_s: float = 90.0) -> Served:
+    """``python -m archkit.cli serve --port FREE ARGS``; wait for its ready line."""
+    import selectors
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archkit.cli", "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_python_env(),
+        start_new_session=True,
+    )  # fmt: skip
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if sel.select(timeout=0.5):
+            line = proc.stdout.readline()
+            if line.startswith("ARCHKIT_SERVE_READY"):
+                bound = int(line.split("port=", 1)[1].split()[0])
+                return Served(proc, bound, "")
+            if not line and proc.poll() is not None:
+                break
+    err = proc.stderr.read() if proc.poll() is not None else ""
+    Served(proc, port, "").stop()
+    raise RuntimeError(f"archkit serve did not start (exit {proc.returncode}):\n{err[-2000:]}")
+
+
+@pytest.fixture
+def archkit_serve() -> Iterator[Served]:
+    """``archkit serve`` on 127.0.0.1 (its default), stopped afterwards."""
+    served = start_archkit_serve()
+    yield served
+    served.stop()

@@ -40,6 +40,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO_ROOT / "scripts" / "emulated_arm64.sh"
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "arm64"
 READY_MARK = "ARCHKIT_RPC_READY"
+# The board-side functions `archkit serve` registers (onnxruntime timing); self-contained.
+BOARD_FUNCTIONS = REPO_ROOT / "archkit" / "device" / "_ort_remote.py"
 
 # Runs INSIDE the emulator (aarch64 python3.11). A minimal TVM RPC server: same handshake as
 # tvm.rpc.server._listen_loop (key "" / "client:"), same session environment
@@ -61,6 +63,7 @@ ap.add_argument("--port", type=int, default=0)
 ap.add_argument("--parent-pid", type=int, default=0)
 ap.add_argument("--serial", action="store_true")
 ap.add_argument("--no-fork", action="store_true")
+ap.add_argument("--register", default="", help="a module file whose register() adds globals")
 args = ap.parse_args()
 
 import tvm
@@ -79,6 +82,14 @@ if args.parent_pid:
                 log("parent %d is gone; exiting" % args.parent_pid)
                 os._exit(0)
     threading.Thread(target=_watch_parent, daemon=True).start()
+
+if args.register:  # what `archkit serve` registers (archkit/device/_ort_remote.py), by path
+    import importlib.util
+    _spec = importlib.util.spec_from_file_location("archkit_board_functions", args.register)
+    _mod = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_mod)
+    _mod.register()  # sessions are os.fork()ed children: they inherit the registry
+    log("registered %s (onnxruntime %s)" % (args.register, _mod.onnxruntime_version() or "missing"))
 
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -303,6 +314,8 @@ class EmulatedArm64Server:
             str(self.requested_port),
             "--parent-pid",
             str(os.getpid()),
+            "--register",
+            str(BOARD_FUNCTIONS),
         ]
         if self.serial:
             cmd.append("--serial")

@@ -14,8 +14,8 @@ from .conftest import free_port
 
 def _assert_helpful(err: DeviceError) -> None:
     text = str(err)
-    assert "python3 -m tvm.exec.rpc_server" in text
-    assert "ARCHKIT_DEVICE_HOST" in text and "--host" in text
+    assert "archkit serve" in text and "--ssh user@board" in text
+    assert "ARCHKIT_DEVICE_SSH" in text and "run any code" in text
 
 
 def test_device_without_host_says_how_to_set_it_up():
@@ -33,39 +33,46 @@ def test_closed_port_fails_fast():
     with pytest.raises(DeviceError) as info:
         check_reachable(dev)
     assert time.monotonic() - t0 < 5
-    assert "cannot reach device 'rpi4'" in str(info.value)
+    assert "cannot use device 'rpi4'" in str(info.value)
+    assert "nothing listens there (connection refused)" in str(info.value)
     _assert_helpful(info.value)
 
 
-def test_silent_server_times_out_instead_of_hanging(tiny):
-    """Something listens but never speaks the RPC protocol: error after connect_timeout_s."""
+def test_silent_server_fails_before_compiling(tiny):
+    """Something listens but never speaks the RPC protocol: error after connect_timeout_s,
+    before the model is compiled (the handshake comes first)."""
     import dataclasses
 
     model, x = tiny
+    events = []
     with socket.socket() as sink:
         sink.bind(("127.0.0.1", 0))
         sink.listen(8)
         dev = load_device("host", host="127.0.0.1", port=sink.getsockname()[1])
         dev = dataclasses.replace(dev, connect_timeout_s=2.0)
         t0 = time.monotonic()
-        with pytest.raises(DeviceError, match="did not answer within 2 s"):
-            measure_latency(model, x, dev, repeats=2)
-        assert time.monotonic() - t0 < 30  # includes compiling the model
+        with pytest.raises(DeviceError, match="said nothing within 2 s") as info:
+            measure_latency(model, x, dev, repeats=2, on_event=lambda s, i: events.append(s))
+        assert time.monotonic() - t0 < 10
+    assert "compile" not in events
+    assert "not a TVM RPC server" in str(info.value)
 
 
 def test_tracker_without_boards_of_the_key(farm):
     tracker, _ = farm
     dev = load_device("rpi4", tracker=tracker.address, key="no-such-board")
     t0 = time.monotonic()
-    with pytest.raises(DeviceError, match="no board registered with key 'no-such-board'"):
+    with pytest.raises(DeviceError, match="no board registered with key 'no-such-board'") as info:
         check_reachable(dev)
-    assert time.monotonic() - t0 < 5
+    # The tracker lists what it has (a server re-registering may show up twice for a moment).
+    assert "boards registered there: 'loopback' x" in str(info.value)
+    assert time.monotonic() - t0 < 10
 
 
 def test_unreachable_tracker_fails_fast():
     dev = load_device("rpi4", tracker=f"127.0.0.1:{free_port()}")
     t0 = time.monotonic()
-    with pytest.raises(DeviceError, match="cannot reach device"):
+    with pytest.raises(DeviceError, match="cannot use device .*connection refused"):
         check_reachable(dev)
     assert time.monotonic() - t0 < 5
 

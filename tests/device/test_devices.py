@@ -79,6 +79,9 @@ BAD_FILES = {
     "connection.kind": [LLVM + "connection: {kind: ssh}\n"],
     "connection.port": [LLVM + "connection: {kind: rpc, port: http}\n",
                         LLVM + "connection: {kind: rpc, port: 70000}\n"],
+    "connection.ssh": [LLVM + "connection: {kind: rpc, ssh: -oX=y}\n",
+                       LLVM + "connection: {kind: tracker, ssh: a@b}\n"],
+    "connection.ssh_options": [LLVM + "connection: {kind: rpc, ssh: a@b, ssh_options: -i}\n"],
 }
 
 
@@ -119,7 +122,7 @@ def test_bad_port_in_environment(monkeypatch):
 
 def test_import_is_lazy():
     code = (
-        "import sys, archkit.device\n"
+        "import sys, archkit.device, archkit.cli.serve, archkit.device._ort_remote\n"
         "heavy = [m for m in ('tvm', 'torch', 'onnxruntime') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

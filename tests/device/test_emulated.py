@@ -41,3 +41,21 @@ def test_tuning_cross_compiles_and_runs_on_emulated_board(emulated_arm64_rpc, tm
     assert tuning["records_after"] > 0
     assert "rpi4-" in tuning["database"]
     assert res.label == "emulated" and res.max_abs_diff < 1e-4
+
+
+def test_onnxruntime_on_emulated_board(emulated_arm64_rpc):
+    """The aarch64 onnxruntime wheel under qemu, through the same RPC transport: the .onnx file
+    is uploaded, archkit's function (registered as by `archkit serve`) runs it, and the outputs
+    match PyTorch's. The timing is labelled emulated."""
+    from archkit.device import measure_onnxruntime
+
+    host, port, _ = emulated_arm64_rpc
+    dev = load_device("rpi4", host=host, port=port, emulated=True)
+    model, x = tiny_net(width=8, blocks=1), torch.randn(1, 3, 32, 32)
+    res = measure_onnxruntime(model, x, dev, repeats=3, name="tiny@rpi4")
+    assert res.emulated and res.label == "emulated"
+    meta = res.metadata
+    assert meta["runtime"] == "onnxruntime" and meta["machine"] == "aarch64"
+    assert meta["onnxruntime_version"] == "1.32.0"  # scripts/emulated_arm64.sh's pin
+    assert meta["runtime_threads"] == dev.threads == 4
+    assert res.max_abs_diff < 1e-4 and res.median_ms > 0

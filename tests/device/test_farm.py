@@ -57,7 +57,7 @@ def test_direct_server_killed_rest_of_batch_reports_errors(rpc_server):
 
     results = measure_many(_jobs(3), dev, repeats=3, progress=False, on_event=on_event)
     assert isinstance(results[0], LatencyResult)
-    assert isinstance(results[1], MeasurementError) and results[1].stage == "timing"
+    assert isinstance(results[1], MeasurementError) and results[1].stage == "timing", results
     assert isinstance(results[2], MeasurementError)
     assert "python3 -m tvm.exec.rpc_server" in str(results[2])
 
