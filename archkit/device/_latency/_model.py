@@ -165,21 +165,21 @@ def _fit_correction(sums: Any, counts: Any, y_ms: Any, kinds: list[str],
         scale0, per_kernel0, offset0 = (float(v) for v in theta0)
     scale0 = max(scale0, 1e-3)
 
-    # Per kind: delta_j * sums_j added to the one-scale prediction.
-    base_pred = offset0 + per_kernel0 * counts + scale0 * total
-    if prior is not None:
-        base_pred = offset0 + scale0 * (total + old_c * counts)
-    residual = (y - base_pred) * w
-    design = sums * w[:, None]
-    penalty_scale = np.maximum((design**2).mean(axis=0), 1e-12)
+    # Then every parameter at once, per-kind scales (and the per-kernel time) pulled toward
+    # the one-scale fit: theta = theta0 + delta.
+    design = np.column_stack([sums, counts, np.ones(n)]) * w[:, None]
+    theta0_full = np.concatenate([np.full(k, scale0), [per_kernel0, offset0]])
+    residual = y * w - design @ theta0_full
+    penalised = np.concatenate([np.ones(k + 1), [0.0]])
+    penalty_scale = np.maximum((design**2).mean(axis=0), 1e-12) * penalised + 1e-12
 
     def solve(lam: float, rows: Any) -> Any:
-        a = design[rows].T @ design[rows] + lam * np.diag(penalty_scale) * len(rows)
+        a = design[rows].T @ design[rows] + lam * np.diag(penalty_scale) * rows.sum()
         return np.linalg.solve(a, design[rows].T @ residual[rows])
 
     folds = np.arange(n) % min(n, 10)
     best_lam, best_err = None, math.inf
-    for lam in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0, 1e4):
+    for lam in (0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0, 1e4):
         err = 0.0
         for f in range(min(n, 10)):
             train, test = folds != f, folds == f
@@ -189,11 +189,11 @@ def _fit_correction(sums: Any, counts: Any, y_ms: Any, kinds: list[str],
             err += float(((residual[test] - design[test] @ delta) ** 2).sum())
         if err < best_err:
             best_lam, best_err = lam, err
-    delta = solve(best_lam, np.ones(n, dtype=bool))
-    scales = {kind: float(scale0 + delta[j]) for j, kind in enumerate(kinds)}
+    theta = theta0_full + solve(best_lam, np.ones(n, dtype=bool))
+    scales = {kind: float(theta[j]) for j, kind in enumerate(kinds)}
     return {
-        "offset_ms": offset0,
-        "per_kernel_ms": per_kernel0,
+        "offset_ms": float(theta[k + 1]),
+        "per_kernel_ms": float(theta[k]),
         "scale": scales,
         "ridge": best_lam,
         "one_scale": scale0,

@@ -87,7 +87,7 @@ def _model(spec: Any) -> Any:
 _ORT_NODE = re.compile(r"^/blocks/blocks\.(\d+)/([^/]+)/")
 
 
-def _ort_options(threads: int, profile_prefix: str | None = None) -> Any:
+def _ort_options(threads: int, protocol: Protocol, profile_prefix: str | None = None) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -96,6 +96,8 @@ def _ort_options(threads: int, profile_prefix: str | None = None) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning",
+                                     "1" if protocol.spinning else "0")
     if profile_prefix is not None:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
@@ -128,12 +130,12 @@ def _prepare_onnxruntime(spec: Any, threads: int, protocol: Protocol, kernels: b
 
     path = export_onnx(spec, tmp / "model.onnx", model=_model(spec))
     feed = {"input": example_input(spec).numpy().astype(np.float32)}
-    session = ort.InferenceSession(str(path), _ort_options(threads),
+    session = ort.InferenceSession(str(path), _ort_options(threads, protocol),
                                    providers=["CPUExecutionProvider"])
 
     def profile() -> dict[str, float]:
         profiled = ort.InferenceSession(
-            str(path), _ort_options(threads, str(tmp / "profile")),
+            str(path), _ort_options(threads, protocol, str(tmp / "profile")),
             providers=["CPUExecutionProvider"],
         )
         for _ in range(protocol.warmup_runs + protocol.profile_runs):
