@@ -297,3 +297,17 @@ def test_tvm_calls_are_attributed_to_archkit_nodes(space):
     got = _runtimes._attribute_tvm_calls(calls, network)
     assert got.pop("network") == pytest.approx(1.0)
     assert got == pytest.approx(expected)
+
+
+def test_tvm_times_every_kernel_of_a_whole_network_run(space, tmp_path):
+    from archkit.device import load_device
+    from archkit.ops import lower
+
+    spec = next(random_candidates([space], seed=4)).spec
+    [measured] = _runtimes.measure_group([spec], load_device("host"), "tvm", FAST,
+                                         kernels=True, compiled_dir=tmp_path)
+    assert measured.e2e_ms > 0
+    network = lower(spec)
+    convs = {f"{b.index}:{n.name}" for b in network.blocks for n in b.nodes if n.prim == "conv"}
+    assert convs <= set(measured.kernels_us)
+    assert len(list(tmp_path.glob("*.so"))) == 1  # compiled once, reused by later runs

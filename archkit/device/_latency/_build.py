@@ -26,6 +26,7 @@ from archkit.device._latency._predict import (
 from archkit.device._latency._runtimes import Measured, measure_group
 from archkit.device._latency._store import (
     append_record,
+    compiled_dir,
     data_path,
     model_path,
     read_records,
@@ -33,7 +34,13 @@ from archkit.device._latency._store import (
     write_model_json,
 )
 
-__all__ = ["BuildResult", "Evaluation", "build_latency_model", "evaluate_latency_model"]
+__all__ = [
+    "BuildResult",
+    "Evaluation",
+    "build_latency_model",
+    "evaluate_latency_model",
+    "prepare_tvm_libraries",
+]
 
 #: Seconds kept at the end of a build's time budget for fitting.
 _FIT_RESERVE_S = 30.0
@@ -135,6 +142,7 @@ def _measure_loop(
     database: Any,
     progress: bool,
     on_record: Callable[[dict[str, Any]], None] | None,
+    libraries: Any = None,
 ) -> tuple[int, list[tuple[str, str]], str]:
     stream = _fresh(candidates, seen)
     done, failed = 0, []
@@ -160,7 +168,8 @@ def _measure_loop(
                 stopped_by = "candidates"
                 break
             results = measure_group([c.spec for c, _ in group], device, runtime, protocol,
-                                    kernels=kernels, database=database)
+                                    kernels=kernels, database=database,
+                                    compiled_dir=libraries)
             for (candidate, network), result in zip(group, results, strict=True):
                 if isinstance(result, MeasurementError):
                     failed.append((candidate.name, result.reason))
@@ -267,6 +276,7 @@ def build_latency_model(
         candidates, device, runtime, protocol, path, seen, kernels=base is None,
         networks=networks, deadline=deadline, database=database, progress=progress,
         on_record=on_record,
+        libraries=compiled_dir(now, cache_dir) if runtime == "tvm" else None,
     )
     _, _, records = read_records(path)
     measuring_minutes = sum(r.get("seconds", 0.0) for r in records) / 60.0
@@ -364,6 +374,7 @@ def evaluate_latency_model(
         if len(chosen) >= networks:
             break
     protocol = model.protocol
+    libraries = compiled_dir(model.conditions, cache_dir) if runtime == "tvm" else None
     specs = [c.spec for c, _ in chosen]
     group = protocol.interleave
     two_passes = runtime == "onnxruntime"
@@ -374,7 +385,8 @@ def evaluate_latency_model(
     try:
         for start in range(0, len(specs), group):
             results = measure_group(specs[start:start + group], device, runtime, protocol,
-                                    kernels=False, rounds=1 if two_passes else 2)
+                                    kernels=False, rounds=1 if two_passes else 2,
+                                    compiled_dir=libraries)
             first.extend(results)
             if bar is not None:
                 bar.update(bar.task_ids[0], advance=len(results))
@@ -434,3 +446,39 @@ def evaluate_latency_model(
         "model_networks": model.built.get("networks"),
     }
     return Evaluation(rows, summary)
+
+
+def prepare_tvm_libraries(device: Any, candidates: Iterable[Any], networks: int, *,
+                          cache_dir: Any = None, progress: bool = True) -> int:
+    """Compile the TVM libraries a later build or evaluation will time.
+
+    Compiling is about a minute per network and does not care about load; timing does. This
+    compiles ahead the first ``networks`` networks that ``build_latency_model`` (or
+    ``evaluate_latency_model``) will draw from ``candidates`` (skipping those already measured
+    for this device), so the timing can run later, on a quiet machine, in seconds per network.
+
+    Returns:
+        The number of libraries compiled (those already there are not recompiled).
+    """
+    from archkit.device._latency._runtimes import compiled_library, tuning_state
+
+    device = resolve_device(device)
+    now, folder = conditions_now(device, "tvm", for_build=True)
+    database = tuning_state(folder)[1] if now.tuning != "untuned" else None
+    path = data_path(device.name, "tvm", cache_dir)
+    seen = {r["fingerprint"] for r in read_records(path)[2]} if path.exists() else set()
+    target = compiled_dir(now, cache_dir)
+    done = 0
+    bar = _progress(networks, f"compiling for {device.name} (tvm)", progress)
+    try:
+        for count, (candidate, _network) in enumerate(_fresh(candidates, seen)):
+            if count >= networks:
+                break
+            compiled_library(candidate.spec, device, database, target, target)
+            done += 1
+            if bar is not None:
+                bar.update(bar.task_ids[0], completed=done)
+    finally:
+        if bar is not None:
+            bar.stop()
+    return done

@@ -178,7 +178,7 @@ def _fit_correction(sums: Any, counts: Any, y_ms: Any, kinds: list[str],
         return np.linalg.solve(a, design[rows].T @ residual[rows])
 
     folds = np.arange(n) % min(n, 10)
-    best_lam, best_err = None, math.inf
+    errors = {}
     for lam in (0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0, 1e4):
         err = 0.0
         for f in range(min(n, 10)):
@@ -187,8 +187,16 @@ def _fit_correction(sums: Any, counts: Any, y_ms: Any, kinds: list[str],
                 continue
             delta = solve(lam, train)
             err += float(((residual[test] - design[test] @ delta) ** 2).sum())
-        if err < best_err:
-            best_lam, best_err = lam, err
+        errors[lam] = err
+    # The best penalty whose scales are all positive (a negative scale on a kind the networks
+    # barely vary is a fit to noise); the strongest penalty always is (it is the one scale).
+    used = sums.any(axis=0)
+    best_lam = max(errors)
+    for lam in sorted(errors, key=errors.get):
+        theta = theta0_full + solve(lam, np.ones(n, dtype=bool))
+        if (theta[:k][used] > 0).all():
+            best_lam = lam
+            break
     theta = theta0_full + solve(best_lam, np.ones(n, dtype=bool))
     scales = {kind: float(theta[j]) for j, kind in enumerate(kinds)}
     return {

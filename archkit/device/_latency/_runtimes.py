@@ -228,24 +228,46 @@ def _attribute_tvm_calls(calls: list[tuple[str, float, list[tuple[int, ...]]]],
     return out
 
 
+def compiled_library(spec: Any, device: Any, database: Any, folder: Path | None,
+                     tmp: Path) -> Path:
+    """Compile ``spec`` for ``device`` into a shared library, or reuse one compiled before.
+
+    Compiling takes about a minute per network here and is not timing-sensitive, so it can run
+    ahead (``prepare_tvm_libraries``) while the timing waits for a quiet machine. ``folder``
+    is specific to the device, target, TVM version and tuning state; None compiles to ``tmp``.
+    """
+    from archkit.build import example_input
+    from archkit.device import _compile
+    from archkit.device._latency._kernels import network_fingerprint
+    from archkit.ops import lower
+
+    name = f"{network_fingerprint(lower(spec))}.so"
+    if folder is not None and (folder / name).is_file():
+        return folder / name
+    program = _compile.to_relax(_model(spec), example_input(spec))
+    executable = _compile.build(program, device.target_dict(), database)
+    target = (folder or tmp) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial.so")
+    _compile.export_library(executable, partial, device)
+    partial.replace(target)
+    return target
+
+
 def _prepare_tvm(spec: Any, device: Any, protocol: Protocol, kernels: bool, database: Any,
-                 tmp: Path) -> _Prepared:
-    import numpy as np
+                 tmp: Path, folder: Path | None) -> _Prepared:
     import tvm
     from tvm import relax
 
     from archkit.build import example_input
-    from archkit.device import _compile
     from archkit.ops import lower
 
-    model = _model(spec)
     x = example_input(spec)
-    program = _compile.to_relax(model, x)
-    executable = _compile.build(program, device.target_dict(), database)
-    dev = tvm.cpu()
-    vm = relax.VirtualMachine(executable, dev)
-    vm.set_input("main", tvm.runtime.tensor(x.numpy(), dev))
+    library = tvm.runtime.load_module(str(compiled_library(spec, device, database, folder, tmp)))
     network = lower(spec)
+    dev = tvm.cpu()
+    vm = relax.VirtualMachine(library, dev)
+    vm.set_input("main", tvm.runtime.tensor(x.numpy(), dev))
 
     def profile() -> dict[str, float]:
         runs: list[list[tuple[str, float, list[tuple[int, ...]]]]] = []
@@ -273,7 +295,6 @@ def _prepare_tvm(spec: Any, device: Any, protocol: Protocol, kernels: bool, data
         ]
         return _attribute_tvm_calls(merged, network)
 
-    del np
     return _Prepared(lambda: vm.invoke_stateful("main"), profile if kernels else None)
 
 
@@ -309,8 +330,8 @@ def _configure_tvm_threads(threads: int) -> None:
 
 
 def measure_group(specs: list[Any], device: Any, runtime: str, protocol: Protocol, *,
-                  kernels: bool, database: Any = None,
-                  rounds: int = 1) -> list[Measured | MeasurementError]:
+                  kernels: bool, database: Any = None, rounds: int = 1,
+                  compiled_dir: Path | None = None) -> list[Measured | MeasurementError]:
     """Measure a group of networks (end to end interleaved; per kernel if ``kernels``).
 
     Args:
@@ -321,6 +342,7 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: Protoco
         kernels: Also take per-kernel times (profiled runs).
         database: TVM tuning database to compile with (from :func:`tuning_state`).
         rounds: Separate end-to-end timing rounds (2 for a noise floor).
+        compiled_dir: TVM: folder of compiled libraries to reuse (and add to).
 
     Returns:
         One :class:`Measured` (or the :class:`MeasurementError` it failed with) per spec.
@@ -347,7 +369,8 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: Protoco
                         slots.append(_prepare_onnxruntime(spec, device.threads, protocol,
                                                           kernels, tmp))
                     else:
-                        slots.append(_prepare_tvm(spec, device, protocol, kernels, database, tmp))
+                        slots.append(_prepare_tvm(spec, device, protocol, kernels, database, tmp,
+                                                  compiled_dir))
                 except MeasurementError as err:
                     slots.append(err)
                 except Exception as err:  # noqa: BLE001 - one network must not stop a build

@@ -18,6 +18,7 @@ from archkit.device._latency._errors import LatencyModelError
 
 __all__ = [
     "append_record",
+    "compiled_dir",
     "data_path",
     "latency_dir",
     "list_models",
@@ -46,6 +47,17 @@ def model_path(device: str, runtime: str, cache_dir: Any = None) -> Path:
 
 def data_path(device: str, runtime: str, cache_dir: Any = None) -> Path:
     return latency_dir(cache_dir) / f"{device}-{runtime}.jsonl"
+
+
+def compiled_dir(conditions: Conditions, cache_dir: Any = None) -> Path:
+    """Folder of compiled TVM libraries for these conditions (device, target, TVM version,
+    tuning state): a library is reused only under the conditions it was compiled for."""
+    import hashlib
+
+    key = json.dumps([conditions.target, conditions.threads, conditions.runtime_version,
+                      conditions.tuning, conditions.cpu], sort_keys=True, default=str)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    return latency_dir(cache_dir) / "compiled" / f"{conditions.device}-{digest}"
 
 
 def start_data(path: Path, conditions: Conditions, protocol: Protocol) -> None:
