@@ -104,19 +104,72 @@ def _ort_options(threads: int, protocol: Protocol, profile_prefix: str | None = 
     return options
 
 
-def _ort_kernel_times(profile_file: str, warmup_runs: int) -> dict[str, float]:
+def _onnx_output_owners(path: Path) -> dict[str, str]:
+    """ONNX node or tensor name -> ``"<block>:<node>"`` of the archkit node that computes it.
+
+    The exporter records each ONNX node's module path (``pkg.torch.onnx.name_scopes``:
+    ``['', 'blocks', 'blocks.7', 'blocks.7.depthwise', ...]``); the block module's child is the
+    archkit node (modules are named after nodes).
+    """
+    import onnx
+
+    owners: dict[str, str] = {}
+    model = onnx.load(str(path), load_external_data=False)
+    for node in model.graph.node:
+        scopes = next((json.loads(p.value.replace("'", '"')) for p in node.metadata_props
+                       if p.key == "pkg.torch.onnx.name_scopes"), None)
+        key = None
+        for scope in scopes or ():
+            parts = scope.split(".")
+            if len(parts) >= 3 and parts[0] == "blocks" and parts[1].isdigit():
+                key = f"{parts[1]}:{parts[2]}"
+                break
+        if key is None:
+            match = _ORT_NODE.match(node.name)  # the TorchScript exporter's node names
+            key = f"{match.group(1)}:{match.group(2)}" if match else None
+        if key is not None:
+            # onnxruntime names a kernel after its node, or (a node its layout pass rewrote)
+            # after the node's output with an ``_nchwc`` suffix.
+            for name in (node.name, *node.output):
+                owners[name] = key
+    return owners
+
+
+def _conv_owner(key: str, network: Any) -> str:
+    """A convolution kernel attributed to a non-conv node (onnxruntime fuses a residual add
+    into the convolution before it and names the kernel after the add): the conv feeding it."""
+    block_index, name = key.split(":", 1)
+    block = network.blocks[int(block_index)]
+    nodes = {n.name: n for n in block.nodes}
+    node = nodes.get(name)
+    if node is None or node.prim == "conv":
+        return key
+    feeding = [i for i in node.inputs if i in nodes and nodes[i].prim == "conv"]
+    return f"{block_index}:{feeding[-1]}" if feeding else key
+
+
+def _ort_kernel_times(profile_file: str, warmup_runs: int, owners: dict[str, str],
+                      network: Any) -> dict[str, float]:
     """Per archkit node: the median over profiled runs of the summed kernel times (us)."""
     events = json.loads(Path(profile_file).read_text())
     per_node: dict[str, list[float]] = {}
+    op_of: dict[str, str] = {}
     for event in events:
         if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
             continue
         per_node.setdefault(event["name"], []).append(float(event["dur"]))
+        op_of[event["name"]] = event.get("args", {}).get("op_name", "")
     out: dict[str, float] = {}
     for name, durations in per_node.items():
         timed = durations[warmup_runs:] or durations
-        match = _ORT_NODE.match(name)
-        key = f"{match.group(1)}:{match.group(2)}" if match else NETWORK
+        base = name[: -len("_kernel_time")]
+        base = base[: -len("_nchwc")] if base.endswith("_nchwc") else base
+        key = owners.get(base)
+        if key is None:
+            match = _ORT_NODE.match(name)
+            key = f"{match.group(1)}:{match.group(2)}" if match else NETWORK
+        if key != NETWORK and "Conv" in op_of[name]:
+            key = _conv_owner(key, network)
         out[key] = out.get(key, 0.0) + statistics.median(timed)
     return out
 
@@ -127,6 +180,7 @@ def _prepare_onnxruntime(spec: Any, threads: int, protocol: Protocol, kernels: b
     import onnxruntime as ort
 
     from archkit.build import example_input, export_onnx
+    from archkit.ops import lower
 
     path = export_onnx(spec, tmp / "model.onnx", model=_model(spec))
     feed = {"input": example_input(spec).numpy().astype(np.float32)}
@@ -140,7 +194,8 @@ def _prepare_onnxruntime(spec: Any, threads: int, protocol: Protocol, kernels: b
         )
         for _ in range(protocol.warmup_runs + protocol.profile_runs):
             profiled.run(None, feed)
-        return _ort_kernel_times(profiled.end_profiling(), protocol.warmup_runs)
+        return _ort_kernel_times(profiled.end_profiling(), protocol.warmup_runs,
+                                 _onnx_output_owners(path), lower(spec))
 
     return _Prepared(lambda: session.run(None, feed), profile if kernels else None)
 
@@ -410,7 +465,7 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: Protoco
 
     if runtime == "tvm":
         # TVM's thread pools are thread-local: a fresh thread gets one sized as configured.
-        from archkit.device._measure import _in_fresh_thread
+        from archkit.device._threads import call_in_thread
 
-        return _in_fresh_thread(work)
+        return call_in_thread(work, "latency-measure")
     return work()
