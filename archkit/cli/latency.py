@@ -20,7 +20,7 @@ _RUNTIMES = ("onnxruntime", "tvm")
 
 
 def _spaces(values: tuple[str, ...]) -> list[Any]:
-    from archkit.cli.search import resolve_space
+    from archkit.search import resolve_space
 
     return [resolve_space(v)[0] for v in (values or DEFAULT_SPACES)]
 

@@ -10,6 +10,8 @@ from archkit.device._latency._build import (
     Evaluation,
     build_latency_model,
     evaluate_latency_model,
+    measure_networks,
+    prepare_tvm_libraries,
 )
 from archkit.device._latency._conditions import RUNTIMES, Conditions, Protocol
 from archkit.device._latency._errors import LatencyModelError
@@ -30,5 +32,7 @@ __all__ = [
     "evaluate_latency_model",
     "list_latency_models",
     "load_latency_model",
+    "measure_networks",
     "predict_latency",
+    "prepare_tvm_libraries",
 ]

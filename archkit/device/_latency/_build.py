@@ -39,6 +39,7 @@ __all__ = [
     "Evaluation",
     "build_latency_model",
     "evaluate_latency_model",
+    "measure_networks",
     "prepare_tvm_libraries",
 ]
 
@@ -482,3 +483,32 @@ def prepare_tvm_libraries(device: Any, candidates: Iterable[Any], networks: int,
         if bar is not None:
             bar.stop()
     return done
+
+
+def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxruntime",
+                     protocol: Protocol | None = None) -> list[float | MeasurementError]:
+    """End-to-end latency (ms) of each spec on a local device, under a model's protocol.
+
+    What a search calls to check its winners against the model's predictions: the same
+    runtime, thread count and timing protocol the model was built with, so the two compare.
+
+    Returns:
+        Per spec, the median latency in ms or the :class:`MeasurementError` it failed with.
+    """
+    if runtime not in RUNTIMES:
+        raise LatencyModelError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    device = resolve_device(device)
+    protocol = protocol or Protocol()
+    database = None
+    if runtime == "tvm":
+        from archkit.device._latency._runtimes import tuning_state
+
+        now, folder = conditions_now(device, runtime, for_build=True)
+        database = tuning_state(folder)[1] if now.tuning != "untuned" else None
+    out: list[float | MeasurementError] = []
+    for start in range(0, len(specs), protocol.interleave):
+        group = specs[start:start + protocol.interleave]
+        for result in measure_group(group, device, runtime, protocol, kernels=False,
+                                    database=database):
+            out.append(result if isinstance(result, MeasurementError) else result.e2e_ms)
+    return out
