@@ -35,6 +35,9 @@ FLAGS = {
     "budgets.peak_activation_bytes": "--budget-memory",
     "budgets.latency_ms": "--budget-latency",
     "device": "--device",
+    "latency": "--latency",
+    "latency_runtime": "--runtime",
+    "verify": "--verify",
     "objective": "--objective",
     "objective_options.data": "--data",
     "pareto": "--pareto",
@@ -67,6 +70,28 @@ FLAGS = {
 @click.option("--device-port", type=int, metavar="PORT", help="RPC port of the device.")
 @click.option("--device-key", metavar="KEY", help="RPC tracker key of the device.")
 @click.option("--device-tracker", metavar="HOST:PORT", help="RPC tracker address.")
+@click.option(
+    "--latency",
+    type=click.Choice(["auto", "model", "measure"]),
+    default="auto",
+    show_default=True,
+    help="model: predict with the device's latency model (archkit latency build) and measure "
+    "only the winners; measure: compile and time every candidate; auto: model if one exists.",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["tvm", "onnxruntime"]),
+    default="tvm",
+    show_default=True,
+    help="Runtime of the latency model.",
+)
+@click.option(
+    "--verify",
+    type=click.IntRange(0),
+    default=3,
+    show_default=True,
+    help="With a latency model: measure this many winners end to end.",
+)
 @click.option(
     "--objective",
     type=click.Choice(list(ESTIMATORS)),
@@ -172,6 +197,9 @@ def command(
     device_port: int | None,
     device_key: str | None,
     device_tracker: str | None,
+    latency: str,
+    runtime: str,
+    verify: int,
     objective: str,
     data: str | None,
     epochs: int,
@@ -259,6 +287,9 @@ def command(
                 run_dir=run_dir,
                 device=device,
                 device_options=device_options,
+                latency=latency,
+                latency_runtime=runtime,
+                verify=verify,
                 memory_dtype=memory_dtype,
                 memory_schedule=memory_schedule,
                 top=top,
@@ -333,6 +364,7 @@ def _render(result: SearchResult, fmt: str) -> None:
                     "counts": info["counts"],
                     "objective": info["objective"],
                     "budgets": info["budgets"],
+                    "latency": info.get("latency"),
                     "results": records(best),
                 },
                 indent=2,
@@ -406,7 +438,31 @@ def _render(result: SearchResult, fmt: str) -> None:
                 f"{cal['width']:.3f}, resolution {cal['resolution']}, "
                 f"{format_count(cal['madds'])} MAdds: {cal['objective']:.2f}"
             )
+    _render_latency(console, info.get("latency"))
     console.print(
         f"run directory: {result.run_dir} (best.csv, best.json, winners/*.yaml, "
         f"trials.csv, run.json)"
     )
+
+
+def _render_latency(console: Any, latency: dict[str, Any] | None) -> None:
+    """Where the latencies came from and, with a model, the winners measured for real."""
+    if not latency:
+        return
+    if latency["source"] == "measure":
+        console.print(f"latency: measured on {latency['device']} for every candidate (TVM)"
+                      + (f"; {latency['note']}" if latency.get("note") else ""))
+        return
+    model = latency["model"]
+    console.print(
+        f"latency: predicted by the {latency['device']}/{latency['runtime']} latency model "
+        f"({model['networks']} measured networks, built {model['created']}); the winners "
+        "measured end to end:"
+    )
+    for i, w in enumerate(latency.get("winners", []), 1):
+        if "failed" in w:
+            console.print(f"  #{i} {w['spec']}: predicted {w['predicted_ms']:.3f} ms, "
+                          f"measurement failed: {w['failed']}")
+        else:
+            console.print(f"  #{i} {w['spec']}: predicted {w['predicted_ms']:.3f} ms, measured "
+                          f"{w['measured_ms']:.3f} ms ({w['error']:+.1%})")
