@@ -16,7 +16,7 @@ import pytest
 from archkit.device._latency import (
     LatencyModel,
     LatencyModelError,
-    Protocol,
+    TimingProtocol,
     _runtimes,
     build_latency_model,
     evaluate_latency_model,
@@ -52,7 +52,7 @@ TINY_SPACE = textwrap.dedent(
     """
 )
 #: A protocol short enough for tests (the numbers are not meant to be accurate).
-FAST = Protocol(warmup_runs=2, repeats=3, min_repeat_ms=2.0, interleave=3, profile_runs=3)
+FAST = TimingProtocol(warmup_runs=2, repeats=3, min_repeat_ms=2.0, interleave=3, profile_runs=3)
 HOST_1T = "name: host-1t\ntarget: host\nthreads: 1\nconnection: {kind: local}\n"
 
 

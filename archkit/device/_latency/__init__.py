@@ -13,7 +13,7 @@ from archkit.device._latency._build import (
     measure_networks,
     prepare_tvm_libraries,
 )
-from archkit.device._latency._conditions import RUNTIMES, Conditions, Protocol
+from archkit.device._latency._conditions import RUNTIMES, Conditions, TimingProtocol
 from archkit.device._latency._errors import LatencyModelError
 from archkit.device._latency._model import LatencyModel, Prediction
 from archkit.device._latency._predict import load_latency_model, predict_latency
@@ -27,7 +27,7 @@ __all__ = [
     "LatencyModel",
     "LatencyModelError",
     "Prediction",
-    "Protocol",
+    "TimingProtocol",
     "build_latency_model",
     "evaluate_latency_model",
     "list_latency_models",

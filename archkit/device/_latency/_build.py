@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archkit.device._errors import MeasurementError
-from archkit.device._latency._conditions import RUNTIMES, Conditions, Protocol, differences
+from archkit.device._latency._conditions import RUNTIMES, Conditions, TimingProtocol, differences
 from archkit.device._latency._errors import LatencyModelError
 from archkit.device._latency._kernels import kernel_rows, network_fingerprint
 from archkit.device._latency._model import LatencyModel, fit_model
@@ -133,7 +133,7 @@ def _measure_loop(
     candidates: Iterable[Any],
     device: Any,
     runtime: str,
-    protocol: Protocol,
+    protocol: TimingProtocol,
     path: Any,
     seen: set[str],
     *,
@@ -208,7 +208,7 @@ def build_latency_model(
     minutes: float | None = 30.0,
     networks: int | None = None,
     from_model: str | None = None,
-    protocol: Protocol | None = None,
+    protocol: TimingProtocol | None = None,
     cache_dir: Any = None,
     progress: bool = True,
     on_record: Callable[[dict[str, Any]], None] | None = None,
@@ -230,7 +230,7 @@ def build_latency_model(
         from_model: Adapt this device's model (same runtime) instead of building from scratch:
             its kernel regressors are kept and only the network correction is refitted on
             end-to-end times measured here (no per-kernel profiling).
-        protocol: Timing protocol (default :class:`Protocol`; a resumed build keeps the
+        protocol: Timing protocol (default :class:`TimingProtocol`; a resumed build keeps the
             protocol of its measurements file).
         cache_dir: Cache root (default :func:`archkit.device.default_cache_dir`).
         progress: Show a progress bar on stderr.
@@ -259,7 +259,7 @@ def build_latency_model(
         protocol = stored_protocol
         seen = {r["fingerprint"] for r in old_records}
     else:
-        protocol = protocol or Protocol()
+        protocol = protocol or TimingProtocol()
         start_data(path, now, protocol)
 
     base = None
@@ -486,7 +486,7 @@ def prepare_tvm_libraries(device: Any, candidates: Iterable[Any], networks: int,
 
 
 def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxruntime",
-                     protocol: Protocol | None = None) -> list[float | MeasurementError]:
+                     protocol: TimingProtocol | None = None) -> list[float | MeasurementError]:
     """End-to-end latency (ms) of each spec on a local device, under a model's protocol.
 
     What a search calls to check its winners against the model's predictions: the same
@@ -498,7 +498,7 @@ def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxrunti
     if runtime not in RUNTIMES:
         raise LatencyModelError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     device = resolve_device(device)
-    protocol = protocol or Protocol()
+    protocol = protocol or TimingProtocol()
     database = None
     if runtime == "tvm":
         from archkit.device._latency._runtimes import tuning_state

@@ -22,7 +22,7 @@ from archkit.device._latency._kernels import FEATURES_VERSION
 __all__ = [
     "RUNTIMES",
     "Conditions",
-    "Protocol",
+    "TimingProtocol",
     "current_conditions",
     "differences",
 ]
@@ -34,7 +34,7 @@ _DISTRIBUTIONS = {"onnxruntime": "onnxruntime", "tvm": "apache-tvm"}
 
 
 @dataclass(frozen=True)
-class Protocol:
+class TimingProtocol:
     """How every network is timed (the same for building and evaluating a model).
 
     On a shared 2-core machine repeatability comes from: a fixed runtime thread count (the
@@ -74,7 +74,7 @@ class Protocol:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Protocol:
+    def from_dict(cls, data: dict[str, Any]) -> TimingProtocol:
         return cls(**data)
 
 

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from archkit.device._latency._conditions import Conditions, Protocol
+from archkit.device._latency._conditions import Conditions, TimingProtocol
 from archkit.device._latency._errors import LatencyModelError
 from archkit.device._latency._kernels import FEATURES, block_kernels
 
@@ -216,7 +216,7 @@ class LatencyModel:
     configuration, so a search that revisits block shapes pays for each shape once.
     """
 
-    def __init__(self, conditions: Conditions, protocol: Protocol, kinds: dict[str, _Kind],
+    def __init__(self, conditions: Conditions, protocol: TimingProtocol, kinds: dict[str, _Kind],
                  correction: dict[str, Any], built: dict[str, Any]) -> None:
         self.conditions = conditions
         self.protocol = protocol
@@ -402,11 +402,11 @@ class LatencyModel:
                 kinds[name] = _Kind(entry["samples"], ranges,
                                     constant_us=float(entry["constant_us"]))
         return cls(Conditions.from_dict(data["conditions"]),
-                   Protocol.from_dict(data["protocol"]), kinds, data["correction"],
+                   TimingProtocol.from_dict(data["protocol"]), kinds, data["correction"],
                    data.get("built", {}))
 
 
-def fit_model(records: list[dict[str, Any]], conditions: Conditions, protocol: Protocol,
+def fit_model(records: list[dict[str, Any]], conditions: Conditions, protocol: TimingProtocol,
               built: dict[str, Any], folds: int = 5) -> tuple[LatencyModel, dict[str, Any]]:
     """Fit kernel regressors on per-kernel times and the correction on end-to-end times.
 

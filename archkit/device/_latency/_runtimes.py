@@ -1,4 +1,4 @@
-"""Time whole networks on a runtime, end to end and per kernel, under one :class:`Protocol`.
+"""Time whole networks on a runtime, end to end and per kernel, under one :class:`TimingProtocol`.
 
 - ``onnxruntime``: in-process on this machine (the ONNX file :func:`archkit.build.export_onnx`
   writes, CPU execution provider, ``intra_op_num_threads`` = the device's threads). Per-kernel
@@ -11,7 +11,7 @@
   ``VirtualMachine.set_instrument`` (TVM 0.27 removed the VM profiler): a callback before and
   after every call instruction of a whole-network run.
 
-End-to-end times of a group of networks are taken round-robin (see :class:`Protocol`).
+End-to-end times of a group of networks are taken round-robin (see :class:`TimingProtocol`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from archkit.device._errors import DeviceError, MeasurementError
-from archkit.device._latency._conditions import Protocol
+from archkit.device._latency._conditions import TimingProtocol
 
 __all__ = [
     "Measured",
@@ -87,7 +87,7 @@ def _model(spec: Any) -> Any:
 _ORT_NODE = re.compile(r"^/blocks/blocks\.(\d+)/([^/]+)/")
 
 
-def _ort_options(threads: int, protocol: Protocol, profile_prefix: str | None = None) -> Any:
+def _ort_options(threads: int, protocol: TimingProtocol, profile_prefix: str | None = None) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -174,7 +174,7 @@ def _ort_kernel_times(profile_file: str, warmup_runs: int, owners: dict[str, str
     return out
 
 
-def _prepare_onnxruntime(spec: Any, threads: int, protocol: Protocol, kernels: bool,
+def _prepare_onnxruntime(spec: Any, threads: int, protocol: TimingProtocol, kernels: bool,
                          tmp: Path) -> _Prepared:
     import numpy as np
     import onnxruntime as ort
@@ -309,7 +309,7 @@ def compiled_library(spec: Any, device: Any, database: Any, folder: Path | None,
     return target
 
 
-def _prepare_tvm(spec: Any, device: Any, protocol: Protocol, kernels: bool, database: Any,
+def _prepare_tvm(spec: Any, device: Any, protocol: TimingProtocol, kernels: bool, database: Any,
                  tmp: Path, folder: Path | None) -> _Prepared:
     import tvm
     from tvm import relax
@@ -356,7 +356,7 @@ def _prepare_tvm(spec: Any, device: Any, protocol: Protocol, kernels: bool, data
 # ---------------------------------------------------------------- shared protocol
 
 
-def _time_group(prepared: list[_Prepared], protocol: Protocol) -> list[list[float]]:
+def _time_group(prepared: list[_Prepared], protocol: TimingProtocol) -> list[list[float]]:
     """Per network, ``repeats`` times in ms per run, taken round-robin over the group."""
     numbers = []
     for p in prepared:
@@ -384,7 +384,7 @@ def _configure_tvm_threads(threads: int) -> None:
     configure(-3, threads, [str(i) for i in range(threads)])
 
 
-def measure_group(specs: list[Any], device: Any, runtime: str, protocol: Protocol, *,
+def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingProtocol, *,
                   kernels: bool, database: Any = None, rounds: int = 1,
                   compiled_dir: Path | None = None) -> list[Measured | MeasurementError]:
     """Measure a group of networks (end to end interleaved; per kernel if ``kernels``).

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from archkit.device._latency._conditions import Conditions, Protocol
+from archkit.device._latency._conditions import Conditions, TimingProtocol
 from archkit.device._latency._errors import LatencyModelError
 
 __all__ = [
@@ -60,7 +60,7 @@ def compiled_dir(conditions: Conditions, cache_dir: Any = None) -> Path:
     return latency_dir(cache_dir) / "compiled" / f"{conditions.device}-{digest}"
 
 
-def start_data(path: Path, conditions: Conditions, protocol: Protocol) -> None:
+def start_data(path: Path, conditions: Conditions, protocol: TimingProtocol) -> None:
     """Create the measurements file with its header (nothing if it exists)."""
     if path.exists():
         return
@@ -70,7 +70,7 @@ def start_data(path: Path, conditions: Conditions, protocol: Protocol) -> None:
     path.write_text(json.dumps(header) + "\n")
 
 
-def read_records(path: Path) -> tuple[Conditions, Protocol, list[dict[str, Any]]]:
+def read_records(path: Path) -> tuple[Conditions, TimingProtocol, list[dict[str, Any]]]:
     """The header and every complete record (a line cut short by a kill is skipped).
 
     Raises:
@@ -82,7 +82,7 @@ def read_records(path: Path) -> tuple[Conditions, Protocol, list[dict[str, Any]]
         if header.get("format") != _HEADER:
             raise ValueError
         conditions = Conditions.from_dict(header["conditions"])
-        protocol = Protocol.from_dict(header["protocol"])
+        protocol = TimingProtocol.from_dict(header["protocol"])
     except (IndexError, ValueError, KeyError, TypeError):
         raise LatencyModelError(f"{path}: not an archkit latency measurements file") from None
     records = []
