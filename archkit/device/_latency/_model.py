@@ -228,6 +228,9 @@ class LatencyModel:
         self._offset_ms = float(correction["offset_ms"])
         # block key -> (contribution ms, output shape (c, h, w), extrapolation notes)
         self._blocks: dict[tuple, tuple[float, tuple[int, int, int], tuple[str, ...]]] = {}
+        # (kind, features) -> corrected ms: channel counts are rounded to multiples of 8 and
+        # resolutions stepped, so a new block is mostly made of kernels seen before.
+        self._kernels: dict[tuple[str, tuple[float, ...]], float] = {}
 
     # ------------------------------------------------------------------ prediction
 
@@ -316,12 +319,17 @@ class LatencyModel:
                             f"row {block.row.index} ({block.row.op}) {name}: {kind} {feature} "
                             f"{value:g} outside the measured {lo:g}..{hi:g}"
                         )
+        kernels = self._kernels
+        for kind, items in by_kind.items():
+            new = list(dict.fromkeys(f for _, f in items if (kind, f) not in kernels))
+            if new:
+                scale = self._scale.get(kind, self.correction.get("one_scale", 1.0))
+                for features, us in zip(new, self.kinds[kind].predict_us(new), strict=True):
+                    kernels[(kind, features)] = scale * us / 1e3 + self._per_kernel_ms
         contribution = dict.fromkeys(missing, 0.0)
         for kind, items in by_kind.items():
-            predicted = self.kinds[kind].predict_us([features for _, features in items])
-            scale = self._scale.get(kind, self.correction.get("one_scale", 1.0))
-            for (key, _), us in zip(items, predicted, strict=True):
-                contribution[key] += scale * us / 1e3 + self._per_kernel_ms
+            for key, features in items:
+                contribution[key] += kernels[(kind, features)]
         for key, block in missing.items():
             s = block.out_shape
             self._blocks[key] = (contribution[key], (s.channels, s.height, s.width),
