@@ -44,16 +44,15 @@ def _spaces():
 
 
 def _candidates(seed: int):
-    from archkit.search._sample import random_candidates
+    from archkit.search import random_candidates
 
     return random_candidates(_spaces(), seed=seed)
 
 
 def _evaluate(device: str, runtime: str, networks: int, seed: int, cache: Path,
               out_dir: Path) -> dict[str, Any]:
-    from archkit.device._latency import evaluate_latency_model
-    from archkit.report import save
-    from archkit.report._latency import draw_latency_scatter, latency_scatter_data
+    from archkit.device import evaluate_latency_model
+    from archkit.report import draw_latency_scatter, latency_scatter_data, save
 
     start = time.monotonic()
     evaluation = evaluate_latency_model(device, _candidates(seed), networks, runtime=runtime,
@@ -95,7 +94,7 @@ def _evaluate(device: str, runtime: str, networks: int, seed: int, cache: Path,
 
 
 def _build(device: str, runtime: str, cache: Path, **kwargs: Any) -> dict[str, Any]:
-    from archkit.device._latency import build_latency_model
+    from archkit.device import build_latency_model
 
     start = time.monotonic()
     result = build_latency_model(device, _candidates(kwargs.pop("seed", 0)), runtime=runtime,
@@ -131,7 +130,7 @@ def step_adapt(args, cache: Path, out_dir: Path) -> dict[str, Any]:
 
 
 def step_speed(args, cache: Path, out_dir: Path) -> dict[str, Any]:
-    from archkit.device._latency import load_latency_model
+    from archkit.device import load_latency_model
     from archkit.ops import lower
     from archkit.spec import apply_overrides, load_spec
 
@@ -185,7 +184,7 @@ def step_speed(args, cache: Path, out_dir: Path) -> dict[str, Any]:
 
 
 def step_tvm(args, cache: Path, out_dir: Path) -> dict[str, Any]:
-    from archkit.device._latency._build import prepare_tvm_libraries
+    from archkit.device import prepare_tvm_libraries
 
     compile_minutes = None
     if args.tvm_precompile:

@@ -158,8 +158,7 @@ def evaluate(device: str, runtime: str, spaces: tuple[str, ...], networks: int, 
              output_dir: str, png: bool, cache_dir: str | None) -> None:
     """Measure held-out networks twice on DEVICE: prediction error and the noise floor."""
     from archkit.device import evaluate_latency_model
-    from archkit.report import save
-    from archkit.report._latency import draw_latency_scatter, latency_scatter_data
+    from archkit.report import draw_latency_scatter, latency_scatter_data, save
     from archkit.search import random_candidates
 
     evaluation = evaluate_latency_model(

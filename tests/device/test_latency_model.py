@@ -25,8 +25,7 @@ from archkit.device._latency import (
     predict_latency,
 )
 from archkit.device._latency._model import _fit_correction
-from archkit.search import parse_search_space
-from archkit.search._sample import random_candidates
+from archkit.search import parse_search_space, random_candidates
 from archkit.spec import apply_overrides, load_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,7 +134,7 @@ def test_prediction_imports_no_runtime(built):
         from archkit.device._latency import predict_latency
         from archkit.spec import apply_overrides, parse_spec
         from archkit.search import parse_search_space
-        from archkit.search._sample import random_candidates
+        from archkit.search import random_candidates
         space = parse_search_space({TINY_SPACE!r})
         spec = next(random_candidates([space], seed=0)).spec  # measured by the build
         print(predict_latency(spec, "host", cache_dir={str(cache)!r}))
