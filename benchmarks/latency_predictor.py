@@ -254,6 +254,9 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             f"{b['correction']['per_kernel_ms'] * 1e3:.2f} us, scales "
             + ", ".join(f"{k} {v:.2f}" for k, v in sorted(b["correction"]["scale"].items()))
             + f" (ridge {b['correction']['ridge']:g}).",
+            f"- Ran {results[key]['ran']}; 1-minute load average "
+            f"{results[key]['load_average_1min'][0]} at the start, "
+            f"{results[key]['load_average_1min'][1]} at the end (2 cores).",
             f"- Evaluation: {e['networks']} held-out networks, measured "
             f"{e['measured_ms_range'][0]:.2f}-{e['measured_ms_range'][1]:.2f} ms, second "
             f"measurement: {e['second_measurement']}; {e['minutes']:.1f} min.",
@@ -330,8 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for name in args.steps.split(","):
         start = time.strftime("%H:%M:%S")
+        load_before = os.getloadavg()[0]
         results[name] = STEPS[name](args, args.cache_dir, args.output_dir)
-        results[name]["ran"] = f"{start}-{time.strftime('%H:%M:%S')}"
+        results[name]["ran"] = f"{start}-{time.strftime('%H:%M:%S')} UTC"
+        results[name]["load_average_1min"] = [round(load_before, 2),
+                                              round(os.getloadavg()[0], 2)]
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(results, indent=2, default=str))
         write_report(results, args.output_dir / "latency_predictor.md")
