@@ -3,8 +3,8 @@
 - ``onnxruntime``: in-process on this machine (the ONNX file :func:`archkit.build.export_onnx`
   writes, CPU execution provider, ``intra_op_num_threads`` = the device's threads). Per-kernel
   times come from onnxruntime's own profiler (``SessionOptions.enable_profiling``) in a second
-  session; its node names carry the module path (``/blocks/blocks.7/depthwise/...``), which
-  names the archkit node.
+  session; the exporter records each ONNX node's module path (``blocks.7.depthwise``), which
+  names the archkit node its kernel belongs to.
 - ``tvm``: compiled as ``archkit profile --device`` compiles it (``torch.export`` -> Relax,
   BatchNorm folded, ``tvm.compile``; with the device's tuning records where the database has
   them), run in a local Relax VM with the device's thread count. Per-kernel times come from
@@ -61,7 +61,6 @@ class Measured:
     kernels_us: dict[str, float] | None = None
     rounds_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 class _Prepared:
