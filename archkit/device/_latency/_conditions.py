@@ -60,6 +60,9 @@ class TimingProtocol:
         interleave: Networks timed round-robin together.
         profile_runs: Profiled runs per network for per-kernel times.
         spinning: onnxruntime's ``session.intra_op.allow_spinning``.
+        tvm_spin_count: ``TVM_THREAD_POOL_SPIN_COUNT`` for TVM's worker threads (0: sleep at
+            once, like ``spinning`` False; None: TVM's default, which spins). TVM reads it
+            once per process, at its thread pool's first use.
     """
 
     warmup_runs: int = 10
@@ -69,13 +72,15 @@ class TimingProtocol:
     interleave: int = 4
     profile_runs: int = 10
     spinning: bool = False
+    tvm_spin_count: int | None = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TimingProtocol:
-        return cls(**data)
+        # Files from before a field existed were measured with the runtime's default.
+        return cls(**{"tvm_spin_count": None, **data})
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ End-to-end times of a group of networks are taken round-robin (see :class:`Timin
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import tempfile
@@ -463,6 +464,9 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
             return out
 
     if runtime == "tvm":
+        if protocol.tvm_spin_count is not None:
+            # Read by TVM once per process, when its thread pool first runs.
+            os.environ["TVM_THREAD_POOL_SPIN_COUNT"] = str(protocol.tvm_spin_count)
         # TVM's thread pools are thread-local: a fresh thread gets one sized as configured.
         from archkit.device._threads import call_in_thread
 
