@@ -200,6 +200,16 @@ def step_tvm(args, cache: Path, out_dir: Path) -> dict[str, Any]:
 STEPS = {"ort": step_ort, "adapt": step_adapt, "speed": step_speed, "tvm": step_tvm}
 
 
+#: Result keys and their labels, in report order (``tvm_spinning``: an earlier TVM run whose
+#: worker threads spun, TVM's default, kept beside the run with ``tvm_spin_count`` 0).
+SECTIONS = (
+    ("ort", "host / onnxruntime"),
+    ("adapt", "host-1t / onnxruntime, adapted from host"),
+    ("tvm", "host / tvm"),
+    ("tvm_spinning", "host / tvm, spinning TVM thread pool"),
+)
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
@@ -230,13 +240,11 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         "| evaluation | networks | within +-5% | within +-10% | mean error | worst error |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for key, label in (("ort", "host / onnxruntime"), ("adapt", "host-1t / onnxruntime, "
-                       "adapted from host"), ("tvm", "host / tvm")):
+    for key, label in SECTIONS:
         if key in results:
             lines += _eval_rows(label, results[key]["evaluate"])
     lines.append("")
-    for key, label in (("ort", "host / onnxruntime"), ("adapt", "host-1t / onnxruntime"),
-                       ("tvm", "host / tvm")):
+    for key, label in SECTIONS:
         if key not in results:
             continue
         b, e = results[key]["build"], results[key]["evaluate"]
