@@ -18,6 +18,7 @@ __all__ = ["main", "cli"]
 COMMANDS = {
     "profile": ("archkit.cli.profile", "Analytic costs (and device latency) of specs."),
     "search": ("archkit.cli.search", "Search width, resolution and expansion under budgets."),
+    "latency": ("archkit.cli.latency", "Build, list and evaluate device latency models."),
     "report": ("archkit.cli.report", "Write the paper's tables and Pareto plots to reports/."),
     "plot": ("archkit.cli.plot", "Pareto plots of specs, families and search runs."),
     "compare": ("archkit.cli.compare", "Costs of specs side by side, per stage, with differences."),

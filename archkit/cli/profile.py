@@ -37,7 +37,7 @@ __all__ = ["command"]
 @click.option("--runtime", type=click.Choice(["tvm", "onnxruntime"]), default="tvm",
               show_default=True,
               help="What runs the network on the device: TVM, or onnxruntime (on a board: "
-                   "`archkit serve` there).")
+                   "`archkit serve` there); with --predict, the runtime of the latency model.")
 @click.option("--tune", type=int, default=0, show_default=True,
               help="MetaSchedule tuning trials on the device before timing.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
@@ -48,17 +48,24 @@ __all__ = ["command"]
               help="The device is an emulator: label its timings 'emulated'.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="With --device: also time PyTorch eager and onnxruntime on this host.")
+@click.option("--predict", is_flag=True,
+              help="With --device: predict the latency with the device's latency model "
+                   "(archkit latency build), without contacting the device.")
+@click.option("--measure/--no-measure", default=None,
+              help="With --device: measure on the device [default: unless --predict].")
 def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
             expansion: float | None, fmt: str, per_layer: bool, dtype: str, convention: str,
             device: str | None, host: str | None, port: int | None, key: str | None,
             tracker: str | None, ssh: str | None, runtime: str, tune: int,
             cache_dir: str | None, repeats: int, emulated: bool | None,
-            baselines: bool) -> None:
+            baselines: bool, predict: bool, measure: bool | None) -> None:
     """Count MAdds, parameters and peak activation memory of each SPEC (a YAML file, or the
     name of a shipped spec: mobilenetv2, mobilenetv1, shufflenet_g3, ...).
 
     Counting is analytic (no model is built). With --device, each spec is also compiled
-    through TVM, checked against PyTorch on the device and timed there.
+    through TVM, checked against PyTorch on the device and timed there; with --device and
+    --predict, its latency is predicted by the device's latency model instead (per stage too),
+    in microseconds and without the device; --predict --measure does both.
 
     \b
     Examples:
@@ -80,7 +87,13 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
         for path in specs
     ]
     latencies: list[dict[str, Any] | None] = [None] * len(profiles)
-    if device is not None:
+    if (predict or measure) and device is None:
+        raise click.UsageError("--predict and --measure need --device")
+    if measure is None:
+        measure = not predict
+    if device is not None and predict:
+        latencies = _predict(profiles, device, runtime, measure)
+    elif device is not None and measure:
         from archkit.device import load_device, measure_specs
 
         target = load_device(device, host=host, port=port, key=key, tracker=tracker,
@@ -103,7 +116,7 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
 
 #: The options that only mean something with --device.
 _DEVICE_OPTIONS = ("host", "port", "key", "tracker", "ssh", "runtime", "tune", "cache_dir",
-                   "repeats", "emulated", "baselines")
+                   "repeats", "emulated", "baselines", "predict", "measure")
 
 
 def _refuse_device_options(ctx: click.Context) -> None:
@@ -140,11 +153,53 @@ def layer_rows(profile) -> list[dict[str, Any]]:
     ]
 
 
+def _predict(profiles, device: str, runtime: str, measure: bool) -> list[dict[str, Any]]:
+    """Predicted latency (total and per stage row) from the device's model; measured too
+    (under the model's protocol) with ``measure``."""
+    from archkit.device import load_latency_model, measure_networks
+    from archkit.ops import lower
+
+    model = load_latency_model(device, runtime=runtime)
+    out = []
+    for p in profiles:
+        explained = model.explain(p.spec)
+        stages: dict[int, float] = {}
+        for block, ms in zip(lower(p.spec).blocks, explained.blocks_ms, strict=True):
+            stages[block.row.index] = stages.get(block.row.index, 0.0) + ms
+        out.append({
+            "device": model.device,
+            "runtime": runtime,
+            "predicted_latency_ms": explained.latency_ms,
+            "predicted_stage_ms": stages,
+            "predicted_overhead_ms": explained.offset_ms,
+            "extrapolations": list(explained.extrapolations),
+            "model": {"networks": model.built.get("networks"),
+                      "created": model.built.get("created"),
+                      "adapted_from": (model.built.get("adapted_from") or {}).get("device")},
+        })
+    if measure:
+        measured = measure_networks([p.spec for p in profiles], model.device, runtime=runtime,
+                                    protocol=model.protocol)
+        for entry, value in zip(out, measured, strict=True):
+            if isinstance(value, float):
+                entry["latency_ms"] = value
+                entry["prediction_error"] = (entry["predicted_latency_ms"] - value) / value
+            else:
+                entry["error"] = str(value)
+    return out
+
+
 def _print_json(profiles, latencies, per_layer: bool) -> None:
     """Always a list, one object per spec (a program need not care how many it passed)."""
     docs = []
     for p, latency in zip(profiles, latencies, strict=True):
-        doc: dict[str, Any] = {"totals": p.totals(), "stages": list(p.stage_records)}
+        doc: dict[str, Any] = {"totals": p.totals(), "stages": [dict(r) for r in p.stage_records]}
+        if latency is not None and "predicted_latency_ms" in latency:
+            for stage in doc["stages"]:
+                stage["predicted_ms"] = latency["predicted_stage_ms"].get(stage["stage"])
+            doc["predicted_latency_ms"] = latency["predicted_latency_ms"]
+            if "latency_ms" in latency:
+                doc["latency_ms"] = latency["latency_ms"]
         if per_layer:
             doc["layers"] = layer_rows(p)
         if latency is not None:
@@ -208,7 +263,30 @@ def _print_tables(profiles, latencies, per_layer: bool) -> None:
         console.print()
 
 
+def _print_prediction(console, latency: dict[str, Any]) -> None:
+    adapted = latency["model"].get("adapted_from")
+    console.print(
+        f"[bold]predicted latency[/] on {latency['device']} ({latency['runtime']}): "
+        f"{latency['predicted_latency_ms']:.3f} ms (latency model of "
+        f"{latency['model']['networks']} measured networks"
+        + (f", adapted from {adapted}" if adapted else "") + "; no device contacted)"
+    )
+    stages = ", ".join(f"row {row}: {ms:.3f}" for row, ms in latency["predicted_stage_ms"].items())
+    console.print(f"  per stage (ms): {stages}; per-run overhead "
+                  f"{latency['predicted_overhead_ms']:.3f}")
+    for note in latency["extrapolations"]:
+        console.print(f"  [yellow]extrapolated[/]: {note}")
+    if "latency_ms" in latency:
+        console.print(f"  measured {latency['latency_ms']:.3f} ms (prediction error "
+                      f"{latency['prediction_error']:+.1%})")
+    elif latency.get("error"):
+        console.print(f"  [bold red]measurement failed[/]: {latency['error']}")
+
+
 def _print_latency(console, latency: dict[str, Any]) -> None:
+    if "predicted_latency_ms" in latency:
+        _print_prediction(console, latency)
+        return
     if latency.get("error"):
         console.print(f"[bold red]latency: failed[/]: {latency['error']}")
         return

@@ -40,6 +40,9 @@ FLAGS = {
     "budgets.peak_activation_bytes": "--budget-memory",
     "budgets.latency_ms": "--budget-latency",
     "device": "--device",
+    "latency": "--latency",
+    "latency_runtime": "--runtime",
+    "verify": "--verify",
     "objective": "--objective",
     "objective_options.data": "--data",
     "pareto": "--pareto",
@@ -106,6 +109,28 @@ def _choice_option(flag: str, choices: Any, default: str, help: str, *name: str)
 @click.option("--device-port", type=int, hidden=True)
 @click.option("--device-key", hidden=True)
 @click.option("--device-tracker", hidden=True)
+@click.option(
+    "--latency",
+    type=click.Choice(["auto", "model", "measure"]),
+    default="auto",
+    show_default=True,
+    help="model: predict with the device's latency model (archkit latency build) and measure "
+    "only the winners; measure: compile and time every candidate; auto: model if one exists.",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["tvm", "onnxruntime"]),
+    default="tvm",
+    show_default=True,
+    help="Runtime of the latency model.",
+)
+@click.option(
+    "--verify",
+    type=click.IntRange(0),
+    default=3,
+    show_default=True,
+    help="With a latency model: measure this many winners end to end.",
+)
 @_choice_option("--objective", ESTIMATORS, "published", "Accuracy estimator.")
 @click.option("--data", type=click.Path(), help="ImageFolder for --objective train.")
 @click.option(
@@ -235,6 +260,9 @@ def command(ctx: click.Context, space: str | None, **options: Any) -> None:
                 run_dir=o.run_dir,
                 device=o.device,
                 device_options=device_options,
+                latency=o.latency,
+                latency_runtime=o.runtime,
+                verify=o.verify,
                 memory_dtype=o.dtype,
                 memory_schedule=o.schedule,
                 top=o.top,
@@ -383,6 +411,7 @@ def _render(result: SearchResult, fmt: str) -> None:
                     "counts": info["counts"],
                     "objective": info["objective"],
                     "budgets": info["budgets"],
+                    "latency": info.get("latency"),
                     "results": records(best),
                 },
                 indent=2,
@@ -467,6 +496,7 @@ def _render(result: SearchResult, fmt: str) -> None:
     )
     for line in lines:
         console.print(line, soft_wrap=True, highlight=False)
+    _render_latency(console, info.get("latency"))
     if len(best):
         winner = result.run_dir / best["spec"].iloc[0]
         onnx = f"{winner.stem.split('_', 1)[-1]}.onnx"
@@ -501,3 +531,26 @@ def _console(table: Any) -> Any:
         needed = Console(width=10_000).measure(table).maximum
         console = Console(width=max(80, needed), highlight=False)
     return console
+
+
+def _render_latency(console: Any, latency: dict[str, Any] | None) -> None:
+    """Where the latencies came from and, with a model, the winners measured for real."""
+    if not latency:
+        return
+    if latency["source"] == "measure":
+        console.print(f"latency: measured on {latency['device']} for every candidate (TVM)"
+                      + (f"; {latency['note']}" if latency.get("note") else ""))
+        return
+    model = latency["model"]
+    console.print(
+        f"latency: predicted by the {latency['device']}/{latency['runtime']} latency model "
+        f"({model['networks']} measured networks, built {model['created']}); the winners "
+        "measured end to end:"
+    )
+    for i, w in enumerate(latency.get("winners", []), 1):
+        if "failed" in w:
+            console.print(f"  #{i} {w['spec']}: predicted {w['predicted_ms']:.3f} ms, "
+                          f"measurement failed: {w['failed']}")
+        else:
+            console.print(f"  #{i} {w['spec']}: predicted {w['predicted_ms']:.3f} ms, measured "
+                          f"{w['measured_ms']:.3f} ms ({w['error']:+.1%})")

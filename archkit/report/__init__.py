@@ -7,6 +7,7 @@ Data and drawing are apart: :func:`pareto_data` and :func:`figure5_data` return 
 
 from archkit.report._all import REPORT_FILES, write_all, write_figure5, write_memory_plot
 from archkit.report._draw import PNG_SIZE, draw, draw_figure5, find_browser, save
+from archkit.report._latency import LatencyScatter, draw_latency_scatter, latency_scatter_data
 from archkit.report._markdown import paper_tables_markdown, write_paper_tables
 from archkit.report._plot_data import (
     METRICS,
@@ -30,14 +31,17 @@ from archkit.report._tables import (
 __all__ = [
     "METRICS",
     "PNG_SIZE",
-    "PlotData",
     "REPORT_FILES",
+    "LatencyScatter",
+    "PlotData",
     "ReportError",
     "draw",
     "draw_figure5",
+    "draw_latency_scatter",
     "family_points",
     "figure5_data",
     "find_browser",
+    "latency_scatter_data",
     "load_trials",
     "match_kind",
     "paper_tables_markdown",

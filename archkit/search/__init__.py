@@ -38,6 +38,7 @@ from archkit.search._rundir import (
     winner_names,
     winner_ranks,
 )
+from archkit.search._sample import Candidate, random_candidates
 from archkit.search._space import (
     Range,
     SearchSpace,
@@ -52,6 +53,7 @@ __all__ = [
     "ArgumentError",
     "BEST_COLUMNS",
     "Budgets",
+    "Candidate",
     "ESTIMATORS",
     "Estimate",
     "Estimator",
@@ -82,6 +84,7 @@ __all__ = [
     "parse_memory",
     "parse_search_space",
     "published_calibration",
+    "random_candidates",
     "read_run_info",
     "records",
     "resolve_space",

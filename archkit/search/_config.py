@@ -18,9 +18,11 @@ from archkit.search._errors import SearchInputError
 from archkit.search._metrics import PARETO_METRICS
 from archkit.search._space import SearchSpace
 
-__all__ = ["SearchConfig", "parse_pareto"]
+__all__ = ["LATENCY_SOURCES", "SearchConfig", "parse_pareto"]
 
 DEFAULT_TRIALS = 100
+#: Where a candidate's latency comes from (see :class:`SearchConfig`).
+LATENCY_SOURCES = ("auto", "model", "measure")
 
 
 def parse_pareto(pareto: str | Sequence[str] | None, need_device: bool) -> tuple[str, ...]:
@@ -71,6 +73,12 @@ class SearchConfig:
         run_dir: default ``runs/<study_name>``.
         device: a device name for latency (``budgets.latency_ms``, ``pareto`` with latency).
         device_options: ``host``, ``port``, ``key``, ``tracker`` for ``load_device``.
+        latency: how a candidate's latency is found: ``model`` (the device's latency model,
+            ``archkit latency build``: microseconds, no device; the winners are measured at the
+            end), ``measure`` (compile and time every candidate on the device) or ``auto``
+            (the model when one exists for the device and runtime, else measure).
+        latency_runtime: the runtime of the latency model (``tvm`` or ``onnxruntime``).
+        verify: with a latency model, how many winners are measured at the end.
         memory_dtype, memory_schedule: how peak activation memory is counted.
         top: how many best results a single-objective run reports.
         worker: a number distinct per concurrent worker (offsets its sampler seed).
@@ -94,6 +102,9 @@ class SearchConfig:
     run_dir: str | Path | None = None
     device: str | None = None
     device_options: dict[str, Any] = field(default_factory=dict)
+    latency: str = "auto"
+    latency_runtime: str = "tvm"
+    verify: int = 3
     memory_dtype: str = "fp32"
     memory_schedule: str = "naive"
     top: int = 10
@@ -125,6 +136,16 @@ class SearchConfig:
                 "memory_schedule",
                 f"must be one of {', '.join(SCHEDULES)}, got {self.memory_schedule!r}",
             )
+        if self.latency not in LATENCY_SOURCES:
+            raise SearchInputError(
+                "latency", f"must be one of {', '.join(LATENCY_SOURCES)}, got {self.latency!r}"
+            )
+        if self.latency_runtime not in ("tvm", "onnxruntime"):
+            raise SearchInputError(
+                "latency_runtime", f"must be tvm or onnxruntime, got {self.latency_runtime!r}"
+            )
+        if not _whole(self.verify) or self.verify < 0:
+            raise SearchInputError("verify", f"must be a whole number >= 0, got {self.verify!r}")
         if self.budgets.latency_ms is not None and self.device is None:
             raise SearchInputError("budgets.latency_ms", "needs {device} (e.g. {device} rpi4)")
         set_(self, "pareto", parse_pareto(self.pareto, self.device is not None))

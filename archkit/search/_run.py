@@ -166,6 +166,9 @@ def search(
         "memory_schedule": config.memory_schedule,
         "device": config.device,
         "device_options": config.device_options,
+        "latency": config.latency,
+        "latency_runtime": config.latency_runtime,
+        "verify": config.verify,
         "top": config.top,
     }
     # Enough to resume; the storage URL is recorded without its password.
@@ -175,7 +178,12 @@ def search(
         "study_name": study_name,
     }
     # A device that cannot be reached is bad input too: find out before anything is written.
-    meter = LatencyMeter(config.device, config.device_options) if config.device else None
+    meter = (
+        LatencyMeter(config.device, config.device_options, config.latency,
+                     config.latency_runtime)
+        if config.device
+        else None
+    )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = ["maximize"] + [METRICS[m].direction for m in config.pareto[1:]]
     previous = read_run_info(run_dir) if config.resume else {}
@@ -253,6 +261,7 @@ def search(
             "objective": estimator.describe(),
             "pareto": list(config.pareto) or None,
             "device": config.device,
+            "latency": meter.describe() if meter is not None else None,
             "trials_target": max(target, finished + trials) if config.resume else trials,
             "created": created,
             "versions": _versions(),
@@ -298,6 +307,14 @@ def search(
     result = _write_or_explain(run, done, resume_hint)
     if interrupted is not None:
         raise SearchInterrupted(result, resume_hint) from None
+    if meter is not None and meter.model is not None and config.verify and not result.best.empty:
+        # Predicted latencies ranked the candidates; the winners are measured for real.
+        from archkit.spec import load_spec
+
+        winners = [load_spec(result.run_dir / path)
+                   for path in result.best["spec"].head(config.verify)]
+        run.info["latency"] = {**meter.describe(), "winners": meter.verify(winners)}
+        result = _write_or_explain(run, done, resume_hint)
     if result.best.empty and result.info["counts"]["trials"] > 0:
         lat = None
         if meter is not None and budgets.latency_ms is not None:
@@ -515,6 +532,9 @@ def resume_config(
         run_dir=run_dir,
         device=config.get("device"),
         device_options={**(config.get("device_options") or {}), **(device_options or {})},
+        latency=config.get("latency", "measure"),
+        latency_runtime=config.get("latency_runtime", "tvm"),
+        verify=config.get("verify", 3),
         memory_dtype=config["memory_dtype"],
         memory_schedule=config["memory_schedule"],
         top=top if top is not None else config.get("top", 10),

@@ -18,9 +18,13 @@ class FakeMeter:
     """Latency proportional to MAdds (1 ms per 5 M); counts what it was asked to measure."""
 
     measured: list = []
+    model = None  # no latency model: every candidate is "measured"
 
-    def __init__(self, device, options):
+    def __init__(self, device, options, latency="measure", runtime="tvm"):
         self.device = device
+
+    def describe(self):
+        return {"source": "measure", "device": self.device}
 
     def __call__(self, spec):
         from archkit.cost import count

@@ -1,0 +1,187 @@
+"""``archkit latency build|list|evaluate``: latency models built on the user's own device.
+
+Parses, calls :mod:`archkit.device` (measuring, fitting, predicting) and
+:func:`archkit.search.random_candidates` (the networks), renders.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from archkit.device import RUNTIMES
+
+__all__ = ["DEFAULT_SPACES", "command"]
+
+#: The spaces a model is built from and evaluated on unless --space says otherwise.
+DEFAULT_SPACES = ("mobilenetv2_stages", "mobilenetv2", "mobilenetv1")
+
+
+def _spaces(values: tuple[str, ...]) -> list[Any]:
+    from archkit.search import resolve_space
+
+    return [resolve_space(v)[0] for v in (values or DEFAULT_SPACES)]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@click.group("latency")
+def command() -> None:
+    """Latency models: measure networks on a device once, then predict any network of the
+    search spaces in microseconds (archkit profile --predict, archkit search --device)."""
+
+
+_runtime_option = click.option(
+    "--runtime", type=click.Choice(RUNTIMES), default="onnxruntime", show_default=True,
+    help="onnxruntime (in-process on this machine) or tvm (compiled as archkit profile "
+         "--device compiles, with the device's tuning records where it has them).",
+)
+_cache_option = click.option(
+    "--cache-dir", type=click.Path(file_okay=False), default=None,
+    help="Cache root (default $ARCHKIT_CACHE_DIR or ~/.cache/archkit); models go to "
+         "<cache>/latency/.",
+)
+_space_option = click.option(
+    "--space", "spaces", multiple=True, metavar="FILE|NAME",
+    help="Search space to draw networks from (repeatable; default: "
+         + ", ".join(DEFAULT_SPACES) + ").",
+)
+
+
+@command.command("build")
+@click.argument("device")
+@_runtime_option
+@_space_option
+@click.option("--minutes", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
+              help="Time budget; measuring stops in time to fit.")
+@click.option("--networks", type=click.IntRange(min=1), default=None,
+              help="Stop after this many new networks (default: as many as the time allows; "
+                   "20 with --from).")
+@click.option("--from", "from_device", metavar="DEVICE", default=None,
+              help="Adapt DEVICE's model: keep its kernel regressors, refit the correction on "
+                   "end-to-end measurements here.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the network draws.")
+@_cache_option
+def build(device: str, runtime: str, spaces: tuple[str, ...], minutes: float,
+          networks: int | None, from_device: str | None, seed: int,
+          cache_dir: str | None) -> None:
+    """Measure random networks of the spaces on DEVICE and fit its latency model.
+
+    Resumable: every measured network is appended to <cache>/latency/DEVICE-RUNTIME.jsonl as
+    it comes; running the command again continues from there and refits on everything.
+    """
+    from archkit.device import build_latency_model
+    from archkit.search import random_candidates
+
+    if from_device is not None and networks is None:
+        networks = 20
+    result = build_latency_model(
+        device, random_candidates(_spaces(spaces), seed=seed), runtime=runtime,
+        minutes=minutes, networks=networks, from_model=from_device, cache_dir=cache_dir,
+    )
+    console = _console()
+    why = {"networks": "reached --networks", "minutes": "reached the --minutes budget",
+           "candidates": "no more candidates"}[result.stopped_by]
+    kernels = f", {result.kernels:,} kernels" if result.kernels else ""
+    console.print(
+        f"[bold]{result.model.device}/{runtime}[/]: measured {result.new_networks} new networks "
+        f"({why}); the model has {result.networks} networks{kernels}, "
+        f"{result.minutes:.1f} min of measuring and fitting in all"
+    )
+    for name, reason in result.failed:
+        console.print(f"[yellow]failed[/] {name}: {reason}")
+    fit = result.stats
+    if "out_of_fold_within_10pct" in fit:
+        console.print(
+            f"fit on its own networks (out of fold): {fit['out_of_fold_within_10pct']:.0%} "
+            f"within +-10%, {fit['out_of_fold_within_5pct']:.0%} within +-5%, mean error "
+            f"{fit['out_of_fold_mean_error']:.1%}; check it on new networks with: archkit "
+            f"latency evaluate {result.model.device} --runtime {runtime} --networks 100"
+        )
+    adapted = result.model.built.get("adapted_from")
+    if adapted:
+        console.print(f"adapted from {adapted['device']} (its {adapted['networks']} networks' "
+                      f"kernel regressors) with {result.networks} end-to-end measurements here")
+    click.echo(str(result.path))
+
+
+@command.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@_cache_option
+def list_models(fmt: str, cache_dir: str | None) -> None:
+    """The stored latency models, one per (device, runtime)."""
+    from archkit.device import list_latency_models
+
+    models = list_latency_models(cache_dir)
+    if fmt == "json":
+        click.echo(json.dumps(models, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="latency models")
+    for column in ("device", "runtime", "networks", "kernels", "build min", "from", "version",
+                   "threads", "tuning", "created"):
+        table.add_column(column)
+    for m in models:
+        table.add_row(m["device"], m["runtime"], str(m["networks"]), str(m["kernels"]),
+                      f"{m['build_minutes']:.1f}" if m["build_minutes"] is not None else "",
+                      m["adapted_from"] or "", m["runtime_version"], str(m["threads"]),
+                      m["tuning"] or "", m["created"] or "")
+    console = Console()
+    if models:
+        console.print(table)
+    else:
+        console.print("no latency models yet; build one with: archkit latency build host")
+
+
+@command.command("evaluate")
+@click.argument("device")
+@_runtime_option
+@_space_option
+@click.option("--networks", type=click.IntRange(min=1), required=True,
+              help="Held-out networks to measure (never ones the model was built from).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the network draws.")
+@click.option("--output-dir", type=click.Path(file_okay=False), default="reports",
+              show_default=True, help="Where the CSV and the scatter plot go.")
+@click.option("--png/--no-png", default=True, show_default=True,
+              help="Also write the scatter plot as PNG (needs Chromium).")
+@_cache_option
+def evaluate(device: str, runtime: str, spaces: tuple[str, ...], networks: int, seed: int,
+             output_dir: str, png: bool, cache_dir: str | None) -> None:
+    """Measure held-out networks twice on DEVICE: prediction error and the noise floor."""
+    from archkit.device import evaluate_latency_model
+    from archkit.report import draw_latency_scatter, latency_scatter_data, save
+    from archkit.search import random_candidates
+
+    evaluation = evaluate_latency_model(
+        device, random_candidates(_spaces(spaces), seed=seed), networks, runtime=runtime,
+        cache_dir=cache_dir,
+    )
+    summary = evaluation.summary
+    stem = Path(output_dir) / f"latency_{summary['device']}_{runtime}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    evaluation.frame().to_csv(stem.with_suffix(".csv"), index=False)
+    written = save(draw_latency_scatter(latency_scatter_data(evaluation.rows, summary)), stem,
+                   png=png)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary['device']}/{runtime}: {summary['networks']} held-out networks")
+    for column in ("", "within +-5%", "within +-10%", "mean error", "worst error"):
+        table.add_column(column, justify="right")
+    for label, key in (("prediction vs measured", "prediction"),
+                       ("measured twice (noise floor)", "noise_floor")):
+        s = summary[key]
+        table.add_row(label, f"{s['within_5pct']:.1%}", f"{s['within_10pct']:.1%}",
+                      f"{s['mean_error']:.1%}", f"{s['worst_error']:.1%}")
+    Console().print(table)
+    click.echo(f"wrote {stem.with_suffix('.csv')}, " + ", ".join(str(p) for p in written))

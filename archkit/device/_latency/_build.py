@@ -1,0 +1,514 @@
+"""Build, adapt and evaluate latency models on the user's own device.
+
+The networks come from the caller (``archkit.search.random_candidates`` draws them from search
+spaces); this module measures them with :func:`measure_group`, appends every result to the
+measurements file as it comes, fits, and writes the model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from archkit.device._errors import MeasurementError
+from archkit.device._latency._conditions import RUNTIMES, Conditions, TimingProtocol, differences
+from archkit.device._latency._errors import LatencyModelError
+from archkit.device._latency._kernels import kernel_rows, network_fingerprint
+from archkit.device._latency._model import LatencyModel, fit_model
+from archkit.device._latency._predict import (
+    conditions_now,
+    load_latency_model,
+    resolve_device,
+)
+from archkit.device._latency._runtimes import Measured, measure_group
+from archkit.device._latency._store import (
+    append_record,
+    compiled_dir,
+    data_path,
+    model_path,
+    read_records,
+    start_data,
+    write_model_json,
+)
+
+__all__ = [
+    "BuildResult",
+    "Evaluation",
+    "build_latency_model",
+    "evaluate_latency_model",
+    "measure_networks",
+    "prepare_tvm_libraries",
+]
+
+#: Seconds kept at the end of a build's time budget for fitting.
+_FIT_RESERVE_S = 30.0
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build did.
+
+    Attributes:
+        model: The fitted model.
+        path: Where it was written.
+        networks: Networks measured in all (this run and earlier ones it resumed).
+        new_networks: Networks measured by this run.
+        kernels: Kernels with measured times (0 for an adapted model).
+        minutes: Measuring and fitting time over every run that contributed.
+        stats: Fit statistics (out-of-fold error of the whole model on its own data).
+        failed: Networks that failed to measure in this run, as ``(name, reason)``.
+        stopped_by: ``networks`` (reached the count), ``minutes`` (time budget) or
+            ``candidates`` (the stream ended).
+    """
+
+    model: LatencyModel
+    path: Any
+    networks: int
+    new_networks: int
+    kernels: int
+    minutes: float
+    stats: dict[str, Any]
+    failed: tuple[tuple[str, str], ...] = ()
+    stopped_by: str = "networks"
+
+
+def _record(candidate: Any, network: Any, measured: Measured, kernels: bool) -> dict[str, Any]:
+    return {
+        "name": candidate.name,
+        "space": getattr(candidate, "space", None),
+        "params": getattr(candidate, "params", None),
+        "fingerprint": network_fingerprint(network),
+        "e2e_ms": measured.e2e_ms,
+        "repeats_ms": [round(v, 5) for v in measured.repeats_ms],
+        "rounds_ms": measured.rounds_ms,
+        "kernels": [[b, n, k, list(f)] for b, n, k, f in kernel_rows(network)],
+        "kernels_us": measured.kernels_us if kernels else None,
+        "seconds": round(measured.seconds, 3),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _fresh(candidates: Iterable[Any], seen: set[str]) -> Iterator[tuple[Any, Any]]:
+    """Candidates (with their lowered networks) whose network was not measured yet."""
+    from archkit.ops import lower
+
+    for candidate in candidates:
+        network = lower(candidate.spec)
+        fingerprint = network_fingerprint(network)
+        if fingerprint in seen:
+            continue
+        seen.add(fingerprint)
+        yield candidate, network
+
+
+def _progress(total: int | None, description: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    bar = Progress(
+        TextColumn(f"[bold]{description}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=Console(stderr=True),
+    )
+    bar.add_task("networks", total=total, note="")
+    bar.start()
+    return bar
+
+
+def _measure_loop(
+    candidates: Iterable[Any],
+    device: Any,
+    runtime: str,
+    protocol: TimingProtocol,
+    path: Any,
+    seen: set[str],
+    *,
+    kernels: bool,
+    networks: int | None,
+    deadline: float,
+    database: Any,
+    progress: bool,
+    on_record: Callable[[dict[str, Any]], None] | None,
+    libraries: Any = None,
+) -> tuple[int, list[tuple[str, str]], str]:
+    stream = _fresh(candidates, seen)
+    done, failed = 0, []
+    stopped_by = "networks"
+    bar = _progress(networks, f"measuring on {device.name} ({runtime})", progress)
+    try:
+        while True:
+            if networks is not None and done >= networks:
+                stopped_by = "networks"
+                break
+            if time.monotonic() >= deadline:
+                stopped_by = "minutes"
+                break
+            size = protocol.interleave
+            if networks is not None:
+                size = min(size, networks - done)
+            group = []
+            for item in stream:
+                group.append(item)
+                if len(group) >= size:
+                    break
+            if not group:
+                stopped_by = "candidates"
+                break
+            results = measure_group([c.spec for c, _ in group], device, runtime, protocol,
+                                    kernels=kernels, database=database,
+                                    compiled_dir=libraries)
+            for (candidate, network), result in zip(group, results, strict=True):
+                if isinstance(result, MeasurementError):
+                    failed.append((candidate.name, result.reason))
+                    continue
+                record = _record(candidate, network, result, kernels)
+                append_record(path, record)
+                done += 1
+                if on_record is not None:
+                    on_record(record)
+            if bar is not None:
+                bar.update(bar.task_ids[0], completed=done,
+                           note=f"{len(failed)} failed" if failed else "")
+    finally:
+        if bar is not None:
+            bar.stop()
+    return done, failed, stopped_by
+
+
+def _check_data_conditions(path: Any, now: Conditions) -> None:
+    built, _, _ = read_records(path)
+    diff = differences(built, now)
+    if diff:
+        raise LatencyModelError(
+            f"{path} holds measurements taken under other conditions ("
+            + "; ".join(diff)
+            + "): they cannot be mixed with new ones. Move the file away to start again."
+        )
+
+
+def build_latency_model(
+    device: Any,
+    candidates: Iterable[Any],
+    *,
+    runtime: str = "onnxruntime",
+    minutes: float | None = 30.0,
+    networks: int | None = None,
+    from_model: str | None = None,
+    protocol: TimingProtocol | None = None,
+    cache_dir: Any = None,
+    progress: bool = True,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> BuildResult:
+    """Measure networks on ``device``, fit a latency model and store it (resumable).
+
+    Every measured network is appended to ``<cache>/latency/<device>-<runtime>.jsonl`` as it
+    comes; a second call continues from there (networks already measured are skipped) and
+    refits on everything. Measuring stops after ``networks`` new networks, at the ``minutes``
+    budget (a part is kept for fitting), or when ``candidates`` runs out.
+
+    Args:
+        device: A device name or :class:`~archkit.device.DeviceProfile` (local).
+        candidates: Networks to measure: objects with ``name`` and ``spec`` (and optionally
+            ``space`` and ``params``), e.g. ``archkit.search.random_candidates(spaces)``.
+        runtime: ``onnxruntime`` or ``tvm``.
+        minutes: Time budget for this call (None: no limit).
+        networks: Stop after this many new networks (None: no limit).
+        from_model: Adapt this device's model (same runtime) instead of building from scratch:
+            its kernel regressors are kept and only the network correction is refitted on
+            end-to-end times measured here (no per-kernel profiling).
+        protocol: Timing protocol (default :class:`TimingProtocol`; a resumed build keeps the
+            protocol of its measurements file).
+        cache_dir: Cache root (default :func:`archkit.device.default_cache_dir`).
+        progress: Show a progress bar on stderr.
+        on_record: Called with every measured record (for tests and reports).
+
+    Raises:
+        LatencyModelError: Unknown runtime, data measured under other conditions, too little
+            data to fit, or ``from_model`` missing or built under another runtime version.
+        DeviceError: The device is remote or unknown.
+    """
+    if runtime not in RUNTIMES:
+        raise LatencyModelError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    started = time.monotonic()
+    device = resolve_device(device)
+    now, database_folder = conditions_now(device, runtime, for_build=True)
+    database = None
+    if runtime == "tvm" and now.tuning != "untuned":
+        from archkit.device._latency._runtimes import tuning_state
+
+        _, database = tuning_state(database_folder)
+    path = data_path(device.name, runtime, cache_dir)
+    seen: set[str] = set()
+    if path.exists():
+        _check_data_conditions(path, now)
+        _, stored_protocol, old_records = read_records(path)
+        protocol = stored_protocol
+        seen = {r["fingerprint"] for r in old_records}
+    else:
+        protocol = protocol or TimingProtocol()
+        start_data(path, now, protocol)
+
+    base = None
+    if from_model is not None:
+        base = load_latency_model(from_model, runtime=runtime, cache_dir=cache_dir, check=False)
+        if base.conditions.runtime_version != now.runtime_version:
+            raise LatencyModelError(
+                f"{from_model}/{runtime} was built with {runtime} "
+                f"{base.conditions.runtime_version}, here it is {now.runtime_version}: "
+                "adapting across runtime versions is not supported; rebuild it first"
+            )
+    budget_s = math.inf if minutes is None else minutes * 60.0
+    deadline = started + max(0.0, budget_s - (0.0 if base else _FIT_RESERVE_S))
+    done, failed, stopped_by = _measure_loop(
+        candidates, device, runtime, protocol, path, seen, kernels=base is None,
+        networks=networks, deadline=deadline, database=database, progress=progress,
+        on_record=on_record,
+        libraries=compiled_dir(now, cache_dir) if runtime == "tvm" else None,
+    )
+    _, _, records = read_records(path)
+    measuring_minutes = sum(r.get("seconds", 0.0) for r in records) / 60.0
+    fit_start = time.monotonic()
+    built = {
+        "networks": len(records),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "spaces": sorted({r["space"] for r in records if r.get("space")}),
+        "data": str(path),
+    }
+    if base is not None:
+        if not records:
+            raise LatencyModelError(f"no network could be measured on {device.name}")
+        built.update(kernels=0, adapted_from={
+            "device": base.device, "conditions": base.conditions.to_dict(),
+            "networks": base.built.get("networks"), "kernels": base.built.get("kernels"),
+        })
+        model = base.adapted(records, now, built)
+        stats = {"networks": len(records), "kernels": 0}
+    else:
+        model, stats = fit_model([r for r in records if r.get("kernels_us")], now, protocol,
+                                 built)
+        built["kernels"] = stats["kernels"]
+    minutes_total = measuring_minutes + (time.monotonic() - fit_start) / 60.0
+    built["minutes"] = round(minutes_total, 2)
+    built["fit"] = stats
+    model.built = built
+    out = write_model_json(model_path(device.name, runtime, cache_dir), model.to_json())
+    return BuildResult(model, out, len(records), done, int(built["kernels"]), minutes_total,
+                       stats, tuple(failed), stopped_by)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Predicted vs measured on held-out networks.
+
+    Attributes:
+        rows: One dict per network: ``name``, ``space``, ``params``, ``predicted_ms``,
+            ``measured_ms`` (first measurement), ``measured_again_ms`` (second),
+            ``error`` (relative, predicted vs the first measurement), ``repeat_error``
+            (second vs first), ``extrapolated``.
+        summary: Shares within +-5% and +-10% and mean/worst error, for the prediction and for
+            the device's own repeatability (the noise floor), with the counts.
+    """
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def frame(self) -> Any:
+        """The rows as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+
+def _shares(errors: list[float]) -> dict[str, float]:
+    n = max(1, len(errors))
+    return {
+        "within_5pct": sum(e <= 0.05 for e in errors) / n,
+        "within_10pct": sum(e <= 0.10 for e in errors) / n,
+        "mean_error": sum(errors) / n,
+        "worst_error": max(errors, default=0.0),
+    }
+
+
+def evaluate_latency_model(
+    device: Any,
+    candidates: Iterable[Any],
+    networks: int,
+    *,
+    runtime: str = "onnxruntime",
+    cache_dir: Any = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Measure ``networks`` held-out networks twice and compare with the model's predictions.
+
+    Networks the model was built from (by fingerprint, from its measurements file) are skipped.
+    Each network is measured end to end twice: with onnxruntime in two separate passes over all
+    networks (a fresh export and session each time, minutes apart); with TVM (a compile takes a
+    minute) in two separate timing rounds of the same compiled group. The share of networks
+    whose two measurements agree within +-10% is the noise floor a predictor cannot beat.
+
+    Raises:
+        LatencyModelError: No model, or one built under other conditions.
+    """
+    device = resolve_device(device)
+    model = load_latency_model(device, runtime=runtime, cache_dir=cache_dir)
+    path = data_path(device.name, runtime, cache_dir)
+    seen: set[str] = set()
+    if path.exists():
+        seen = {r["fingerprint"] for r in read_records(path)[2]}
+    chosen = []
+    for candidate, network in _fresh(candidates, seen):
+        chosen.append((candidate, network))
+        if len(chosen) >= networks:
+            break
+    protocol = model.protocol
+    libraries = compiled_dir(model.conditions, cache_dir) if runtime == "tvm" else None
+    specs = [c.spec for c, _ in chosen]
+    group = protocol.interleave
+    two_passes = runtime == "onnxruntime"
+    first: list[Any] = []
+    second: list[Any] = []
+    total = len(chosen) * (2 if two_passes else 1)
+    bar = _progress(total, f"evaluating on {device.name} ({runtime})", progress)
+    try:
+        for start in range(0, len(specs), group):
+            results = measure_group(specs[start:start + group], device, runtime, protocol,
+                                    kernels=False, rounds=1 if two_passes else 2,
+                                    compiled_dir=libraries)
+            first.extend(results)
+            if bar is not None:
+                bar.update(bar.task_ids[0], advance=len(results))
+        if two_passes:
+            # The second pass runs in reverse order, so each network's two measurements are
+            # far apart in time (drift in the machine's load shows up as disagreement).
+            order = list(range(len(specs)))[::-1]
+            again: dict[int, Any] = {}
+            for start in range(0, len(order), group):
+                idx = order[start:start + group]
+                results = measure_group([specs[i] for i in idx], device, runtime, protocol,
+                                        kernels=False)
+                again.update(zip(idx, results, strict=True))
+                if bar is not None:
+                    bar.update(bar.task_ids[0], advance=len(results))
+            second = [again[i] for i in range(len(specs))]
+    finally:
+        if bar is not None:
+            bar.stop()
+    rows = []
+    for i, (candidate, _network) in enumerate(chosen):
+        m1 = first[i]
+        if isinstance(m1, MeasurementError):
+            rows.append({"name": candidate.name, "error_message": m1.reason})
+            continue
+        if two_passes:
+            m2 = second[i]
+            again_ms = None if isinstance(m2, MeasurementError) else m2.e2e_ms
+        else:
+            again_ms = m1.rounds_ms[1] if len(m1.rounds_ms) > 1 else None
+        explained = model.explain(candidate.spec)
+        measured = m1.e2e_ms
+        rows.append({
+            "name": candidate.name,
+            "space": getattr(candidate, "space", None),
+            "params": getattr(candidate, "params", None),
+            "predicted_ms": explained.latency_ms,
+            "measured_ms": measured,
+            "measured_again_ms": again_ms,
+            "error": abs(explained.latency_ms - measured) / measured,
+            "signed_error": (explained.latency_ms - measured) / measured,
+            "repeat_error": None if again_ms is None else abs(again_ms - measured) / measured,
+            "extrapolated": len(explained.extrapolations),
+        })
+    ok = [r for r in rows if "error" in r]
+    errors = [r["error"] for r in ok]
+    repeat = [r["repeat_error"] for r in ok if r["repeat_error"] is not None]
+    summary = {
+        "device": device.name,
+        "runtime": runtime,
+        "networks": len(ok),
+        "failed": len(rows) - len(ok),
+        "prediction": _shares(errors),
+        "noise_floor": _shares(repeat),
+        "noise_floor_networks": len(repeat),
+        "second_measurement": "separate pass" if two_passes else "separate timing round",
+        "model_networks": model.built.get("networks"),
+    }
+    return Evaluation(rows, summary)
+
+
+def prepare_tvm_libraries(device: Any, candidates: Iterable[Any], networks: int, *,
+                          cache_dir: Any = None, progress: bool = True) -> int:
+    """Compile the TVM libraries a later build or evaluation will time.
+
+    Compiling is about a minute per network and does not care about load; timing does. This
+    compiles ahead the first ``networks`` networks that ``build_latency_model`` (or
+    ``evaluate_latency_model``) will draw from ``candidates`` (skipping those already measured
+    for this device), so the timing can run later, on a quiet machine, in seconds per network.
+
+    Returns:
+        The number of libraries compiled (those already there are not recompiled).
+    """
+    from archkit.device._latency._runtimes import compiled_library, tuning_state
+
+    device = resolve_device(device)
+    now, folder = conditions_now(device, "tvm", for_build=True)
+    database = tuning_state(folder)[1] if now.tuning != "untuned" else None
+    path = data_path(device.name, "tvm", cache_dir)
+    seen = {r["fingerprint"] for r in read_records(path)[2]} if path.exists() else set()
+    target = compiled_dir(now, cache_dir)
+    done = 0
+    bar = _progress(networks, f"compiling for {device.name} (tvm)", progress)
+    try:
+        for count, (candidate, _network) in enumerate(_fresh(candidates, seen)):
+            if count >= networks:
+                break
+            compiled_library(candidate.spec, device, database, target, target)
+            done += 1
+            if bar is not None:
+                bar.update(bar.task_ids[0], completed=done)
+    finally:
+        if bar is not None:
+            bar.stop()
+    return done
+
+
+def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxruntime",
+                     protocol: TimingProtocol | None = None) -> list[float | MeasurementError]:
+    """End-to-end latency (ms) of each spec on a local device, under a model's protocol.
+
+    What a search calls to check its winners against the model's predictions: the same
+    runtime, thread count and timing protocol the model was built with, so the two compare.
+
+    Returns:
+        Per spec, the median latency in ms or the :class:`MeasurementError` it failed with.
+    """
+    if runtime not in RUNTIMES:
+        raise LatencyModelError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    device = resolve_device(device)
+    protocol = protocol or TimingProtocol()
+    database = None
+    if runtime == "tvm":
+        from archkit.device._latency._runtimes import tuning_state
+
+        now, folder = conditions_now(device, runtime, for_build=True)
+        database = tuning_state(folder)[1] if now.tuning != "untuned" else None
+    out: list[float | MeasurementError] = []
+    for start in range(0, len(specs), protocol.interleave):
+        group = specs[start:start + protocol.interleave]
+        for result in measure_group(group, device, runtime, protocol, kernels=False,
+                                    database=database):
+            out.append(result if isinstance(result, MeasurementError) else result.e2e_ms)
+    return out

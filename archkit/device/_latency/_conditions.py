@@ -1,0 +1,202 @@
+"""What a latency model was built under, and how it was measured.
+
+A model is only as good as the conditions it was measured in: nn-Meter's users most often
+report predictions that disagree with their own board because the predictor was built under
+another runtime version, governor or thread count. Every model records :class:`Conditions`;
+a prediction under other conditions is refused with what differs and how to rebuild.
+
+Reading the current conditions imports neither tvm nor onnxruntime (package metadata only).
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from archkit.device._farm import RUNTIMES
+from archkit.device._latency._kernels import FEATURES_VERSION
+
+__all__ = [
+    "RUNTIMES",
+    "Conditions",
+    "TimingProtocol",
+    "current_conditions",
+    "differences",
+]
+
+#: Runtimes a latency model can be built for.
+
+_DISTRIBUTIONS = {"onnxruntime": "onnxruntime", "tvm": "apache-tvm"}
+
+
+@dataclass(frozen=True)
+class TimingProtocol:
+    """How every network is timed (the same for building and evaluating a model).
+
+    On a shared 2-core machine repeatability comes from: a fixed runtime thread count (the
+    device's ``threads``); ``warmup_runs`` untimed runs; ``repeats`` timed repeats, each long
+    enough (``min_repeat_ms`` of back-to-back runs) that a timer tick or one preemption is a
+    small part of it; the median over repeats (a slow spell moves a few repeats, not the
+    median); and interleaving: the repeats of a group of ``interleave`` networks are taken
+    round-robin, so load that comes and goes is spread over the group instead of landing on one
+    network. Per-kernel times come from ``profile_runs`` separate profiled runs (per-kernel
+    median); they train the kernel regressors, end-to-end times fit the network correction.
+
+    onnxruntime's intra-op threads do not spin between kernels (``spinning`` False): on a
+    shared 2-core machine a spinning pool fights other processes for the cores and a
+    descheduled spinner stalls every parallel kernel. Measured here under load, the medians of
+    eight rounds of one network (MobileNetV2 1.0/160, 2 threads) spread 6.9x with spinning and
+    1.35x without, in the same minute.
+
+    Attributes:
+        warmup_runs: Untimed runs before timing.
+        repeats: Timed repeats (the statistic is over these).
+        min_repeat_ms: Minimum length of one repeat.
+        statistic: ``median`` of the repeats.
+        interleave: Networks timed round-robin together.
+        profile_runs: Profiled runs per network for per-kernel times.
+        spinning: onnxruntime's ``session.intra_op.allow_spinning``.
+        tvm_spin_count: ``TVM_THREAD_POOL_SPIN_COUNT`` for TVM's worker threads (0: sleep at
+            once, like ``spinning`` False; None: TVM's default, which spins). TVM reads it
+            once per process, at its thread pool's first use.
+    """
+
+    warmup_runs: int = 10
+    repeats: int = 15
+    min_repeat_ms: float = 25.0
+    statistic: str = "median"
+    interleave: int = 4
+    profile_runs: int = 10
+    spinning: bool = False
+    tvm_spin_count: int | None = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TimingProtocol:
+        # Files from before a field existed were measured with the runtime's default.
+        return cls(**{"tvm_spin_count": None, **data})
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """Everything a latency model's numbers depend on besides the network.
+
+    Attributes:
+        device: Device name.
+        runtime: ``onnxruntime`` or ``tvm``.
+        runtime_version: Version of the runtime.
+        torch_version: Version of torch (it exports the networks the runtime runs).
+        threads: Runtime threads (the device profile's ``threads``).
+        cpu: The CPU model (``/proc/cpuinfo``) for local devices; the profile's target for boards.
+        target: The device profile's target as written (``host`` or a TVM target dict).
+        governor: The CPU frequency governor where readable (None otherwise).
+        tuning: TVM only: ``untuned``, or ``tuned:<records>`` (records in the device database).
+        features_version: Version of the kernel features.
+    """
+
+    device: str
+    runtime: str
+    runtime_version: str
+    torch_version: str
+    threads: int
+    cpu: str
+    target: Any
+    governor: str | None = None
+    tuning: str | None = None
+    features_version: int = FEATURES_VERSION
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Conditions:
+        return cls(**data)
+
+
+#: Fields whose difference makes a model's predictions meaningless (``device`` is the key of
+#: the file; ``extra`` is informative only).
+_COMPARED = (
+    "runtime_version",
+    "torch_version",
+    "threads",
+    "cpu",
+    "target",
+    "governor",
+    "tuning",
+    "features_version",
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _governor() -> str | None:
+    try:
+        path = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def current_conditions(device: Any, runtime: str, *, tuning: str | None = None) -> Conditions:
+    """The conditions a measurement on ``device`` with ``runtime`` would run under now.
+
+    Args:
+        device: A :class:`~archkit.device.DeviceProfile`.
+        runtime: ``onnxruntime`` or ``tvm``.
+        tuning: TVM's tuning state (``untuned`` or ``tuned:<records>``), if known.
+    """
+    local = not device.is_remote
+    target = device.target if isinstance(device.target, str) else dict(device.target)
+    return Conditions(
+        device=device.name,
+        runtime=runtime,
+        runtime_version=_version(_DISTRIBUTIONS[runtime]),
+        torch_version=_version("torch"),
+        threads=int(device.threads),
+        cpu=_cpu_model() if local else str(target),
+        target=target,
+        governor=_governor() if local else None,
+        tuning=tuning if runtime == "tvm" else None,
+    )
+
+
+def differences(built: Conditions, now: Conditions) -> list[str]:
+    """Human lines ``threads: built with 2, now 1`` for every compared field that differs.
+
+    A governor that cannot be read now (or could not then) is not a difference: only two
+    readable, different governors are.
+    """
+    lines = []
+    for name in _COMPARED:
+        then, current = getattr(built, name), getattr(now, name)
+        if name == "governor" and (then is None or current is None):
+            continue
+        if name == "tuning" and (then is None or current is None):
+            continue
+        if then != current:
+            lines.append(f"{name.replace('_', ' ')}: built with {then}, now {current}")
+    return lines

@@ -1,0 +1,357 @@
+"""How well archkit's latency models predict, on this machine: onnxruntime, adapting, TVM.
+
+Run (from the repo root; each step appends to runs/latency_predictor.json, and the report is
+rebuilt from that file after every step, so steps can run separately and be repeated)::
+
+    .venv/bin/python benchmarks/latency_predictor.py --steps ort,adapt,speed,tvm
+
+Steps:
+- ``ort``: build ``host``/onnxruntime from the three MobileNet spaces (``--ort-minutes``), then
+  evaluate on ``--ort-eval`` held-out networks, each measured twice (the noise floor).
+- ``adapt``: ``host-1t`` (this machine, 1 thread) adapted from ``host``'s model with
+  ``--adapt-networks`` end-to-end measurements, evaluated on ``--adapt-eval`` held-out networks.
+- ``speed``: prediction time for MobileNetV2 1.0/224, cold (first call, blocks not cached,
+  spec not lowered) and warm, and per candidate over a stream of random candidates.
+- ``tvm``: build ``host``/tvm from ``--tvm-networks`` networks and evaluate on ``--tvm-eval``.
+  TVM compiles take 15-60 s per network; ``--tvm-precompile`` compiles the libraries first
+  (not timing-sensitive) so that the timing runs in seconds per network.
+
+Writes reports/latency_predictor.md, per evaluation a CSV and a predicted-vs-measured scatter
+(reports/latency_<device>_<runtime>.{csv,html,png}).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SPACES = ("mobilenetv2_stages", "mobilenetv2", "mobilenetv1")
+
+
+def _spaces():
+    from archkit._data import shipped_file
+    from archkit.search import load_search_space
+
+    return [load_search_space(shipped_file("search_spaces", name)) for name in SPACES]
+
+
+def _candidates(seed: int):
+    from archkit.search import random_candidates
+
+    return random_candidates(_spaces(), seed=seed)
+
+
+def _evaluate(device: str, runtime: str, networks: int, seed: int, cache: Path,
+              out_dir: Path) -> dict[str, Any]:
+    from archkit.device import evaluate_latency_model
+    from archkit.report import draw_latency_scatter, latency_scatter_data, save
+
+    start = time.monotonic()
+    evaluation = evaluate_latency_model(device, _candidates(seed), networks, runtime=runtime,
+                                        cache_dir=cache)
+    minutes = (time.monotonic() - start) / 60
+    stem = out_dir / f"latency_{device}_{runtime}"
+    frame = evaluation.frame()
+    frame.to_csv(stem.with_suffix(".csv"), index=False)
+    save(draw_latency_scatter(latency_scatter_data(evaluation.rows, evaluation.summary)), stem)
+    ok = frame.dropna(subset=["error"])
+    per_space = {
+        space: {"networks": int(len(g)), "within_10pct": float((g["error"] <= 0.10).mean()),
+                "within_5pct": float((g["error"] <= 0.05).mean()),
+                "mean_error": float(g["error"].mean()),
+                "mean_signed_error": float(g["signed_error"].mean()),
+                "noise_within_10pct": float((g["repeat_error"] <= 0.10).mean())}
+        for space, g in ok.groupby("space")
+    }
+    worst = ok.sort_values("error", ascending=False).head(5)
+    # Where errors come from: are the worst predictions also networks the device does not
+    # repeat (noise), or ones it repeats well (model error)?
+    noisy = ok["repeat_error"] > 0.05
+    return {
+        **evaluation.summary,
+        "minutes": minutes,
+        "per_space": per_space,
+        "worst": worst[["name", "predicted_ms", "measured_ms", "measured_again_ms", "error",
+                        "repeat_error"]].to_dict("records"),
+        "error_when_repeatable": float(ok.loc[~noisy, "error"].mean()) if (~noisy).any() else None,
+        "within_10pct_when_repeatable": (float((ok.loc[~noisy, "error"] <= 0.10).mean())
+                                         if (~noisy).any() else None),
+        "repeatable_networks": int((~noisy).sum()),
+        "error_vs_mean_of_two": float(
+            (abs(ok["predicted_ms"] - (ok["measured_ms"] + ok["measured_again_ms"]) / 2)
+             / ((ok["measured_ms"] + ok["measured_again_ms"]) / 2) <= 0.10).mean()),
+        "measured_ms_range": [float(ok["measured_ms"].min()), float(ok["measured_ms"].max())],
+        "files": [str(stem.with_suffix(s)) for s in (".csv", ".html", ".png")],
+    }
+
+
+def _build(device: str, runtime: str, cache: Path, **kwargs: Any) -> dict[str, Any]:
+    from archkit.device import build_latency_model
+
+    start = time.monotonic()
+    result = build_latency_model(device, _candidates(kwargs.pop("seed", 0)), runtime=runtime,
+                                 cache_dir=cache, **kwargs)
+    return {
+        "device": device,
+        "runtime": runtime,
+        "networks": result.networks,
+        "new_networks": result.new_networks,
+        "kernels": result.kernels,
+        "build_minutes": result.minutes,
+        "wall_minutes_this_run": (time.monotonic() - start) / 60,
+        "stopped_by": result.stopped_by,
+        "failed": len(result.failed),
+        "fit": result.stats,
+        "correction": result.model.correction,
+        "conditions": result.model.conditions.to_dict(),
+        "protocol": result.model.protocol.to_dict(),
+    }
+
+
+def step_ort(args, cache: Path, out_dir: Path) -> dict[str, Any]:
+    build = _build("host", "onnxruntime", cache, minutes=args.ort_minutes)
+    evaluation = _evaluate("host", "onnxruntime", args.ort_eval, 1, cache, out_dir)
+    return {"build": build, "evaluate": evaluation}
+
+
+def step_adapt(args, cache: Path, out_dir: Path) -> dict[str, Any]:
+    build = _build("host-1t", "onnxruntime", cache, minutes=30, networks=args.adapt_networks,
+                   from_model="host", seed=2)
+    evaluation = _evaluate("host-1t", "onnxruntime", args.adapt_eval, 3, cache, out_dir)
+    return {"build": build, "evaluate": evaluation}
+
+
+def step_speed(args, cache: Path, out_dir: Path) -> dict[str, Any]:
+    from archkit.device import load_latency_model
+    from archkit.ops import lower
+    from archkit.spec import apply_overrides, load_spec
+
+    base = load_spec(ROOT / "specs" / "mobilenetv2.yaml")
+    model = load_latency_model("host", runtime="onnxruntime", cache_dir=cache)
+    cold = []
+    for i in range(20):
+        # A spec never seen (lower's cache misses) and an empty block cache.
+        spec = apply_overrides(base, width=1.0 + i * 1e-9, resolution=224)
+        model._blocks.clear()
+        model._kernels.clear()
+        start = time.perf_counter()
+        model.predict(spec)
+        cold.append(time.perf_counter() - start)
+    spec = apply_overrides(base, width=1.0, resolution=224)
+    model.predict(spec)
+    warm = []
+    for _ in range(2000):
+        start = time.perf_counter()
+        model.predict(spec)
+        warm.append(time.perf_counter() - start)
+    # Warm blocks, new spec object each time (what a search sees when it revisits a shape).
+    fresh = [apply_overrides(base, width=1.0, resolution=224) for _ in range(200)]
+    lower.cache_clear()
+    new_object = []
+    for s in fresh:
+        start = time.perf_counter()
+        model.predict(s)
+        new_object.append(time.perf_counter() - start)
+    stream = []
+    model._blocks.clear()
+    model._kernels.clear()
+    candidates = _candidates(7)
+    specs = [next(candidates).spec for _ in range(1000)]
+    for s in specs:
+        start = time.perf_counter()
+        model.predict(s)
+        stream.append(time.perf_counter() - start)
+    us = 1e6
+    return {
+        "mobilenetv2_cold_us": statistics.median(cold) * us,
+        "mobilenetv2_warm_us": statistics.median(warm) * us,
+        "mobilenetv2_warm_new_spec_object_us": statistics.median(new_object) * us,
+        "random_stream_mean_us": statistics.mean(stream) * us,
+        "random_stream_median_us": statistics.median(stream) * us,
+        "random_stream_first100_mean_us": statistics.mean(stream[:100]) * us,
+        "random_stream_last100_mean_us": statistics.mean(stream[-100:]) * us,
+        "blocks_cached_after_stream": len(model._blocks),
+        "kernels_cached_after_stream": len(model._kernels),
+    }
+
+
+def step_tvm(args, cache: Path, out_dir: Path) -> dict[str, Any]:
+    from archkit.device import prepare_tvm_libraries
+
+    compile_minutes = None
+    if args.tvm_precompile:
+        start = time.monotonic()
+        prepare_tvm_libraries("host", _candidates(0), args.tvm_networks, cache_dir=cache)
+        prepare_tvm_libraries("host", _candidates(1), args.tvm_eval, cache_dir=cache)
+        compile_minutes = (time.monotonic() - start) / 60
+    build = _build("host", "tvm", cache, minutes=args.tvm_minutes, networks=args.tvm_networks)
+    evaluation = _evaluate("host", "tvm", args.tvm_eval, 1, cache, out_dir)
+    return {"build": build, "evaluate": evaluation, "compile_minutes_this_run": compile_minutes}
+
+
+STEPS = {"ort": step_ort, "adapt": step_adapt, "speed": step_speed, "tvm": step_tvm}
+
+
+#: Result keys and their labels, in report order (``tvm_spinning``: an earlier TVM run whose
+#: worker threads spun, TVM's default, kept beside the run with ``tvm_spin_count`` 0).
+SECTIONS = (
+    ("ort", "host / onnxruntime"),
+    ("adapt", "host-1t / onnxruntime, adapted from host"),
+    ("tvm", "host / tvm"),
+    ("tvm_spinning", "host / tvm, spinning TVM thread pool"),
+)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _eval_rows(label: str, e: dict[str, Any]) -> list[str]:
+    p, n = e["prediction"], e["noise_floor"]
+    return [
+        f"| {label}: prediction vs 1st measurement | {e['networks']} | {_pct(p['within_5pct'])} "
+        f"| {_pct(p['within_10pct'])} | {_pct(p['mean_error'])} | {_pct(p['worst_error'])} |",
+        f"| {label}: 2nd vs 1st measurement (noise floor) | {e['noise_floor_networks']} | "
+        f"{_pct(n['within_5pct'])} | {_pct(n['within_10pct'])} | {_pct(n['mean_error'])} | "
+        f"{_pct(n['worst_error'])} |",
+    ]
+
+
+def write_report(results: dict[str, Any], path: Path) -> None:
+    lines = [
+        "# Latency predictor: how well archkit's latency models predict on this machine",
+        "",
+        "Generated by `benchmarks/latency_predictor.py` (raw numbers: "
+        "`runs/latency_predictor.json`). Host: "
+        f"{results.get('host', {}).get('cpu', '?')}, {results.get('host', {}).get('cores', '?')}"
+        " cores, shared with other work. Networks drawn at random from "
+        "`search_spaces/mobilenetv2_stages.yaml`, `mobilenetv2.yaml` and `mobilenetv1.yaml` "
+        "(Optuna's RandomSampler, as a search draws them); held-out networks never include one "
+        "the model was built from (same kernels = same network).",
+        "",
+        "| evaluation | networks | within +-5% | within +-10% | mean error | worst error |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, label in SECTIONS:
+        if key in results:
+            lines += _eval_rows(label, results[key]["evaluate"])
+    lines.append("")
+    for key, label in SECTIONS:
+        if key not in results:
+            continue
+        b, e = results[key]["build"], results[key]["evaluate"]
+        lines += [
+            f"## {label}",
+            "",
+            f"- Build: {b['networks']} networks ({b['kernels']:,} kernels with measured times) "
+            f"in {b['build_minutes']:.1f} min of measuring and fitting"
+            + (f" (this run: {b['wall_minutes_this_run']:.1f} min wall)" if b else "")
+            + f"; stopped by {b['stopped_by']}; {b['failed']} failed.",
+            f"- Out of fold on its own data: {_pct(b['fit'].get('out_of_fold_within_10pct'))} "
+            f"within +-10%." if "out_of_fold_within_10pct" in b["fit"] else
+            "- Adapted: kernel regressors from host, correction refitted on these networks.",
+            f"- Correction: offset {b['correction']['offset_ms']:.3f} ms, per kernel "
+            f"{b['correction']['per_kernel_ms'] * 1e3:.2f} us, scales "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(b["correction"]["scale"].items()))
+            + f" (ridge {b['correction']['ridge']:g}).",
+            f"- Ran {results[key]['ran']}; 1-minute load average "
+            f"{results[key]['load_average_1min'][0]} at the start, "
+            f"{results[key]['load_average_1min'][1]} at the end (2 cores).",
+            f"- Evaluation: {e['networks']} held-out networks, measured "
+            f"{e['measured_ms_range'][0]:.2f}-{e['measured_ms_range'][1]:.2f} ms, second "
+            f"measurement: {e['second_measurement']}; {e['minutes']:.1f} min.",
+            f"- Within +-10% of the mean of the two measurements: "
+            f"{_pct(e['error_vs_mean_of_two'])}. On the {e['repeatable_networks']} networks "
+            f"whose two measurements agree within 5%: mean error "
+            f"{_pct(e['error_when_repeatable'])}, {_pct(e['within_10pct_when_repeatable'])} "
+            "within +-10%.",
+            "",
+            "| space | networks | within +-5% | within +-10% | mean error | mean signed error "
+            "| noise floor within +-10% |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for space, s in e["per_space"].items():
+            lines.append(f"| {space} | {s['networks']} | {_pct(s['within_5pct'])} | "
+                         f"{_pct(s['within_10pct'])} | {_pct(s['mean_error'])} | "
+                         f"{s['mean_signed_error']:+.1%} | {_pct(s['noise_within_10pct'])} |")
+        lines += ["", "Worst predictions:", "",
+                  "| network | predicted ms | measured ms | measured again ms | error | repeat |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for w in e["worst"]:
+            again = w["measured_again_ms"]
+            lines.append(f"| `{w['name']}` | {w['predicted_ms']:.3f} | {w['measured_ms']:.3f} "
+                         f"| {again:.3f} | {w['error']:.1%} | {_pct(w['repeat_error'])} |")
+        lines += ["", f"Files: {', '.join('`' + f + '`' for f in e['files'])}", ""]
+    if "speed" in results:
+        s = results["speed"]
+        lines += [
+            "## Prediction time",
+            "",
+            f"- MobileNetV2 1.0/224, warm (blocks cached, same spec): "
+            f"{s['mobilenetv2_warm_us']:.1f} us; a new but equal spec object: "
+            f"{s['mobilenetv2_warm_new_spec_object_us']:.1f} us.",
+            f"- Cold (spec never lowered, no block or kernel cached): "
+            f"{s['mobilenetv2_cold_us']:.0f} us (lowering, features, one xgboost call per "
+            "kernel kind).",
+            f"- 1,000 random candidates of the three spaces in a row: mean "
+            f"{s['random_stream_mean_us']:.0f} us, median {s['random_stream_median_us']:.0f} us "
+            f"(first 100: {s['random_stream_first100_mean_us']:.0f} us, last 100: "
+            f"{s['random_stream_last100_mean_us']:.0f} us; {s['blocks_cached_after_stream']:,} "
+            f"blocks and {s.get('kernels_cached_after_stream', 0):,} kernels cached).",
+            "",
+        ]
+    if "notes" in results:
+        lines += ["## Notes", "", *results["notes"], ""]
+    path.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", default="ort,adapt,speed,tvm")
+    ap.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "latency-cache")
+    ap.add_argument("--output-dir", type=Path, default=ROOT / "reports")
+    ap.add_argument("--results", type=Path, default=ROOT / "runs" / "latency_predictor.json")
+    ap.add_argument("--ort-minutes", type=float, default=20.0)
+    ap.add_argument("--ort-eval", type=int, default=100)
+    ap.add_argument("--adapt-networks", type=int, default=20)
+    ap.add_argument("--adapt-eval", type=int, default=60)
+    ap.add_argument("--tvm-networks", type=int, default=45)
+    ap.add_argument("--tvm-eval", type=int, default=30)
+    ap.add_argument("--tvm-minutes", type=float, default=30.0)
+    ap.add_argument("--tvm-precompile", action="store_true")
+    args = ap.parse_args(argv)
+
+    import os
+    import platform
+
+    from archkit.device._latency._conditions import _cpu_model
+
+    results: dict[str, Any] = {}
+    if args.results.exists():
+        results = json.loads(args.results.read_text())
+    results["host"] = {"cpu": _cpu_model(), "cores": os.cpu_count(), "node": platform.node()}
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    for name in args.steps.split(","):
+        start = time.strftime("%H:%M:%S")
+        load_before = os.getloadavg()[0]
+        results[name] = STEPS[name](args, args.cache_dir, args.output_dir)
+        results[name]["ran"] = f"{start}-{time.strftime('%H:%M:%S')} UTC"
+        results[name]["load_average_1min"] = [round(load_before, 2),
+                                              round(os.getloadavg()[0], 2)]
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps(results, indent=2, default=str))
+        write_report(results, args.output_dir / "latency_predictor.md")
+        print(f"{name}: done ({results[name]['ran']})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""``archkit latency list`` and ``archkit profile --predict`` as a user runs them, on a model
+fitted to synthetic per-kernel times (no measurement: these check the plumbing, not accuracy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from archkit import apply_overrides, load_spec
+from archkit.device import TimingProtocol, load_device
+from archkit.device._latency._conditions import current_conditions
+from archkit.device._latency._kernels import kernel_rows, network_fingerprint
+from archkit.device._latency._model import fit_model
+from archkit.device._latency._store import model_path, write_model_json
+from archkit.ops import lower
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "specs" / "mobilenetv2.yaml"
+
+
+def _synthetic_records() -> list[dict]:
+    records = []
+    base = load_spec(SPEC)
+    for i, (width, resolution) in enumerate([(w, r) for w in (0.35, 0.5, 0.75, 1.0)
+                                             for r in (96, 128, 160, 192, 224)]):
+        network = lower(apply_overrides(base, width=width, resolution=resolution))
+        kernels = list(kernel_rows(network))
+        # 1 us per 100k MAdds plus 3 us per kernel; 0.2 ms of per-run overhead.
+        times = {f"{b}:{n}": f[9] / 1e5 + 3.0 for b, n, _, f in kernels}
+        records.append({
+            "name": f"net{i}", "fingerprint": network_fingerprint(network),
+            "kernels": [[b, n, k, list(f)] for b, n, k, f in kernels], "kernels_us": times,
+            "e2e_ms": sum(times.values()) / 1e3 + 0.2,
+        })
+    return records
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cache")
+    conditions = current_conditions(load_device("host"), "onnxruntime")
+    model, stats = fit_model(_synthetic_records(), conditions, TimingProtocol(),
+                             {"networks": 20, "kernels": 0, "created": "now"})
+    assert stats["out_of_fold_within_10pct"] == 1.0  # an exact sum is learned as one
+    write_model_json(model_path("host", "onnxruntime", folder), model.to_json())
+    return folder
+
+
+def run(cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ARCHKIT_CACHE_DIR": str(cache), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "archkit.cli", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120, env=env)
+
+
+def test_latency_list(cache):
+    proc = run(cache, "latency", "list", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    [entry] = json.loads(proc.stdout)
+    assert (entry["device"], entry["runtime"], entry["networks"]) == ("host", "onnxruntime", 20)
+    table = run(cache, "latency", "list")
+    assert table.returncode == 0 and "onnxruntime" in table.stdout
+
+
+def test_profile_predict_json_has_total_and_stage_predictions(cache):
+    proc = run(cache, "profile", str(SPEC), "--device", "host", "--runtime", "onnxruntime",
+               "--predict", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    stages = [s["predicted_ms"] for s in doc["stages"]]
+    assert all(ms is not None for ms in stages)
+    assert doc["predicted_latency_ms"] == pytest.approx(
+        sum(stages) + doc["latency"]["predicted_overhead_ms"])
+    assert "latency_ms" not in doc  # --predict alone measures nothing
+    # The synthetic device: MobileNetV2 1.0/224's MAdds / 100k us plus 3 us per kernel + 0.2 ms.
+    network = lower(load_spec(SPEC))
+    expected = sum(f[9] / 1e5 + 3.0 for *_, f in kernel_rows(network)) / 1e3 + 0.2
+    # The linear baseline extrapolates: 1.0/224 is the largest network measured.
+    assert doc["predicted_latency_ms"] == pytest.approx(expected, rel=0.01)
+
+
+def test_profile_predict_without_model_is_exit_2(cache):
+    proc = run(cache, "profile", str(SPEC), "--device", "host", "--predict")  # runtime tvm
+    assert proc.returncode == 2
+    assert "archkit latency build host --runtime tvm" in proc.stderr
+
+
+def test_predict_needs_device(cache):
+    proc = run(cache, "profile", str(SPEC), "--predict")
+    assert proc.returncode == 2 and "--device" in proc.stderr

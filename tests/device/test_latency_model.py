@@ -1,0 +1,314 @@
+"""Latency models: a real (tiny) onnxruntime build round-trips through JSON, predictions use no
+device, a model built under other conditions is refused, an unseen kernel kind is an error, and
+the fitting pieces recover known answers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from archkit.device._latency import (
+    LatencyModel,
+    LatencyModelError,
+    TimingProtocol,
+    _runtimes,
+    build_latency_model,
+    evaluate_latency_model,
+    list_latency_models,
+    load_latency_model,
+    predict_latency,
+)
+from archkit.device._latency._model import _fit_correction
+from archkit.search import parse_search_space, random_candidates
+from archkit.spec import apply_overrides, load_spec
+
+REPO = Path(__file__).resolve().parents[2]
+
+TINY_SPACE = textwrap.dedent(
+    """
+    name: tiny
+    base:
+      name: tiny
+      input: {resolution: 32, channels: 3}
+      num_classes: 10
+      width: 1.0
+      layers:
+        - {op: conv2d, c: 16, s: 2}
+        - {op: bottleneck, t: 1, c: 8, n: 1, s: 1}
+        - {op: bottleneck, t: 6, c: 16, n: 2, s: 2}
+        - {op: conv2d, c: 64, kernel: 1}
+        - {op: avgpool}
+        - {op: fc}
+    width: {low: 0.5, high: 1.0}
+    resolution: {low: 32, high: 64, step: 16}
+    expansion: {low: 2, high: 6, step: 1}
+    """
+)
+#: A protocol short enough for tests (the numbers are not meant to be accurate).
+FAST = TimingProtocol(warmup_runs=2, repeats=3, min_repeat_ms=2.0, interleave=3, profile_runs=3)
+HOST_1T = "name: host-1t\ntarget: host\nthreads: 1\nconnection: {kind: local}\n"
+
+
+@pytest.fixture(scope="module")
+def space():
+    return parse_search_space(TINY_SPACE, source="<tiny>")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, space):
+    cache = tmp_path_factory.mktemp("latency-cache")
+    records = []
+    result = build_latency_model("host", random_candidates([space], seed=0), networks=6,
+                                 minutes=None, protocol=FAST, cache_dir=cache, progress=False,
+                                 on_record=records.append)
+    return cache, result, records
+
+
+def test_build_round_trips_through_json(built, space):
+    cache, result, records = built
+    assert result.networks == 6 and result.new_networks == 6 and len(records) == 6
+    assert result.kernels == sum(len(r["kernels"]) for r in records)
+    data = json.loads(result.path.read_text())
+    assert data["format"] == "archkit-latency-model"
+    assert data["conditions"]["runtime"] == "onnxruntime"
+    assert data["conditions"]["threads"] == result.model.conditions.threads
+    assert data["protocol"] == FAST.to_dict()
+    assert "xgboost" in data["kinds"]["conv_1x1"]  # xgboost's own JSON, not a pickle
+    again = LatencyModel.from_json(data)
+    for _, candidate in zip(range(5), random_candidates([space], seed=9), strict=False):
+        spec = candidate.spec
+        assert again.predict(spec) == pytest.approx(result.model.predict(spec), rel=1e-9)
+        assert again.predict(spec) > 0
+    [listed] = list_latency_models(cache)
+    assert (listed["device"], listed["runtime"], listed["networks"]) == ("host", "onnxruntime", 6)
+
+
+def test_per_kernel_times_name_archkit_nodes(built):
+    _, _, records = built
+    record = records[0]
+    nodes = {f"{b}:{n}" for b, n, _, _ in record["kernels"]}
+    measured = set(record["kernels_us"]) - {"network"}
+    assert measured and measured <= nodes
+    # Every convolution ran as a kernel of its own (onnxruntime fuses its BN and activation).
+    convs = {f"{b}:{n}" for b, n, kind, _ in record["kernels"] if kind.startswith("conv")}
+    assert convs <= measured
+
+
+def test_build_resumes_without_remeasuring(built, space):
+    cache, _, records = built
+    seen = {r["fingerprint"] for r in records}
+    more = []
+    result = build_latency_model("host", random_candidates([space], seed=0), networks=2,
+                                 minutes=None, cache_dir=cache, progress=False,
+                                 on_record=more.append)
+    assert result.new_networks == 2 and result.networks == 8
+    assert not seen & {r["fingerprint"] for r in more}
+    # The resumed build keeps the protocol its measurements were taken with.
+    assert result.model.protocol == FAST
+
+
+def test_prediction_uses_no_device(built, space, monkeypatch):
+    cache, _, _ = built
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a prediction must not measure")
+
+    monkeypatch.setattr(_runtimes, "measure_group", boom)
+    monkeypatch.setattr("archkit.device.measure_latency", boom)
+    monkeypatch.setattr("onnxruntime.InferenceSession", boom)
+    spec = next(random_candidates([space], seed=3)).spec
+    assert predict_latency(spec, "host", cache_dir=cache) > 0
+
+
+def test_prediction_imports_no_runtime(built):
+    cache, _, _ = built
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from archkit.device._latency import predict_latency
+        from archkit.spec import apply_overrides, parse_spec
+        from archkit.search import parse_search_space
+        from archkit.search import random_candidates
+        space = parse_search_space({TINY_SPACE!r})
+        spec = next(random_candidates([space], seed=0)).spec  # measured by the build
+        print(predict_latency(spec, "host", cache_dir={str(cache)!r}))
+        print(sorted(m for m in ("torch", "tvm", "onnxruntime") if m in sys.modules))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    value, modules = out.stdout.strip().splitlines()
+    assert float(value) > 0 and modules == "[]"
+
+
+def _copy_with(cache: Path, tmp_path: Path, **conditions) -> Path:
+    source = cache / "latency" / "host-onnxruntime.json"
+    data = json.loads(source.read_text())
+    data["conditions"].update(conditions)
+    target = tmp_path / "latency" / "host-onnxruntime.json"
+    target.parent.mkdir(parents=True)
+    target.write_text(json.dumps(data))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"threads": 64}, "threads: built with 64, now"),
+        ({"runtime_version": "0.0.1"}, "runtime version: built with 0.0.1, now"),
+        ({"torch_version": "1.0"}, "torch version: built with 1.0"),
+        ({"cpu": "Some Other CPU"}, "cpu: built with Some Other CPU"),
+    ],
+)
+def test_foreign_model_is_refused(built, tmp_path, changes, expected):
+    cache, _, _ = built
+    other = _copy_with(cache, tmp_path, **changes)
+    with pytest.raises(LatencyModelError) as err:
+        load_latency_model("host", cache_dir=other)
+    message = str(err.value)
+    assert expected in message
+    assert "archkit latency build host --runtime onnxruntime" in message
+    with pytest.raises(LatencyModelError, match="built under other conditions"):
+        predict_latency(load_spec(REPO / "specs" / "mobilenetv2.yaml"), "host", cache_dir=other)
+
+
+def test_model_of_another_format_is_refused(built):
+    cache, result, _ = built
+    data = result.model.to_json()
+    data["features"] = data["features"][:-1]
+    with pytest.raises(LatencyModelError, match="another archkit"):
+        LatencyModel.from_json(data)
+    with pytest.raises(LatencyModelError, match="not an archkit latency model"):
+        LatencyModel.from_json({"format": "pickle"})
+
+
+def test_missing_model_says_how_to_build(tmp_path):
+    with pytest.raises(LatencyModelError, match="archkit latency build host --runtime tvm"):
+        load_latency_model("host", runtime="tvm", cache_dir=tmp_path)
+    with pytest.raises(LatencyModelError, match="runtime must be one of"):
+        load_latency_model("host", runtime="tflite", cache_dir=tmp_path)
+
+
+def test_unseen_kernel_kind_is_a_clear_error(built):
+    _, result, _ = built
+    shufflenet = apply_overrides(load_spec(REPO / "specs" / "shufflenet_g3.yaml"), resolution=64)
+    with pytest.raises(LatencyModelError) as err:
+        result.model.predict(shufflenet)
+    message = str(err.value)
+    assert "never measured" in message and "archkit latency build host" in message
+    assert "maxpool" in message or "conv_grouped" in message or "shuffle" in message
+
+
+def test_extrapolation_is_flagged(built, space):
+    _, result, _ = built
+    inside = next(random_candidates([space], seed=0)).spec  # the build's first network
+    assert result.model.explain(inside).extrapolations == ()
+    wide = replace(space.base, width=1.4, resolution=96)
+    explained = result.model.explain(wide)
+    assert explained.extrapolations and "outside the measured" in explained.extrapolations[0]
+    assert explained.latency_ms == pytest.approx(result.model.predict(wide))
+    assert len(explained.blocks_ms) == len(space.base.rows) + 1  # the stage of 2 repeats
+
+
+def test_adapting_to_another_device(built, space, tmp_path):
+    cache, _, _ = built
+    device = tmp_path / "host-1t.yaml"
+    device.write_text(HOST_1T)
+    records = []
+    adapted = build_latency_model(device, random_candidates([space], seed=21), networks=3,
+                                  minutes=None, from_model="host", cache_dir=cache,
+                                  progress=False, on_record=records.append)
+    assert adapted.new_networks == 3 and adapted.kernels == 0
+    assert all(r["kernels_us"] is None for r in records)  # end to end only
+    model = adapted.model
+    assert model.conditions.threads == 1 and model.device == "host-1t"
+    assert model.built["adapted_from"]["device"] == "host"
+    # The regressors are reused as they are; only the correction is refitted.
+    base = load_latency_model("host", cache_dir=cache)
+    assert model.to_json()["kinds"] == base.to_json()["kinds"]
+    assert model.correction != base.correction
+    spec = next(random_candidates([space], seed=0)).spec
+    assert predict_latency(spec, device, cache_dir=cache) > 0
+
+
+def test_evaluate_measures_held_out_networks_twice(built, space):
+    cache, _, records = built
+    evaluation = evaluate_latency_model("host", random_candidates([space], seed=0), 2,
+                                        cache_dir=cache, progress=False)
+    assert evaluation.summary["networks"] == 2
+    assert {r["name"] for r in evaluation.rows}.isdisjoint({r["name"] for r in records})
+    for row in evaluation.rows:
+        assert row["measured_ms"] > 0 and row["measured_again_ms"] > 0
+        assert row["error"] == pytest.approx(
+            abs(row["predicted_ms"] - row["measured_ms"]) / row["measured_ms"])
+    assert 0.0 <= evaluation.summary["noise_floor"]["within_10pct"] <= 1.0
+
+
+def test_correction_recovers_known_parameters():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    sums = rng.uniform(0.1, 5.0, size=(60, 3))
+    counts = rng.integers(30, 70, size=60).astype(float)
+    y = 0.4 + 0.003 * counts + sums @ np.array([1.2, 1.2, 1.2])
+    fit = _fit_correction(sums, counts, y, ["a", "b", "c"])
+    assert fit["offset_ms"] == pytest.approx(0.4, rel=1e-3)
+    assert fit["per_kernel_ms"] == pytest.approx(0.003, rel=1e-3)
+    assert all(s == pytest.approx(1.2, rel=1e-3) for s in fit["scale"].values())
+    # Per-kind scales are found when the data asks for them.
+    y2 = 0.4 + 0.003 * counts + sums @ np.array([1.0, 2.0, 0.5])
+    fit2 = _fit_correction(sums, counts, y2, ["a", "b", "c"])
+    assert [fit2["scale"][k] for k in "abc"] == pytest.approx([1.0, 2.0, 0.5], rel=0.05)
+
+
+def test_tvm_calls_are_attributed_to_archkit_nodes(space):
+    from archkit.ops import lower
+
+    spec = space.candidate(space.smallest())
+    network = lower(spec)
+    calls, expected = [], {}
+    for block in network.blocks:
+        for node in block.nodes:
+            key = f"{block.index}:{node.name}"
+            x = node.in_shapes[0]
+            if node.prim == "conv":
+                k, g = node.attrs["kernel"], node.attrs["groups"]
+                weight = (node.out_shape.channels, x.channels // g, k, k)
+                calls += [("conv2d", 3e-6, [(1, x.channels, x.height, x.width), weight]),
+                          ("add", 1e-6, [(1, 1), (1, 1)]), ("tir_clip", 1e-6, [(1, 1)])]
+                expected[key] = 5.0
+            elif node.prim == "add":
+                shape = (1, x.channels, x.height, x.width)
+                calls.append(("add7", 2e-6, [shape, shape, shape]))
+                expected[key] = 2.0
+            elif node.prim == "global_avgpool":
+                calls.append(("mean", 1e-6, [(1, 1, 1, 1)]))
+                expected[key] = 1.0
+            elif node.prim == "linear":
+                calls += [("vm.builtin.reshape", 1e-6, []), ("matmul", 4e-6, [(1, 2), (2, 3)]),
+                          ("add9", 1e-6, [(3,), (1, 3)])]
+                expected[key] = 5.0
+    got = _runtimes._attribute_tvm_calls(calls, network)
+    assert got.pop("network") == pytest.approx(1.0)
+    assert got == pytest.approx(expected)
+
+
+def test_tvm_times_every_kernel_of_a_whole_network_run(space, tmp_path):
+    from archkit.device import load_device
+    from archkit.ops import lower
+
+    spec = next(random_candidates([space], seed=4)).spec
+    [measured] = _runtimes.measure_group([spec], load_device("host"), "tvm", FAST,
+                                         kernels=True, compiled_dir=tmp_path)
+    assert measured.e2e_ms > 0
+    network = lower(spec)
+    convs = {f"{b.index}:{n.name}" for b in network.blocks for n in b.nodes if n.prim == "conv"}
+    assert convs <= set(measured.kernels_us)
+    assert len(list(tmp_path.glob("*.so"))) == 1  # compiled once, reused by later runs
