@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,20 +15,10 @@ __all__ = ["host_baselines"]
 def _time_ms(fn: Any, repeats: int, min_repeat_ms: float = 20.0) -> dict[str, float]:
     import numpy as np
 
-    for _ in range(3):  # warm-up
-        fn()
-    t0 = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t0, 1e-6)
-    number = max(1, int(np.ceil(min_repeat_ms / 1e3 / once)))
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - t0) / number * 1e3)
-    arr = np.asarray(samples)
-    return {"median_ms": float(np.median(arr)), "p90_ms": float(np.percentile(arr, 90))}
+    from archkit.device._ort_remote import time_calls  # one timing protocol for every runtime
+
+    samples, _ = time_calls(fn, repeats, min_repeat_ms)
+    return {"median_ms": float(np.median(samples)), "p90_ms": float(np.percentile(samples, 90))}
 
 
 def host_baselines(

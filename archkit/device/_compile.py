@@ -65,6 +65,20 @@ def flatten_outputs(value: Any) -> list[Any]:
     return [value]
 
 
+def reference_outputs(model: torch.nn.Module, example_input: torch.Tensor) -> list[Any]:
+    """PyTorch's outputs on ``example_input`` (eval mode, training flag restored), as numpy
+    arrays: what every runtime's outputs are checked against."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return [t.detach().cpu().numpy() for t in flatten_outputs(model(example_input))]
+    finally:
+        model.train(was_training)
+
+
 def to_relax(model: torch.nn.Module, example_input: torch.Tensor) -> RelaxProgram:
     """Export ``model`` with ``torch.export`` and import it into Relax, BatchNorm folded.
 

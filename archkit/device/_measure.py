@@ -335,15 +335,7 @@ def measure_latency(
     _connect.check_reachable(device)
     target = device.target_dict()
     timings: dict[str, float] = {}
-    model_was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            reference = [
-                t.detach().cpu().numpy() for t in _compile.flatten_outputs(model(example_input))
-            ]
-    finally:
-        model.train(model_was_training)
+    reference = _compile.reference_outputs(model, example_input)
     x_np = example_input.detach().cpu().contiguous().numpy()
 
     event("compile")

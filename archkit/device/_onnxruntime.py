@@ -73,15 +73,7 @@ def measure_onnxruntime(
                 atol=atol, rtol=rtol, name=name, on_event=on_event,
             )  # fmt: skip
     _connect.check_reachable(device, runtime="onnxruntime")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            reference = [
-                t.detach().cpu().numpy() for t in _compile.flatten_outputs(model(example_input))
-            ]
-    finally:
-        model.train(was_training)
+    reference = _compile.reference_outputs(model, example_input)
     x_np = np.ascontiguousarray(example_input.detach().cpu().numpy())
     config = json.dumps(
         {"threads": device.threads, "repeats": repeats, "min_repeat_ms": min_repeat_ms}
@@ -91,6 +83,7 @@ def measure_onnxruntime(
         event("compile")
         t0 = time.perf_counter()
         path = Path(tmp) / f"{(name or 'model').replace('/', '_')}.onnx"
+        was_training = model.training  # the exporter leaves the model in eval mode
         try:
             from archkit.build import export_onnx
 
