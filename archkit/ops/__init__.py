@@ -1,10 +1,12 @@
 """Operators and primitives: one registry each; a spec lowers to a :class:`Network` of them.
 
 This layer also owns validated loading (:func:`load_spec`, :func:`parse_spec`,
-:func:`apply_overrides`): the spec decoder below it checks keys and types, lowering checks shapes.
+:func:`apply_overrides`) and its inverse, :func:`dump_spec`: the spec decoder below it checks
+keys and types, lowering checks shapes.
 """
 
 from archkit.ops import _heads  # noqa: F401  (registers the head operators)
+from archkit.ops._dump import dump_spec
 from archkit.ops._ir import INPUT, Block, Network, Node, Shape, tensor_id
 from archkit.ops._lower import lower
 from archkit.ops._operators import OPERATORS, BlockGraph, Operator
@@ -29,6 +31,7 @@ __all__ = [
     "Shape",
     "apply_overrides",
     "conv_out_size",
+    "dump_spec",
     "load_spec",
     "lower",
     "parse_spec",

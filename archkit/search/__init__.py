@@ -47,7 +47,6 @@ from archkit.search._space import (
     parse_search_space,
     resolve_space,
 )
-from archkit.search._specio import dump_spec
 
 __all__ = [
     "ArgumentError",
@@ -73,7 +72,6 @@ __all__ = [
     "Stage",
     "StorageError",
     "TRIAL_COLUMNS",
-    "dump_spec",
     "load_run",
     "load_search_space",
     "make_estimator",

@@ -196,7 +196,7 @@ def write_run(
     them after, run.json last, and only then the winners no index names any more. A reader (or a
     kill) at any moment finds every file whole and every file an index names present.
     """
-    from archkit.search._specio import dump_spec
+    from archkit.ops import dump_spec
     from archkit.spec import load_spec
 
     run_dir.mkdir(parents=True, exist_ok=True)

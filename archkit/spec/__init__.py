@@ -1,7 +1,8 @@
 """Declarative specs: Table-2-style rows decoded once into frozen dataclasses.
 
 The modules of this package import no other archkit layer. :func:`load_spec`, :func:`parse_spec`
-and :func:`apply_overrides` also check that the network lowers, which needs the operators one
+and :func:`apply_overrides` also check that the network lowers (and :func:`dump_spec` writes a
+spec back with the operators' field rules), which needs the operators one
 layer up: they live in ``archkit.ops`` and are re-exported here (and from ``archkit``), imported
 on first use so that importing this package imports nothing above it.
 """
@@ -21,18 +22,19 @@ __all__ = [
     "WIDTH_SCALING",
     "apply_overrides",
     "decode_spec",
+    "dump_spec",
     "load_spec",
     "make_divisible",
     "parse_spec",
     "scale_channels",
 ]
 
-_VALIDATED = ("apply_overrides", "load_spec", "parse_spec")
+_VALIDATED = ("apply_overrides", "dump_spec", "load_spec", "parse_spec")
 
 
 def __getattr__(name: str) -> Any:
     if name in _VALIDATED:
-        from archkit.ops import _validate
+        import archkit.ops
 
-        return getattr(_validate, name)
+        return getattr(archkit.ops, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,8 @@
-"""Spec -> YAML text that :func:`archkit.spec.parse_spec` reads back to an equal spec."""
+"""Spec -> YAML text that :func:`archkit.spec.parse_spec` reads back to an equal spec.
+
+The writer is the inverse of the validated reader (:mod:`archkit.ops._validate`): both need the
+operator registry's field rules, so both live in ops; ``archkit.spec.dump_spec`` re-exports it.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from archkit.ops import OPERATORS
-from archkit.spec import Spec
+from archkit.ops._operators import OPERATORS
+from archkit.spec import COMMON_FIELDS, Spec
 
 __all__ = ["dump_spec"]
 
@@ -22,9 +26,7 @@ def _plain(value: Any) -> Any:
 
 def _rules(op: str) -> tuple[Any, ...]:
     # Keys every operator accepts (row names, ``from:``) live apart from the operator's own.
-    from archkit import ops
-
-    return (*OPERATORS[op].fields, *getattr(ops, "COMMON_FIELDS", ()))
+    return (*OPERATORS[op].fields, *COMMON_FIELDS)
 
 
 def dump_spec(spec: Spec, comment: str = "") -> str:
