@@ -89,8 +89,16 @@ def _evaluate(device: str, runtime: str, networks: int, seed: int, cache: Path,
             (abs(ok["predicted_ms"] - (ok["measured_ms"] + ok["measured_again_ms"]) / 2)
              / ((ok["measured_ms"] + ok["measured_again_ms"]) / 2) <= 0.10).mean()),
         "measured_ms_range": [float(ok["measured_ms"].min()), float(ok["measured_ms"].max())],
-        "files": [str(stem.with_suffix(s)) for s in (".csv", ".html", ".png")],
+        "files": [_shown(stem.with_suffix(s)) for s in (".csv", ".html", ".png")],
     }
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _build(device: str, runtime: str, cache: Path, **kwargs: Any) -> dict[str, Any]:
@@ -226,6 +234,9 @@ def _eval_rows(label: str, e: dict[str, Any]) -> list[str]:
 
 
 def write_report(results: dict[str, Any], path: Path) -> None:
+    for entry in results.values():
+        if isinstance(entry, dict) and "evaluate" in entry:
+            entry["evaluate"]["files"] = [_shown(Path(f)) for f in entry["evaluate"]["files"]]
     lines = [
         "# Latency predictor: how well archkit's latency models predict on this machine",
         "",
