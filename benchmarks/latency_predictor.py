@@ -357,9 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         results[name]["ran"] = f"{start}-{time.strftime('%H:%M:%S')} UTC"
         results[name]["load_average_1min"] = [round(load_before, 2),
                                               round(os.getloadavg()[0], 2)]
+        write_report(results, args.output_dir / "latency_predictor.md")
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(results, indent=2, default=str))
-        write_report(results, args.output_dir / "latency_predictor.md")
         print(f"{name}: done ({results[name]['ran']})", flush=True)
     return 0
 
