@@ -70,7 +70,7 @@ def test_profile_predict_json_has_total_and_stage_predictions(cache):
     proc = run(cache, "profile", str(SPEC), "--device", "host", "--runtime", "onnxruntime",
                "--predict", "--format", "json")
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)
+    [doc] = json.loads(proc.stdout)  # one document per spec
     stages = [s["predicted_ms"] for s in doc["stages"]]
     assert all(ms is not None for ms in stages)
     assert doc["predicted_latency_ms"] == pytest.approx(

@@ -124,6 +124,8 @@ def test_host_device_measures_for_real(tmp_path):
         space,
         "--device",
         "host",
+        "--latency",
+        "measure",  # a latency model in the user's cache must not turn this into a prediction
         "--budget-latency",
         "1s",
         "--trials",
