@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 PYTHON_DOCS = (ROOT / "README.md", ROOT / "docs" / "reports.md")
 SKIP_MARKER = "# needs a board"
+#: Measurement runs of minutes (building a latency model): documented, run by benchmarks/.
+LONG_MARKER = "# takes minutes"
 _PLACEHOLDER = re.compile(r"<[A-Za-z][\w-]*>")
 _NOT_SHELL = ("python", "yaml", "csv", "json")
 
@@ -72,6 +74,8 @@ def commands() -> list[Snippet]:
                 skip = None
                 if text.endswith(SKIP_MARKER) or SKIP_MARKER + " " in text:
                     skip = "marked: needs a board"
+                elif LONG_MARKER in text:
+                    skip = "marked: takes minutes (benchmarks/latency_predictor.py runs it)"
                 elif _PLACEHOLDER.search(text.split(" #")[0]):
                     skip = "holds a <placeholder>"
                 found.append(Snippet(doc, start + offset, text, skip))
@@ -161,7 +165,9 @@ def test_python_block_runs_as_written(snippet: Snippet, scratch: dict):
 
 
 def test_only_commands_that_need_a_board_are_skipped():
-    """The skip marker is for boards only: every skipped line names a --device or a host."""
+    """The skip markers are for boards and device measurements only: every skipped line names a
+    device (--device, --host, or the `latency` command's DEVICE)."""
     for snippet in commands():
         if snippet.skip:
-            assert "--device" in snippet.text or "--host" in snippet.text, snippet.id
+            device = ("--device", "--host", "archkit latency build", "archkit latency evaluate")
+            assert any(word in snippet.text for word in device), snippet.id

@@ -1,4 +1,5 @@
-"""The spec writer is the reader's inverse: every shipped spec, and variants of it, read back equal."""
+"""The spec writer is the reader's inverse: every shipped spec and a variant of it read back
+equal."""
 
 from __future__ import annotations
 
