@@ -98,7 +98,8 @@ def test_profile_cli_both_runtimes_through_serve(archkit_serve, tmp_path):
             capture_output=True, text=True, cwd=REPO, env=_python_env(), timeout=600,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
-        docs[runtime] = json.loads(proc.stdout)["latency"]
+        (doc,) = json.loads(proc.stdout)  # always a list, one object per spec
+        docs[runtime] = doc["latency"]
     for runtime, latency in docs.items():
         assert latency["metadata"]["runtime"] == runtime
         assert latency["metadata"]["server"] == f"127.0.0.1:{archkit_serve.port}"

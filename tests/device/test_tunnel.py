@@ -77,7 +77,8 @@ def test_cli_onnxruntime_through_the_tunnel(sshd, archkit_serve, tmp_path):
         capture_output=True, text=True, cwd=REPO, env=_python_env(), timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    latency = json.loads(proc.stdout)["latency"]
+    (doc,) = json.loads(proc.stdout)  # always a list, one object per spec
+    latency = doc["latency"]
     assert latency["metadata"]["runtime"] == "onnxruntime"
     assert latency["metadata"]["device"]["tunnel"].startswith(f"ssh {sshd.destination}")
     assert latency["max_abs_diff"] < 1e-3
