@@ -169,5 +169,6 @@ def test_only_commands_that_need_a_board_are_skipped():
     device (--device, --host, or the `latency` command's DEVICE)."""
     for snippet in commands():
         if snippet.skip:
-            device = ("--device", "--host", "archkit latency build", "archkit latency evaluate")
+            device = ("--device", "--host", "archkit serve", "archkit latency build",
+                      "archkit latency evaluate")
             assert any(word in snippet.text for word in device), snippet.id
