@@ -408,6 +408,22 @@ def _postgres_driver(url: str) -> str:
     return f"postgresql+{driver}://{rest}"
 
 
+class _QuietFallback(logging.Filter):
+    """Drops Optuna's "Caught an error from sqlalchemy ... Falling back" warning. Optuna reads
+    any OperationalError in one query as too many IN variables and retries; when the database
+    is gone the retry fails too and archkit reports that, in one line, with the resume command.
+    The warning would print the SQL and the driver's text above that line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Caught an error from sqlalchemy")
+
+
+def _quiet_optuna_fallback() -> None:
+    logger = logging.getLogger("optuna.storages._rdb.storage")
+    if not any(isinstance(f, _QuietFallback) for f in logger.filters):
+        logger.addFilter(_QuietFallback())
+
+
 def open_storage(url: str, *, connect_timeout_s: int = 10) -> Any:
     """Open an Optuna storage from ``journal:PATH``, a ``*.journal`` path or an RDB URL.
 
@@ -437,6 +453,7 @@ def open_storage(url: str, *, connect_timeout_s: int = 10) -> Any:
             f"journal:PATH, got {redact_url(url)!r}"
         )
     where = f"database {redact_url(url)}"
+    _quiet_optuna_fallback()
     if scheme in ("postgresql", "postgres"):
         url = _postgres_driver(url)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}

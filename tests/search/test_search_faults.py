@@ -412,6 +412,29 @@ def test_read_only_run_directory_at_the_start(small_disk):
     )
 
 
+def test_optunas_sqlalchemy_fallback_warning_is_not_printed(tmp_path):
+    """Optuna logs the SQL and the driver's text when a query fails ("Caught an error from
+    sqlalchemy ... Falling back"); a database lost under a worker must still print one line
+    (CI once saw nine). Other Optuna warnings still print."""
+    import logging
+
+    import optuna
+
+    open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    root = logging.getLogger("optuna")
+    root.addHandler(handler)
+    try:
+        logger = optuna.logging.get_logger("optuna.storages._rdb.storage")
+        logger.warning("Caught an error from sqlalchemy: server closed the connection. Falling")
+        logger.warning("a warning of another kind")
+    finally:
+        root.removeHandler(handler)
+    assert seen == ["a warning of another kind"]
+
+
 def test_postgres_stopped_under_a_running_worker(tmp_path):
     """scripts/postgres.sh stops the database under a worker; started again, it keeps its
     port, and the worker's run resumes with every trial it had finished."""
