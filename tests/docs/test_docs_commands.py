@@ -121,7 +121,9 @@ def scratch(tmp_path_factory) -> dict:
     (folder / "latency.csv").write_text(
         "family,width,resolution,latency_ms\n" + "\n".join(rows) + "\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get(
-        "PYTHONPATH", "")]), "ARCHKIT_PYTHON": sys.executable}
+        "PYTHONPATH", "")]), "ARCHKIT_PYTHON": sys.executable,
+        # Latency models and tuning records the docs' commands make stay in the scratch folder.
+        "ARCHKIT_CACHE_DIR": str(folder / "cache")}
     for name in ("ARCHKIT_DEVICE_HOST", "ARCHKIT_DEVICE_PORT", "ARCHKIT_RPC_TRACKER",
                  "ARCHKIT_DEVICES_DIR"):
         env.pop(name, None)
