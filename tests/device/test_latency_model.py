@@ -426,3 +426,23 @@ def test_trees_it_cannot_evaluate_are_refused(built):
     data["kinds"]["conv_1x1"]["xgboost"]["learner"]["gradient_booster"]["name"] = "dart"
     with pytest.raises(LatencyModelError, match="rebuild it with archkit latency build host"):
         LatencyModel.from_json(data)
+
+
+def test_blocks_shared_by_widths_predict_as_from_scratch(built, space):
+    _, result, _ = built
+    model = LatencyModel.from_json(result.model.to_json())
+    fresh = LatencyModel.from_json(result.model.to_json())
+    specs = [c.spec for _, c in zip(range(30), random_candidates([space], seed=5), strict=False)]
+    for spec in specs:
+        model.predict(spec)
+    # Widths differ in every candidate; rounded channels repeat, and so do their blocks.
+    assert len({s.width for s in specs}) == 30
+    assert len(model._blocks_by_shape) < len(model._blocks)
+    wide = replace(space.base, width=1.4, resolution=96)  # with extrapolation notes
+    for spec in [*specs, wide, wide]:
+        fresh._forget()
+        expected = fresh.explain(spec)
+        assert model.predict(spec) == pytest.approx(expected.latency_ms, rel=1e-12)
+        got = model.explain(spec)
+        assert got.blocks_ms == pytest.approx(expected.blocks_ms, rel=1e-12)
+        assert got.extrapolations == expected.extrapolations
