@@ -10,8 +10,10 @@ Steps:
   evaluate on ``--ort-eval`` held-out networks, each measured twice (the noise floor).
 - ``adapt``: ``host-1t`` (this machine, 1 thread) adapted from ``host``'s model with
   ``--adapt-networks`` end-to-end measurements, evaluated on ``--adapt-eval`` held-out networks.
-- ``speed``: prediction time for MobileNetV2 1.0/224, cold (first call, blocks not cached,
-  spec not lowered) and warm, and per candidate over a stream of random candidates.
+- ``speed``: prediction time for MobileNetV2 1.0/224, cold (a spec never seen, no block or
+  kernel cached) and warm, and per candidate over a stream of random candidates (each timed
+  right after it is made, as in a search). ``benchmarks/predictor_speed.py`` compares tree
+  ensembles for accuracy and these times on a build's recorded networks, without a device.
 - ``tvm``: build ``host``/tvm from ``--tvm-networks`` networks and evaluate on ``--tvm-eval``.
   TVM compiles take 15-60 s per network; ``--tvm-precompile`` compiles the libraries first
   (not timing-sensitive) so that the timing runs in seconds per network.
@@ -152,7 +154,8 @@ def prediction_times(model: Any, stream: int = 1000, warm_calls: int = 2000) -> 
     base = load_spec(ROOT / "specs" / "mobilenetv2.yaml")
     cold = []
     for i in range(20):
-        # A spec never seen (lower's cache misses) and an empty block cache.
+        # A spec never seen (lowered when it is made, as a search's candidates are) and
+        # empty block and kernel caches.
         spec = apply_overrides(base, width=1.0 + i * 1e-9, resolution=224)
         model._forget()
         start = time.perf_counter()
@@ -315,9 +318,9 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             f"- MobileNetV2 1.0/224, warm (blocks cached, same spec): "
             f"{s['mobilenetv2_warm_us']:.1f} us; a new but equal spec object: "
             f"{s['mobilenetv2_warm_new_spec_object_us']:.1f} us.",
-            f"- Cold (spec never lowered, no block or kernel cached): "
-            f"{s['mobilenetv2_cold_us']:.0f} us (lowering, features, the trees of every "
-            "new kernel).",
+            f"- Cold (a spec never seen, no block or kernel cached): "
+            f"{s['mobilenetv2_cold_us']:.0f} us (kernel features of every block, the trees "
+            "of every new kernel).",
             f"- 1,000 random candidates of the three spaces in a row: mean "
             f"{s['random_stream_mean_us']:.0f} us, median {s['random_stream_median_us']:.0f} us "
             f"(first 100: {s['random_stream_first100_mean_us']:.0f} us, last 100: "
