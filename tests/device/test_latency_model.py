@@ -312,3 +312,137 @@ def test_tvm_times_every_kernel_of_a_whole_network_run(space, tmp_path):
     convs = {f"{b.index}:{n.name}" for b in network.blocks for n in b.nodes if n.prim == "conv"}
     assert convs <= set(measured.kernels_us)
     assert len(list(tmp_path.glob("*.so"))) == 1  # compiled once, reused by later runs
+
+
+def _random_kernels(rng, n: int, noise: float = 0.05):
+    """Feature rows shaped like conv kernels, and times (us) with a non-linear part."""
+    import numpy as np
+
+    from archkit.device._latency._kernels import FEATURES
+
+    x = np.zeros((n, len(FEATURES)))
+    column = {name: i for i, name in enumerate(FEATURES)}
+    c_in = rng.integers(1, 40, n) * 8.0
+    c_out = rng.integers(1, 40, n) * 8.0
+    size = rng.choice([7.0, 14.0, 28.0, 56.0, 112.0], n)
+    for name, values in (("in_channels", c_in), ("out_channels", c_out), ("kernel", 1.0),
+                         ("stride", 1.0), ("groups", 1.0), ("in_height", size),
+                         ("in_width", size), ("out_height", size), ("out_width", size),
+                         ("madds", c_in * c_out * size**2), ("in_bytes", 4 * c_in * size**2),
+                         ("out_bytes", 4 * c_out * size**2), ("weight_bytes", 4 * c_in * c_out),
+                         ("activation", rng.integers(0, 2, n)), ("inputs", 1.0)):
+        x[:, column[name]] = values
+    us = x[:, column["madds"]] / 2e3 * (1 + 0.4 * (c_in % 32 == 0)) + 0.2 * size + 3
+    return x, us * rng.uniform(1 - noise, 1 + noise, n)
+
+
+def _xgboost_margin(kind, x):
+    """xgboost's own prediction of the trees (the reference for the numpy evaluation)."""
+    import xgboost as xgb
+
+    booster = xgb.Booster()
+    booster.load_model(bytearray(json.dumps(kind.booster_json).encode()))
+    return booster.inplace_predict(x)
+
+
+def test_tree_evaluation_equals_xgboost():
+    import numpy as np
+
+    from archkit.device._latency._model import _Forest, _train_kind
+
+    rng = np.random.default_rng(1)
+    x1, y1 = _random_kernels(rng, 600)
+    x2, y2 = _random_kernels(rng, 300)
+    deep = _train_kind([tuple(r) for r in x1], list(y1))
+    other = _train_kind([tuple(r) for r in x2], list(y2 * 3))
+    line = _train_kind([tuple(r) for r in x2[:5]], list(y2[:5]))  # too few: no trees
+    assert deep.booster_json is not None and other.booster_json is not None
+    assert line.booster_json is None
+    forest = _Forest({"deep": deep, "line": line, "other": other})
+    test, _ = _random_kernels(rng, 200)
+    # Rows exactly on split thresholds too (xgboost sends x < split left, x == split right).
+    for tree in deep.booster_json["learner"]["gradient_booster"]["model"]["trees"][:50]:
+        if tree["left_children"][0] != -1:
+            row = x1[rng.integers(len(x1))].copy()
+            row[tree["split_indices"][0]] = tree["split_conditions"][0]
+            test = np.vstack([test, row])
+    kinds = rng.integers(0, 3, len(test))
+    margin = forest.log_ratio(test, kinds)
+    for index, kind in ((0, deep), (2, other)):
+        rows = kinds == index
+        np.testing.assert_allclose(margin[rows], _xgboost_margin(kind, test[rows]), atol=1e-5)
+    np.testing.assert_array_equal(margin[kinds == 1], 0.0)
+    # Kernel times: the line times exp(trees), as _Kind's one-kind evaluation says.
+    us = forest.predict_us(test, kinds)
+    for index, kind in enumerate((deep, line, other)):
+        rows = kinds == index
+        np.testing.assert_allclose(us[rows], kind.predict_us([tuple(r) for r in test[rows]]),
+                                   rtol=1e-9)
+
+
+def test_early_stopping_keeps_few_trees_where_the_line_is_right():
+    import numpy as np
+
+    from archkit.device._latency._model import _XGB_ROUNDS, _train_kind
+
+    rng = np.random.default_rng(2)
+    x, _ = _random_kernels(rng, 400)
+    exact = _train_kind([tuple(r) for r in x], list(x[:, 9] / 1e3 + 5.0))  # linear in MAdds
+    wavy, y = _random_kernels(rng, 400, noise=0.0)
+    curved = _train_kind([tuple(r) for r in wavy], list(y))
+
+    def trees(kind):
+        return len(kind.booster_json["learner"]["gradient_booster"]["model"]["trees"])
+
+    assert trees(exact) < 5 and 40 < trees(curved) <= _XGB_ROUNDS
+
+
+def test_model_round_trips_through_json_without_xgboost(built, space):
+    _, result, _ = built
+    data = json.loads(json.dumps(result.model.to_json()))
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.modules["xgboost"] = None  # predicting must not need it
+        from archkit.device._latency import LatencyModel
+        from archkit.search import parse_search_space, random_candidates
+        model = LatencyModel.from_json(json.loads({json.dumps(data)!r}))
+        space = parse_search_space({TINY_SPACE!r})
+        specs = [c.spec for _, c in zip(range(5), random_candidates([space], seed=9))]
+        print(json.dumps([model.predict(s) for s in specs]))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    specs = [c.spec for _, c in zip(range(5), random_candidates([space], seed=9), strict=False)]
+    assert json.loads(out.stdout) == pytest.approx([result.model.predict(s) for s in specs],
+                                                   rel=1e-12)
+
+
+def test_trees_it_cannot_evaluate_are_refused(built):
+    _, result, _ = built
+    data = json.loads(json.dumps(result.model.to_json()))
+    data["kinds"]["conv_1x1"]["xgboost"]["learner"]["gradient_booster"]["name"] = "dart"
+    with pytest.raises(LatencyModelError, match="rebuild it with archkit latency build host"):
+        LatencyModel.from_json(data)
+
+
+def test_blocks_shared_by_widths_predict_as_from_scratch(built, space):
+    _, result, _ = built
+    model = LatencyModel.from_json(result.model.to_json())
+    fresh = LatencyModel.from_json(result.model.to_json())
+    specs = [c.spec for _, c in zip(range(30), random_candidates([space], seed=5), strict=False)]
+    for spec in specs:
+        model.predict(spec)
+    # Widths differ in every candidate; rounded channels repeat, and so do their blocks.
+    assert len({s.width for s in specs}) == 30
+    assert len(model._blocks_by_shape) < len(model._blocks)
+    wide = replace(space.base, width=1.4, resolution=96)  # with extrapolation notes
+    for spec in [*specs, wide, wide]:
+        fresh._forget()
+        expected = fresh.explain(spec)
+        assert model.predict(spec) == pytest.approx(expected.latency_ms, rel=1e-12)
+        got = model.explain(spec)
+        assert got.blocks_ms == pytest.approx(expected.blocks_ms, rel=1e-12)
+        assert got.extrapolations == expected.extrapolations

@@ -68,16 +68,20 @@ def kernel_kind(node: Any) -> str:
     return "conv_1x1" if node.attrs["kernel"] == 1 else "conv_kxk"
 
 
-def _features(node: Any, feeds_add: bool) -> tuple[float, ...]:
-    from archkit.ops import PRIMITIVES
-
-    prim = PRIMITIVES[node.prim]
-    x = node.in_shapes[0]
+def _features(node: Any, feeds_add: bool, primitives: Any) -> tuple[float, ...]:
+    prim = primitives[node.prim]
+    shapes = node.in_shapes
+    x = shapes[0]
     y = node.out_shape
     attrs = node.attrs
+    if len(shapes) == 1:
+        in_channels, in_elements = x.channels, x.channels * x.height * x.width
+    else:
+        in_channels = sum(s.channels for s in shapes)
+        in_elements = sum(s.channels * s.height * s.width for s in shapes)
     weight_elements = prim.params(node) + 2 * prim.bn_channels(node)
     return (
-        float(sum(s.channels for s in node.in_shapes)),
+        float(in_channels),
         float(y.channels),
         float(attrs.get("kernel", 0)),
         float(attrs.get("stride", 1)),
@@ -87,8 +91,8 @@ def _features(node: Any, feeds_add: bool) -> tuple[float, ...]:
         float(y.height),
         float(y.width),
         float(prim.madds(node)),
-        float(sum(s.elements for s in node.in_shapes) * BYTES_PER_ELEMENT),
-        float(y.elements * BYTES_PER_ELEMENT),
+        float(in_elements * BYTES_PER_ELEMENT),
+        float(y.channels * y.height * y.width * BYTES_PER_ELEMENT),
         float(weight_elements * BYTES_PER_ELEMENT),
         0.0 if attrs.get("activation", "none") == "none" else 1.0,
         1.0 if feeds_add else 0.0,
@@ -98,9 +102,11 @@ def _features(node: Any, feeds_add: bool) -> tuple[float, ...]:
 
 def block_kernels(block: Any) -> list[tuple[str, str, tuple[float, ...]]]:
     """``(node name, kind, features)`` for every node of one lowered block, in order."""
+    from archkit.ops import PRIMITIVES
+
     read_by_add = {i for n in block.nodes if n.prim == "add" for i in n.inputs}
     return [
-        (node.name, kernel_kind(node), _features(node, node.name in read_by_add))
+        (node.name, kernel_kind(node), _features(node, node.name in read_by_add, PRIMITIVES))
         for node in block.nodes
     ]
 

@@ -19,13 +19,15 @@ kernel predictions as the device description).
 
 Stored as JSON: conditions, protocol, the correction, per kind the feature ranges seen and
 xgboost's own JSON model. No pickle: a file written by one xgboost loads in the next.
+Predicting reads the trees from that JSON into numpy arrays and walks them itself, every kind
+in one pass (:class:`_Forest`): no xgboost at prediction time, and a cold MobileNetV2 (no
+kernel seen) costs a few hundred microseconds instead of one ~100 us xgboost call per kind.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from archkit.device._latency._conditions import Conditions, TimingProtocol
@@ -39,19 +41,24 @@ FORMAT_VERSION = 2
 
 #: Features whose training range is checked (a kernel outside it is an extrapolation).
 _RANGE_FEATURES = ("in_channels", "out_channels", "kernel", "stride", "in_height", "madds")
+_RANGE_INDEX = [FEATURES.index(name) for name in _RANGE_FEATURES]
 #: Kinds with fewer training kernels than this are predicted by their linear baseline alone.
 _MIN_SAMPLES = 20
 _XGB_PARAMS = {
     "max_depth": 6,
-    "eta": 0.08,
+    "eta": 0.3,
     "subsample": 0.9,
     "min_child_weight": 2,
     "objective": "reg:squarederror",
     "nthread": 1,
     "seed": 0,
 }
-_XGB_ROUNDS = 400
-
+#: At most this many trees per kind; fewer when the validation kernels stop improving for
+#: ``_XGB_EARLY_STOPPING`` rounds (0: always this many). A prediction's cost is in its trees:
+#: on 356 host/onnxruntime networks (benchmarks/predictor_speed.py) 400 trees at eta 0.08 and
+#: early-stopped ones at eta 0.3 (1 to 84 trees per kind) were equally accurate out of fold.
+_XGB_ROUNDS = 200
+_XGB_EARLY_STOPPING = 20
 
 @dataclass(frozen=True)
 class Prediction:
@@ -90,28 +97,126 @@ class _Kind:
     samples: int
     ranges: dict[str, tuple[float, float]]
     linear: tuple[float, ...]
-    booster: Any = None  # xgboost.Booster, or None: the baseline alone
-    booster_json: Any = None
+    booster_json: Any = None  # xgboost's JSON model (save_raw("json")), or None: the line alone
+    _forest: Any = field(default=None, init=False, repr=False, compare=False)
 
     def predict_us(self, rows: list[tuple[float, ...]]) -> list[float]:
         import numpy as np
 
-        x = np.asarray(rows, dtype=np.float64)
-        base = _baseline(x, np.asarray(self.linear))
-        if self.booster is None:
-            return [max(0.0, float(v)) for v in base]
-        log_ratio = self.booster.inplace_predict(x)
-        return [max(0.0, (float(b) + 1.0) * math.exp(float(r)) - 1.0)
-                for b, r in zip(base, log_ratio, strict=True)]
+        if self._forest is None:
+            self._forest = _Forest({"kind": self})
+        x = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
+        return self._forest.predict_us(x, np.zeros(len(rows), dtype=np.intp)).tolist()
+
+class _Forest:
+    """Every kind's trees in numpy arrays, evaluated for all rows of all kinds in one pass.
+
+    xgboost's ``inplace_predict`` costs about 100 us a call even for one row, and a prediction
+    called it once per kind. Here every tree is a complete binary tree of the deepest tree's
+    depth (a leaf above the bottom becomes nodes that always go left, down to a copy of it),
+    the kinds' trees one after the other, and each (row, tree of the row's kind) pair descends
+    one level per step. xgboost compares in float32 (``x < split`` goes left; the features are
+    never missing), and so does this, so the sums equal xgboost's to float32 rounding. Loading a
+    model does not import xgboost.
+    """
+
+    def __init__(self, kinds: dict[str, _Kind]) -> None:
+        import numpy as np
+
+        self.index = {name: i for i, name in enumerate(kinds)}
+        parsed = [_xgboost_trees(kind.booster_json) for kind in kinds.values()]
+        trees = [tree for kind_trees, _ in parsed for tree in kind_trees]
+        self.depth = max([_tree_depth(tree) for tree in trees] + [0])
+        inner = 2**self.depth - 1
+        self.count = np.asarray([len(kind_trees) for kind_trees, _ in parsed], dtype=np.intp)
+        self.first = np.cumsum(self.count) - self.count
+        self.base_score = np.asarray([score for _, score in parsed], dtype=np.float32)
+        self.linear = np.asarray([kind.linear for kind in kinds.values()], dtype=np.float64)
+        self.boosted = np.asarray([kind.booster_json is not None for kind in kinds.values()])
+        feature = np.zeros((len(trees), max(inner, 1)), dtype=np.intp)
+        threshold = np.full((len(trees), max(inner, 1)), np.inf, dtype=np.float32)
+        leaf = np.zeros((len(trees), inner + 1), dtype=np.float32)
+        for j, tree in enumerate(trees):
+            _pad_tree(tree, 0, 0, self.depth, feature[j], threshold[j], leaf[j])
+        self.feature, self.threshold, self.leaf = (a.reshape(-1)
+                                                   for a in (feature, threshold, leaf))
+
+    def log_ratio(self, x: Any, kinds: Any) -> Any:
+        """The tree sum (xgboost's margin) of each row of ``x``, with its kind's trees."""
+        import numpy as np
+
+        inner = 2**self.depth - 1
+        counts = self.count[kinds]
+        row = np.repeat(np.arange(len(x)), counts)
+        # Tree ids: each row's kind's first tree, then one more per pair of that row.
+        starts = np.cumsum(counts) - counts
+        tree = np.repeat(self.first[kinds] - starts, counts) + np.arange(len(row))
+        at_root = tree * max(inner, 1)
+        x_at = row * x.shape[1]
+        flat = x.astype(np.float32).reshape(-1)
+        node = np.zeros(len(row), dtype=np.intp)
+        for _ in range(self.depth):
+            at = at_root + node
+            node = 2 * node + 1 + (flat[x_at + self.feature[at]] >= self.threshold[at])
+        value = self.leaf[tree * (inner + 1) + node - inner]
+        return np.bincount(row, weights=value, minlength=len(x)) + self.base_score[kinds]
+
+    def predict_us(self, x: Any, kinds: Any) -> Any:
+        """Kernel times in us of the rows ``x`` (n x features), of kinds ``kinds`` (n indices)."""
+        import numpy as np
+
+        linear = self.linear[kinds]
+        base = np.einsum("ij,ij->i", x[:, _LINEAR_INDEX], linear[:, :-1]) + linear[:, -1]
+        ratio = np.exp(self.log_ratio(x, kinds))
+        return np.maximum(np.where(self.boosted[kinds], (base + 1.0) * ratio - 1.0, base), 0.0)
 
 
-def _load_booster(obj: Any) -> Any:
-    import xgboost as xgb
+def _xgboost_trees(model: Any) -> tuple[list[dict[str, Any]], float]:
+    """The trees of an xgboost JSON model (``save_raw("json")``) and its base score (in margin
+    units: squared error's link is the identity).
 
-    booster = xgb.Booster()
-    booster.load_model(bytearray(json.dumps(obj).encode()))
-    booster.set_param({"nthread": 1})
-    return booster
+    Raises:
+        LatencyModelError: A model this evaluation does not implement (not plain regression
+            trees on numeric splits).
+    """
+    if model is None:
+        return [], 0.0
+    learner = model["learner"]
+    booster = learner["gradient_booster"]
+    trees = booster["model"]["trees"]
+    objective = learner["objective"]["name"]
+    if (booster["name"] != "gbtree" or objective != "reg:squarederror"
+            or any(any(tree["split_type"]) for tree in trees)):
+        raise LatencyModelError(
+            f"xgboost model with booster {booster['name']!r}, objective {objective!r} or "
+            "categorical splits: only gbtree regression on numeric splits is evaluated"
+        )
+    base_score = float(str(learner["learner_model_param"]["base_score"]).strip("[]"))
+    return trees, base_score
+
+
+def _tree_depth(tree: dict[str, Any], node: int = 0) -> int:
+    left = tree["left_children"][node]
+    if left == -1:
+        return 0
+    return 1 + max(_tree_depth(tree, left), _tree_depth(tree, tree["right_children"][node]))
+
+
+def _pad_tree(tree: dict[str, Any], node: int, position: int, levels_left: int, feature: Any,
+              threshold: Any, leaf: Any) -> None:
+    """Write xgboost tree node ``node`` at heap ``position`` (children at 2p+1, 2p+2)."""
+    left = tree["left_children"][node]
+    if left == -1:
+        # A leaf above the bottom: threshold +inf sends every row left, down to its copy.
+        for _ in range(levels_left):
+            position = 2 * position + 1
+        leaf[position - (len(leaf) - 1)] = tree["split_conditions"][node]
+        return
+    feature[position] = tree["split_indices"][node]
+    threshold[position] = tree["split_conditions"][node]
+    _pad_tree(tree, left, 2 * position + 1, levels_left - 1, feature, threshold, leaf)
+    _pad_tree(tree, tree["right_children"][node], 2 * position + 2, levels_left - 1, feature,
+              threshold, leaf)
 
 
 def _fit_linear(x: Any, y: Any) -> Any:
@@ -144,8 +249,18 @@ def _train_kind(rows: list[tuple[float, ...]], targets_us: list[float]) -> _Kind
     # carefully as a 2 ms one.
     base = np.maximum(_baseline(x, linear), 0.0)
     target = np.log((y + 1.0) / (base + 1.0))
-    booster = xgb.train(_XGB_PARAMS, xgb.DMatrix(x, label=target), _XGB_ROUNDS)
-    return _Kind(len(rows), ranges, tuple(float(v) for v in linear), booster=booster)
+    rounds = _XGB_ROUNDS
+    if _XGB_EARLY_STOPPING:
+        # Rounds chosen on a validation fifth of the kernels (every fifth, in record order),
+        # then refitted on all of them.
+        valid = np.arange(len(x)) % 5 == 0
+        trial = xgb.train(_XGB_PARAMS, xgb.DMatrix(x[~valid], label=target[~valid]), rounds,
+                          evals=[(xgb.DMatrix(x[valid], label=target[valid]), "valid")],
+                          early_stopping_rounds=_XGB_EARLY_STOPPING, verbose_eval=False)
+        rounds = trial.best_iteration + 1
+    booster = xgb.train(_XGB_PARAMS, xgb.DMatrix(x, label=target), rounds)
+    return _Kind(len(rows), ranges, tuple(float(v) for v in linear),
+                 booster_json=json.loads(booster.save_raw("json")))
 
 
 def _kernel_table(records: list[dict[str, Any]]) -> dict[str, tuple[list, list, list]]:
@@ -265,9 +380,32 @@ class LatencyModel:
         self._offset_ms = float(correction["offset_ms"])
         # block key -> (contribution ms, output shape (c, h, w), extrapolation notes)
         self._blocks: dict[tuple, tuple[float, tuple[int, int, int], tuple[str, ...]]] = {}
-        # (kind, features) -> corrected ms: channel counts are rounded to multiples of 8 and
-        # resolutions stepped, so a new block is mostly made of kernels seen before.
-        self._kernels: dict[tuple[str, tuple[float, ...]], float] = {}
+        # The same parts keyed by what a block's lowering reads from the spec (its row's
+        # channels after the width multiplier and rounding, the rounding rule) instead of the
+        # width: random widths share most blocks' channels (about half the blocks of 1,000
+        # random candidates of the three MobileNet spaces).
+        self._blocks_by_shape: dict[tuple, tuple[float, tuple[int, int, int], tuple[str, ...]]] = {}
+        # (kind, features) -> (corrected ms, features outside the measured ranges): channel
+        # counts are rounded to multiples of 8 and resolutions stepped, so a new block is
+        # mostly made of kernels seen before.
+        self._kernels: dict[tuple[str, tuple[float, ...]], tuple[float, tuple]] = {}
+        self._forest_cache: _Forest | None = None
+
+    @property
+    def _forest(self) -> _Forest:
+        """All kinds' trees as arrays, with the kinds' scales and measured ranges (built on
+        first use: fitting makes models it never predicts with)."""
+        if self._forest_cache is None:
+            import numpy as np
+
+            forest = _Forest(self.kinds)
+            one_scale = self.correction.get("one_scale", 1.0)
+            self._kind_scale = np.asarray([self._scale.get(k, one_scale) for k in forest.index])
+            ranges = [[self.kinds[k].ranges.get(f, (-np.inf, np.inf)) for f in _RANGE_FEATURES]
+                      for k in forest.index]
+            self._low, self._high = np.moveaxis(np.asarray(ranges, dtype=np.float64), 2, 0)
+            self._forest_cache = forest
+        return self._forest_cache
 
     # ------------------------------------------------------------------ prediction
 
@@ -312,32 +450,50 @@ class LatencyModel:
 
     def explain(self, spec: Any) -> Prediction:
         """The prediction with per-block parts and extrapolation notes (lowers the spec)."""
-        from archkit.ops import lower
+        from archkit.ops import OPERATORS, lower
 
         network = lower(spec)
         consts = (spec.width, spec.divisor, spec.min_ratio, spec.num_classes)
-        keys = []
-        missing: dict[tuple, Any] = {}
+        walkable = self._walkable(spec)
+        blocks, by_shape = self._blocks, self._blocks_by_shape
+        keys, parts = [], []
+        # key -> (block, the key by channels), in order; each key is hashed as few times as
+        # possible (a row is a dataclass: hashing it hashes every field).
+        missing: dict[tuple, tuple[Any, tuple | None]] = {}
         for block in network.blocks:
             s = block.in_shape
             key = (consts, block.row, block.repeat == 0, (s.channels, s.height, s.width))
-            if not self._walkable(spec):
+            if not walkable:
                 key = (*key, spec.resolution, block.source, block.index, spec.output_stride)
+            part = blocks.get(key)
+            if part is None and key not in missing:
+                shape_key = None
+                if walkable:
+                    # Another width whose channel rounding gives this block the same channels.
+                    shape_key = (OPERATORS[block.row.op].out_channels(spec, block.row),
+                                 *key[1:], spec.divisor, spec.min_ratio)
+                    part = by_shape.get(shape_key)
+                if part is None:
+                    missing[key] = (block, shape_key)
+                else:
+                    blocks[key] = part
             keys.append(key)
-            if key not in self._blocks and key not in missing:
-                missing[key] = block
+            parts.append(part)
         if missing:
             self._fill(missing)
-        parts = [self._blocks[key] for key in keys]
+            parts = [blocks[key] if part is None else part
+                     for key, part in zip(keys, parts, strict=True)]
         notes = tuple(dict.fromkeys(note for part in parts for note in part[2]))
         blocks_ms = tuple(part[0] for part in parts)
         return Prediction(self._offset_ms + sum(blocks_ms), blocks_ms, self._offset_ms, notes)
 
-    def _fill(self, missing: dict[tuple, Any]) -> None:
-        by_kind: dict[str, list[tuple[tuple, tuple[float, ...]]]] = {}
-        notes: dict[tuple, list[str]] = {key: [] for key in missing}
-        for key, block in missing.items():
-            for name, kind, features in block_kernels(block):
+    def _fill(self, missing: dict[tuple, tuple[Any, tuple | None]]) -> None:
+        kernels = self._kernels
+        listed = []
+        new: dict[tuple[str, tuple[float, ...]], None] = {}
+        for block, _ in missing.values():
+            listed.append(block_kernels(block))
+            for name, kind, features in listed[-1]:
                 if kind not in self.kinds:
                     known = ", ".join(sorted(self.kinds))
                     raise LatencyModelError(
@@ -347,30 +503,50 @@ class LatencyModel:
                         f"archkit latency build {self.device} --runtime {self.runtime} "
                         "--space FILE"
                     )
-                by_kind.setdefault(kind, []).append((key, features))
-                ranges = self.kinds[kind].ranges
-                for feature, (lo, hi) in ranges.items():
-                    value = features[FEATURES.index(feature)]
-                    if value < lo or value > hi:
-                        notes[key].append(
-                            f"row {block.row.index} ({block.row.op}) {name}: {kind} {feature} "
-                            f"{value:g} outside the measured {lo:g}..{hi:g}"
-                        )
-        kernels = self._kernels
-        for kind, items in by_kind.items():
-            new = list(dict.fromkeys(f for _, f in items if (kind, f) not in kernels))
-            if new:
-                scale = self._scale.get(kind, self.correction.get("one_scale", 1.0))
-                for features, us in zip(new, self.kinds[kind].predict_us(new), strict=True):
-                    kernels[(kind, features)] = scale * us / 1e3 + self._per_kernel_ms
-        contribution = dict.fromkeys(missing, 0.0)
-        for kind, items in by_kind.items():
-            for key, features in items:
-                contribution[key] += kernels[(kind, features)]
-        for key, block in missing.items():
+                if (kind, features) not in kernels:
+                    new[(kind, features)] = None
+        if new:
+            self._predict_kernels(list(new))
+        for (key, (block, shape_key)), block_rows in zip(missing.items(), listed, strict=True):
+            total_ms = 0.0
+            notes = []
+            for name, kind, features in block_rows:
+                kernel_ms, outside = kernels[(kind, features)]
+                total_ms += kernel_ms
+                if outside:
+                    notes += [f"row {block.row.index} ({block.row.op}) {name}: {kind} {feature} "
+                              f"{value:g} outside the measured {lo:g}..{hi:g}"
+                              for feature, value, lo, hi in outside]
             s = block.out_shape
-            self._blocks[key] = (contribution[key], (s.channels, s.height, s.width),
-                                 tuple(notes[key]))
+            part = (total_ms, (s.channels, s.height, s.width), tuple(notes))
+            self._blocks[key] = part
+            if shape_key is not None:
+                self._blocks_by_shape[shape_key] = part
+
+    def _predict_kernels(self, new: list[tuple[str, tuple[float, ...]]]) -> None:
+        """Predict kernels never seen, all kinds at once, into the kernel cache."""
+        import numpy as np
+
+        forest = self._forest
+        x = np.asarray([features for _, features in new], dtype=np.float64)
+        kinds = np.asarray([forest.index[kind] for kind, _ in new], dtype=np.intp)
+        kernel_us = forest.predict_us(x, kinds)
+        kernel_ms = self._kind_scale[kinds] * kernel_us / 1e3 + self._per_kernel_ms
+        checked = x[:, _RANGE_INDEX]
+        low, high = self._low[kinds], self._high[kinds]
+        outside = (checked < low) | (checked > high)
+        self._kernels.update(zip(new, zip(kernel_ms.tolist(), [()] * len(new), strict=True),
+                                 strict=True))
+        for i in np.flatnonzero(outside.any(axis=1)):
+            notes = tuple((_RANGE_FEATURES[j], float(checked[i, j]), float(low[i, j]),
+                           float(high[i, j])) for j in np.flatnonzero(outside[i]))
+            self._kernels[new[i]] = (self._kernels[new[i]][0], notes)
+
+    def _forget(self) -> None:
+        """Empty the block and kernel caches (benchmarks time cold predictions with it)."""
+        self._blocks.clear()
+        self._blocks_by_shape.clear()
+        self._kernels.clear()
 
     # ------------------------------------------------------------------ adapting
 
@@ -383,12 +559,21 @@ class LatencyModel:
         kinds = sorted(self.kinds)
         sums = np.zeros((len(records), len(kinds)))
         counts = np.zeros(len(records))
+        forest = self._forest
+        rows, of_kind, of_record = [], [], []
         for i, record in enumerate(records):
             counts[i] = len(record["kernels"])
             for _block, _node, kind, features in record["kernels"]:
                 if kind not in self.kinds:
                     raise LatencyModelError(f"{kind!r} kernels are unknown to the model")
-                sums[i, kinds.index(kind)] += self.kinds[kind].predict_us([features])[0] / 1e3
+                rows.append(features)
+                of_kind.append(forest.index[kind])
+                of_record.append(i)
+        if rows:
+            of_kind = np.asarray(of_kind, dtype=np.intp)
+            kernel_us = forest.predict_us(np.asarray(rows, dtype=np.float64), of_kind)
+            columns = np.asarray([kinds.index(k) for k in forest.index])[of_kind]
+            np.add.at(sums, (np.asarray(of_record), columns), kernel_us / 1e3)
         y = np.asarray([r["e2e_ms"] for r in records])
         correction = _fit_correction(sums, counts, y, kinds, prior=self.correction)
         return LatencyModel(conditions, self.protocol, self.kinds, correction, built)
@@ -404,8 +589,8 @@ class LatencyModel:
                 "linear": {"features": list(_LINEAR), "weights_us": list(kind.linear[:-1]),
                            "constant_us": kind.linear[-1]},
             }
-            if kind.booster is not None:
-                entry["xgboost"] = kind.booster_json or json.loads(kind.booster.save_raw("json"))
+            if kind.booster_json is not None:
+                entry["xgboost"] = kind.booster_json
                 entry["target"] = "log((us + 1) / (linear_us + 1))"
             kinds[name] = entry
         return {
@@ -426,7 +611,8 @@ class LatencyModel:
         """Read :meth:`to_json`'s form.
 
         Raises:
-            LatencyModelError: Not a latency model, another format version, other features.
+            LatencyModelError: Not a latency model, another format version, other features,
+                trees this module cannot evaluate.
         """
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise LatencyModelError(f"{source}: not an archkit latency model")
@@ -440,12 +626,19 @@ class LatencyModel:
         for name, entry in data["kinds"].items():
             ranges = {k: (float(v[0]), float(v[1])) for k, v in entry["ranges"].items()}
             linear = (*entry["linear"]["weights_us"], entry["linear"]["constant_us"])
-            booster = _load_booster(entry["xgboost"]) if "xgboost" in entry else None
             kinds[name] = _Kind(entry["samples"], ranges, tuple(float(v) for v in linear),
-                                booster=booster, booster_json=entry.get("xgboost"))
-        return cls(Conditions.from_dict(data["conditions"]),
-                   TimingProtocol.from_dict(data["protocol"]), kinds, data["correction"],
-                   data.get("built", {}))
+                                booster_json=entry.get("xgboost"))
+        model = cls(Conditions.from_dict(data["conditions"]),
+                    TimingProtocol.from_dict(data["protocol"]), kinds, data["correction"],
+                    data.get("built", {}))
+        try:
+            _ = model._forest  # read the trees now: a model that loads predicts
+        except (LatencyModelError, KeyError, TypeError, ValueError, IndexError) as err:
+            raise LatencyModelError(
+                f"{source}: cannot read its trees ({err}); rebuild it with archkit latency "
+                f"build {data.get('device')} --runtime {data.get('runtime')}"
+            ) from None
+        return model
 
 
 def fit_model(records: list[dict[str, Any]], conditions: Conditions, protocol: TimingProtocol,

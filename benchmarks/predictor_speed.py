@@ -1,0 +1,155 @@
+"""Prediction time against accuracy for variants of the latency model's tree ensembles.
+
+Needs no device: the variants are refitted on a build's recorded networks (a measurements file
+``<cache>/latency/<device>-<runtime>.jsonl``, only read) with :func:`fit_model`, whose
+out-of-fold statistics are the accuracy (each network's kernels predicted by regressors
+trained without it, 5 folds, then the network correction). Times are those of
+``benchmarks/latency_predictor.py``'s ``speed`` step: MobileNetV2 1.0/224 cold (spec never
+seen, no block or kernel cached) and warm, and the mean over a stream of random candidates.
+
+Run (from the repo root)::
+
+    .venv/bin/python benchmarks/predictor_speed.py \
+        --data ~/.cache/archkit/latency/host-onnxruntime.jsonl
+
+Prints one table; ``--output`` writes the numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+#: name -> (xgboost rounds (at most, with early stopping), parameters that differ from the
+#: model's own (None: no trees), early stopping rounds).
+VARIANTS: dict[str, tuple[int, dict[str, Any] | None, int]] = {
+    "400 trees depth 6 eta 0.08 (before)": (400, {"eta": 0.08}, 0),
+    "early stopping depth 6 eta 0.3 (<= 200; the model's own)": (200, {"eta": 0.3}, 20),
+    "early stopping depth 6 eta 0.15 (<= 400)": (400, {"eta": 0.15}, 20),
+    "150 trees depth 6 eta 0.2": (150, {"eta": 0.2}, 0),
+    "80 trees depth 6 eta 0.3": (80, {"eta": 0.3}, 0),
+    "60 trees depth 5 eta 0.3": (60, {"eta": 0.3, "max_depth": 5}, 0),
+    "40 trees depth 4 eta 0.4": (40, {"eta": 0.4, "max_depth": 4}, 0),
+    "linear baseline only": (0, None, 0),
+}
+
+
+class _XgboostPerKind:
+    """The evaluation before this change: one xgboost ``inplace_predict`` call per kind."""
+
+    def __init__(self, model: Any) -> None:
+        from archkit.device._latency._model import _Forest
+
+        self.index = {name: i for i, name in enumerate(model.kinds)}
+        self.forest = _Forest(model.kinds)
+        self.boosters = {name: _booster(kind.booster_json) for name, kind in model.kinds.items()}
+
+    def predict_us(self, x: Any, kinds: Any) -> Any:
+        import numpy as np
+
+        from archkit.device._latency._model import _LINEAR_INDEX
+
+        out = np.zeros(len(x))
+        for name, i in self.index.items():
+            rows = kinds == i
+            if not rows.any():
+                continue
+            if self.boosters[name] is None:
+                out[rows] = self.forest.predict_us(x[rows], kinds[rows])
+                continue
+            linear = self.forest.linear[i]
+            line = x[rows][:, _LINEAR_INDEX] @ linear[:-1] + linear[-1]
+            ratio = np.exp(self.boosters[name].inplace_predict(x[rows]))
+            out[rows] = np.maximum((line + 1.0) * ratio - 1.0, 0.0)
+        return out
+
+
+def _booster(model_json: Any) -> Any:
+    if model_json is None:
+        return None
+    import xgboost as xgb
+
+    booster = xgb.Booster()
+    booster.load_model(bytearray(json.dumps(model_json).encode()))
+    booster.set_param({"nthread": 1})
+    return booster
+
+
+def run(data: Path, stream: int) -> list[dict[str, Any]]:
+    from latency_predictor import prediction_times
+
+    from archkit.device._latency import _model
+    from archkit.device._latency._store import read_records
+
+    conditions, protocol, records = read_records(data)
+    defaults = (dict(_model._XGB_PARAMS), _model._XGB_ROUNDS, _model._MIN_SAMPLES,
+                _model._XGB_EARLY_STOPPING)
+    rows = []
+    for name, (rounds, params, early_stopping) in VARIANTS.items():
+        start = time.monotonic()
+        try:
+            _model._XGB_PARAMS = {**defaults[0], **(params or {})}
+            _model._XGB_ROUNDS = rounds
+            _model._MIN_SAMPLES = defaults[2] if params is not None else 10**9
+            _model._XGB_EARLY_STOPPING = early_stopping
+            model, stats = _model.fit_model(records, conditions, protocol, {})
+        finally:
+            (_model._XGB_PARAMS, _model._XGB_ROUNDS, _model._MIN_SAMPLES,
+             _model._XGB_EARLY_STOPPING) = defaults
+        fit_s = time.monotonic() - start
+        # Through JSON, as a search loads it.
+        model = _model.LatencyModel.from_json(json.loads(json.dumps(model.to_json())))
+        times = prediction_times(model, stream=stream, warm_calls=500)
+        trees = {k: len(v.booster_json["learner"]["gradient_booster"]["model"]["trees"])
+                 for k, v in model.kinds.items() if v.booster_json is not None}
+        rows.append({"variant": name, "evaluation": "numpy, all kinds in one pass",
+                     "fit_s": fit_s, "trees": trees, **stats, **times})
+        print(_line(rows[-1]), flush=True)
+        if name.endswith("(before)"):
+            model._forget()
+            model._forest_cache = None
+            _ = model._forest  # builds the scales and ranges it reads
+            model._forest_cache = _XgboostPerKind(model)
+            times = prediction_times(model, stream=stream, warm_calls=500)
+            rows.append({"variant": name, "evaluation": "xgboost, one call per kind",
+                         "fit_s": fit_s, "trees": trees, **stats, **times})
+            print(_line(rows[-1]), flush=True)
+    return rows
+
+
+def _line(r: dict[str, Any]) -> str:
+    trees = "/".join(str(n) for n in r["trees"].values()) or "-"
+    return (f"| {r['variant']} | {trees} | {r['evaluation']} | {r['mobilenetv2_cold_us']:.0f} | "
+            f"{r['mobilenetv2_warm_us']:.1f} | {r['random_stream_mean_us']:.0f} | "
+            f"{r['random_stream_median_us']:.0f} | "
+            f"{r['out_of_fold_within_10pct']:.1%} | {r['out_of_fold_within_5pct']:.1%} | "
+            f"{r['out_of_fold_mean_error']:.1%} | {r['out_of_fold_worst_error']:.1%} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path,
+                    default=Path.home() / ".cache" / "archkit" / "latency" /
+                    "host-onnxruntime.jsonl")
+    ap.add_argument("--stream", type=int, default=1000)
+    ap.add_argument("--output", type=Path)
+    args = ap.parse_args(argv)
+    print("| variant | trees per kind | evaluation | cold us | warm us | stream mean us | "
+          "stream median us | within +-10% | within +-5% | mean error | worst error |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    rows = run(args.data, args.stream)
+    if args.output:
+        args.output.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
