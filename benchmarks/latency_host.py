@@ -15,12 +15,13 @@ is the real cost; pass a persistent folder to reuse earlier runs).
 
 Tuning curve (latency vs tuning minutes)::
 
-    nice -n 10 .venv/bin/python benchmarks/latency_host.py --tuning-curve 30
+    nice -n 10 .venv/bin/python benchmarks/latency_host.py --tuning-curve 30 15
 
 For each network: PyTorch eager and onnxruntime (before and after, same run), TVM untuned, then
 rounds of MetaSchedule tuning on the whole network (``retune``: every layer gets trials each
 round, by its measured share of the network's time, starting from the database's best) until
-MINUTES of tuning are spent, TVM re-measured after each round. Rounds are sized from the trial
+MINUTES of tuning are spent (one value, or one per ``--models`` entry), TVM re-measured after
+each round. Rounds are sized from the trial
 rate seen so far to give about ``--curve-points`` points. Writes ``--plot`` (default
 ``reports/tuning_curve``) ``.html``/``.png``/``.csv`` and the JSON.
 """
@@ -159,22 +160,23 @@ def run_curve(args, console) -> int:
 
     device = load_device("host")
     cache_dir = args.cache_dir or Path(tempfile.mkdtemp(prefix="archkit-curve-cache-"))
-    console.print(f"tuning curve: {args.tuning_curve:g} min of tuning per network, target "
+    budgets = ", ".join(f"{name} {minutes:g} min" for name, minutes in args.tuning_curve.items())
+    console.print(f"tuning curve: tuning budget {budgets}, target "
                   f"{device.target_dict()}, torch threads {torch.get_num_threads()}, "
                   f"cache {cache_dir}")  # fmt: skip
     results = []
     for name in args.models:
         model, x = build(*MODELS[name])
         console.rule(name)
-        results.append(tuning_curve(name, model, x, device, args.tuning_curve,
+        results.append(tuning_curve(name, model, x, device, args.tuning_curve[name],
                                     args.curve_points, cache_dir, args.repeats, console))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps({"tuning_curve_min": args.tuning_curve,
                                            "results": results}, indent=2))  # fmt: skip
     frame = curve_frame(results)
-    short = " - SHORT RUN" if args.tuning_curve < 30 else ""
+    short = " - SHORT RUN" if max(args.tuning_curve.values()) < 30 else ""
     title = (f"MobileNetV2 on this host ({os.cpu_count()} cores): TVM latency vs MetaSchedule "
-             f"tuning time, {args.tuning_curve:g} min per network{short}")  # fmt: skip
+             f"tuning time ({budgets}){short}")  # fmt: skip
     stem = Path(args.plot)
     stem.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(stem.with_suffix(".csv"), index=False)
@@ -200,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=30, help="timed repeats per measurement")
     ap.add_argument("--cache-dir", type=Path, default=None, help="tuning cache (default: fresh)")
     ap.add_argument("--output", type=Path, default=ROOT / "runs" / "latency_host.json")
-    ap.add_argument("--tuning-curve", type=float, default=None, metavar="MINUTES",
-                    help="latency vs tuning time, up to MINUTES of tuning per network")
+    ap.add_argument("--tuning-curve", type=float, nargs="+", default=None, metavar="MINUTES",
+                    help="latency vs tuning time, up to MINUTES of tuning per network (one "
+                         "value for all, or one per --models entry)")
     ap.add_argument("--curve-points", type=int, default=6,
                     help="tuning rounds (points) per curve, about equal in time")
     ap.add_argument("--plot", default=str(ROOT / "reports" / "tuning_curve"),
@@ -211,8 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.tuning_curve is not None:
         from rich.console import Console
 
-        if args.tuning_curve <= 0 or args.curve_points < 1:
+        if min(args.tuning_curve) <= 0 or args.curve_points < 1:
             ap.error("--tuning-curve MINUTES and --curve-points must be positive")
+        if len(args.tuning_curve) not in (1, len(args.models)):
+            ap.error("--tuning-curve takes one MINUTES, or one per --models entry")
+        if len(args.tuning_curve) == 1:
+            args.tuning_curve = args.tuning_curve * len(args.models)
+        args.tuning_curve = dict(zip(args.models, args.tuning_curve, strict=True))
         return run_curve(args, Console(width=150))
 
     import torch
