@@ -164,37 +164,47 @@ def attribute_tvm_calls(calls: Sequence[tuple[str, float, Sequence[Sequence[int]
 
     A ``conv2d*`` call starts the next conv node whose weight shape it has; ``matmul`` starts the
     next linear node; ``mean``/pooling the next pool node; an add of two full tensors the next
-    add node. Every other call (bias adds, clips, reshapes) belongs to the node running before
-    it, and ``vm.builtin.*`` calls (allocation, shape checks) to the network.
+    add node, unless it is the bias add of the convolution just before it (its folded
+    BatchNorm's; on a 1x1 feature map a bias has the shape of the activation). Every other call
+    (bias adds, clips, reshapes) belongs to the node running before it, and ``vm.builtin.*``
+    calls (allocation, shape checks) to the network.
     """
     order = [(block.index, node) for block in network.blocks for node in block.nodes]
     out: dict[str, float] = {}
     position, current = 0, NETWORK
+    bias_due = False  # the last kernel was a conv whose bias add comes next
 
-    def find(accept: Callable[[Any], bool]) -> str | None:
+    def find(accept: Callable[[Any], bool]) -> tuple[str, Any] | None:
         nonlocal position
         for i in range(position, len(order)):
             index, node = order[i]
             if accept(node):
                 position = i + 1
-                return f"{index}:{node.name}"
+                return f"{index}:{node.name}", node
         return None
 
     for name, seconds, shapes in calls:
         key = current
         if name.startswith("vm.builtin") or name.startswith("vm."):
-            key = NETWORK
-        elif name.startswith("conv2d") and len(shapes) >= 2:
+            out[NETWORK] = out.get(NETWORK, 0.0) + seconds * 1e6
+            continue
+        if name.startswith("conv2d") and len(shapes) >= 2:
             weight = tuple(shapes[1])
             found = find(lambda n, w=weight: n.prim == "conv" and _weight_key(n) == w)
-            key = current = found or current
-        elif name.startswith(("matmul", "dense")):
-            key = current = find(lambda n: n.prim == "linear") or current
+            bias_due = False
+            if found is not None:
+                current, node = found
+                bias_due = bool(node.attrs.get("bn") or node.attrs.get("bias"))
+            out[current] = out.get(current, 0.0) + seconds * 1e6
+            continue
+        if name.startswith(("matmul", "dense")):
+            key = current = (find(lambda n: n.prim == "linear") or (current,))[0]
         elif name.startswith(("mean", "avg_pool", "max_pool", "adaptive")):
-            key = current = find(lambda n: n.prim.endswith("pool")) or current
-        elif (name.startswith("add") and len(shapes) >= 2 and len(shapes[0]) == 4
-              and tuple(shapes[0]) == tuple(shapes[1])):
-            key = current = find(lambda n: n.prim == "add") or current
+            key = current = (find(lambda n: n.prim.endswith("pool")) or (current,))[0]
+        elif (name.startswith("add") and not bias_due and len(shapes) >= 2
+              and len(shapes[0]) == 4 and tuple(shapes[0]) == tuple(shapes[1])):
+            key = current = (find(lambda n: n.prim == "add") or (current,))[0]
+        bias_due = False
         out[key] = out.get(key, 0.0) + seconds * 1e6
     return out
 
