@@ -149,7 +149,8 @@ def _measure_profiled(job: tuple[str, Any, Any], device: DeviceProfile, tune_tri
                                cache_dir=cache_dir, repeats=repeats, name=name, progress=False,
                                profile_runs=profile_runs)
     except MeasurementError as err:
-        return err if err.job is not None else MeasurementError(err.reason, job=name,
-                                                                stage=err.stage)
+        if err.job is None:
+            return MeasurementError(err.reason, job=name, stage=err.stage)
+        return err
     except DeviceError as err:  # the board vanished between jobs
         return MeasurementError(str(err), job=name, stage="connect")
