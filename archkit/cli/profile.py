@@ -20,7 +20,9 @@ __all__ = ["command"]
 @override_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="table for people; json or csv for programs.")
-@click.option("--per-layer", is_flag=True, help="One row per primitive layer, not per stage.")
+@click.option("--per-layer", is_flag=True,
+              help="One row per primitive layer, not per stage; with --device, also the measured "
+                   "time of every layer and stage row (profiled runs on the device).")
 @click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="fp32", show_default=True,
               help="Element type for activation memory.")
 @click.option("--convention", type=click.Choice(CONVENTIONS), default="pytorch",
@@ -63,15 +65,18 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
     name of a shipped spec: mobilenetv2, mobilenetv1, shufflenet_g3, ...).
 
     Counting is analytic (no model is built). With --device, each spec is also compiled
-    through TVM, checked against PyTorch on the device and timed there; with --device and
-    --predict, its latency is predicted by the device's latency model instead (per stage too),
-    in microseconds and without the device; --predict --measure does both.
+    through TVM, checked against PyTorch on the device and timed there; with --per-layer too,
+    profiled runs there time every fused kernel, shown per layer and per stage row beside the
+    MAdds (ns per MAdd), with the profiler's overhead (over RPC: `archkit serve` on the board).
+    With --device and --predict, its latency is predicted by the device's latency model instead
+    (per stage too), in microseconds and without the device; --predict --measure does both.
 
     \b
     Examples:
       archkit profile mobilenetv2 --width 0.75 --resolution 160
       archkit profile specs/*.yaml --per-layer --dtype fp16 --format json
       archkit profile mobilenetv2 --device rpi4 --host 192.168.1.20 --port 9090
+      archkit profile mobilenetv2 --device host --per-layer
     """
     from archkit.cost import cost_table
 
@@ -95,12 +100,14 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
         latencies = _predict(profiles, device, runtime, measure)
     elif device is not None and measure:
         from archkit.device import load_device, measure_specs
+        from archkit.device._kernel_times import DEFAULT_PROFILE_RUNS
 
         target = load_device(device, host=host, port=port, key=key, tracker=tracker,
                              emulated=emulated, ssh=ssh)
         measured = measure_specs([p.spec for p in profiles], target, tune_trials=tune,
                                  cache_dir=cache_dir, repeats=repeats, baselines=baselines,
-                                 runtime=runtime)
+                                 runtime=runtime,
+                                 profile_runs=DEFAULT_PROFILE_RUNS if per_layer else 0)
         latencies = [m.to_dict() for m in measured]
     if fmt == "json":
         _print_json(profiles, latencies, per_layer)
@@ -189,34 +196,83 @@ def _predict(profiles, device: str, runtime: str, measure: bool) -> list[dict[st
     return out
 
 
+def _rows(p, latency: dict[str, Any] | None) -> tuple[list[dict[str, Any]],
+                                                      list[dict[str, Any]], Any]:
+    """(stage rows, layer rows, :class:`~archkit.device.KernelProfile` or None) of one spec, as
+    every format shows them: the cost columns, then the predicted or measured times.
+
+    Measured: ``measured_ms`` per stage row, ``measured_us`` per layer (0 for a layer the
+    runtime fused into another), their ``share`` of the per-row sum and ``ns_per_madd``.
+    """
+    stages = [dict(r) for r in p.stage_records]
+    layers = layer_rows(p)
+    if latency is not None and "predicted_stage_ms" in latency:
+        for stage in stages:
+            stage["predicted_ms"] = latency["predicted_stage_ms"].get(stage["stage"])
+    measured = (latency or {}).get("kernel_profile")
+    if not measured:
+        return stages, layers, None
+    from archkit.device import KernelProfile
+
+    profile = KernelProfile.from_dict(measured)
+    layer_us, stage_ms = profile.per_layer(p.layer_records)
+    total_ms = profile.rows_ms
+    for row, us in zip(layers, layer_us, strict=True):
+        row.update(measured_us=us, share=us / 1e3 / total_ms, ns_per_madd=_per_madd(us * 1e3, row))
+    for stage in stages:
+        ms = stage_ms.get(stage["stage"], 0.0)
+        stage.update(measured_ms=ms, share=ms / total_ms, ns_per_madd=_per_madd(ms * 1e6, stage))
+    return stages, layers, profile
+
+
+def _per_madd(ns: float, row: dict[str, Any]) -> float | None:
+    return ns / row["madds"] if row["madds"] else None
+
+
 def _print_json(profiles, latencies, per_layer: bool) -> None:
     """Always a list, one object per spec (a program need not care how many it passed)."""
     docs = []
     for p, latency in zip(profiles, latencies, strict=True):
-        doc: dict[str, Any] = {"totals": p.totals(), "stages": [dict(r) for r in p.stage_records]}
+        stages, layers, profile = _rows(p, latency)
+        doc: dict[str, Any] = {"totals": p.totals(), "stages": stages}
         if latency is not None and "predicted_latency_ms" in latency:
-            for stage in doc["stages"]:
-                stage["predicted_ms"] = latency["predicted_stage_ms"].get(stage["stage"])
             doc["predicted_latency_ms"] = latency["predicted_latency_ms"]
             if "latency_ms" in latency:
                 doc["latency_ms"] = latency["latency_ms"]
         if per_layer:
-            doc["layers"] = layer_rows(p)
+            doc["layers"] = layers
         if latency is not None:
-            doc["latency"] = latency
+            doc["latency"] = {k: v for k, v in latency.items() if k != "kernel_profile"}
+        if profile is not None:
+            doc["profile"] = profile.to_dict()  # the overhead figures and the raw node times
         docs.append(doc)
     click.echo(json.dumps(docs, indent=2, default=json_default))
 
 
 def _print_csv(profiles, latencies, per_layer: bool) -> None:
+    """One row per stage (or layer) of every spec; the network's latency on each of its rows,
+    and with per-layer times one more row, ``network``, for the time no layer owns."""
     import csv
 
-    rows = [
-        {"spec": p.spec.name, "dtype": p.dtype, **row}
-        for p in profiles
-        for row in (layer_rows(p) if per_layer else p.stage_records)
-    ]
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+    rows = []
+    for p, latency in zip(profiles, latencies, strict=True):
+        stages, layers, profile = _rows(p, latency)
+        extra: dict[str, Any] = {}
+        if latency is not None:
+            if "predicted_latency_ms" in latency:
+                extra["predicted_latency_ms"] = latency["predicted_latency_ms"]
+            measured = latency.get("median_ms", latency.get("latency_ms"))
+            if measured is not None:
+                extra["latency_ms"] = measured
+        own = layers if per_layer else stages
+        if profile is not None:
+            key = "measured_us" if per_layer else "measured_ms"
+            value = profile.network_ms * (1e3 if per_layer else 1.0)
+            own = [*own, {"block" if per_layer else "stage": "network", "op": "network",
+                          key: value, "share": profile.network_ms / profile.rows_ms}]
+        rows += [{"spec": p.spec.name, "dtype": p.dtype, **row, **extra} for row in own]
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n", restval="")
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
 
@@ -228,18 +284,22 @@ def _print_tables(profiles, latencies, per_layer: bool) -> None:
     console = Console() if sys.stdout.isatty() else Console(width=160)
     for p, latency in zip(profiles, latencies, strict=True):
         spec = p.spec
+        stages, layers, profile = _rows(p, latency)
         title = (f"{spec.name}  width {spec.width:g}  {spec.resolution}x{spec.resolution}  "
                  f"({spec.source})")
         if per_layer:
             table = Table(title=title)
+            timed = ("us", "ns/MAdd") if profile is not None else ()
             for column in ("block", "op", "node", "input", "output", "s", "k", "g", "MAdds",
-                           "params", f"live ({p.dtype})"):
+                           *timed, "params", f"live ({p.dtype})"):
                 table.add_column(column, justify="right" if column not in ("op", "node") else
                                  "left")
-            for r in layer_rows(p):
+            for r in layers:
+                times = (f"{r['measured_us']:.1f}", _opt(r["ns_per_madd"], ".3f")) if timed else ()
                 table.add_row(str(r["block"]), r["op"], r["node"], r["input"], r["output"],
                               _opt(r["stride"]), _opt(r["kernel"]), _opt(r["groups"]),
-                              f"{r['madds']:,}", f"{r['params']:,}", human(r["live_bytes"], "B"))
+                              f"{r['madds']:,}", *times, f"{r['params']:,}",
+                              human(r["live_bytes"], "B"))
         else:
             table = Table(title=title)
             for column in ("row", "op", "t", "c", "n", "s", "input", "output", "MAdds",
@@ -250,6 +310,8 @@ def _print_tables(profiles, latencies, per_layer: bool) -> None:
                               str(r["s"]), r["input"], r["output"], human(r["madds"]),
                               f"{r['params']:,}", human(r["peak_live_bytes"], "B"))
         console.print(table)
+        if profile is not None:
+            console.print(_stage_times_table(stages, profile))
         totals = p.totals()
         console.print(
             f"[bold]total[/]: {totals['madds']:,} MAdds ({human(totals['madds'])}), "
@@ -260,7 +322,37 @@ def _print_tables(profiles, latencies, per_layer: bool) -> None:
         )
         if latency is not None:
             _print_latency(console, latency)
+        if profile is not None:
+            _print_overhead(console, profile)
         console.print()
+
+
+def _stage_times_table(stages: list[dict[str, Any]], profile):
+    """Measured time per stage row, beside its MAdds; the network row holds what no layer owns."""
+    from rich.table import Table
+
+    table = Table(title=f"measured per stage row ({profile.source}, median of {profile.runs} "
+                        "profiled runs)")
+    for column in ("row", "op", "MAdds", "ms", "share", "ns/MAdd"):
+        table.add_column(column, justify="left" if column == "op" else "right")
+    for r in stages:
+        table.add_row(str(r["stage"]), r["op"], human(r["madds"]), f"{r['measured_ms']:.3f}",
+                      f"{r['share']:.1%}", _opt(r["ns_per_madd"], ".3f"))
+    table.add_row("-", "network", "-", f"{profile.network_ms:.3f}",
+                  f"{profile.network_ms / profile.rows_ms:.1%}", "-")
+    table.add_row("", "[bold]sum[/]", "", f"{profile.rows_ms:.3f}", "100.0%", "")
+    return table
+
+
+def _print_overhead(console, profile) -> None:
+    console.print(
+        f"  per-row times sum to {profile.rows_ms:.3f} ms (layers {profile.nodes_ms:.3f} + "
+        f"network {profile.network_ms:.3f}) vs the uninstrumented median "
+        f"{profile.e2e_ms:.3f} ms; profiler overhead {profile.overhead_ms:+.3f} ms "
+        f"({profile.overhead_ms / profile.e2e_ms:+.1%}): a profiled run takes "
+        f"{profile.profiled_run_ms:.3f} ms, {profile.outside_kernels_ms:.3f} ms of it outside "
+        "the timed kernels"
+    )
 
 
 def _print_prediction(console, latency: dict[str, Any]) -> None:
@@ -323,7 +415,7 @@ def _print_latency(console, latency: dict[str, Any]) -> None:
         console.print(f"  on this host: {parts}")
 
 
-def _opt(value: Any) -> str:
+def _opt(value: Any, spec: str = "g") -> str:
     if value is None:
         return "-"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{value:{spec}}" if isinstance(value, float) else str(value)

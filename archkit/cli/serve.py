@@ -1,4 +1,5 @@
-"""``archkit serve``: run on the board; TVM's RPC server with archkit's onnxruntime function.
+"""``archkit serve``: run on the board; TVM's RPC server with archkit's board-side functions
+(onnxruntime timing, TVM per-call profiling for ``--per-layer``).
 
 Needs only archkit's small runtime extra on the board (``pip install 'archkit[runtime]'``: tvm,
 onnxruntime, numpy; no torch). Binds 127.0.0.1 unless told otherwise: the host reaches it
@@ -57,10 +58,12 @@ def _exposure_warning(host: str, port: int) -> str:
                    "it).")
 def command(host: str, port: int, port_end: int | None, tracker: str | None, key: str | None,
             custom_addr: str | None) -> None:
-    """Serve TVM RPC on this board, with archkit's onnxruntime timing function registered.
+    """Serve TVM RPC on this board, with archkit's onnxruntime timing function and TVM profiler
+    registered.
 
     Both runtimes share this one transport: `archkit profile --device DEV --runtime tvm` uploads
-    compiled libraries, `--runtime onnxruntime` uploads the .onnx file and calls the function.
+    compiled libraries, `--runtime onnxruntime` uploads the .onnx file and calls the function;
+    `--per-layer` runs the profiled runs here (a profiling callback cannot cross RPC).
     Stop with Ctrl-C.
     """
     from archkit.errors import ArchkitError

@@ -26,6 +26,7 @@ from archkit.device._devices import (
 )
 from archkit.device._errors import DeviceError, MeasurementError
 from archkit.device._farm import RUNTIMES, measure_many
+from archkit.device._kernel_times import KernelProfile
 from archkit.device._latency import (
     BuildResult,
     Evaluation,
@@ -53,6 +54,7 @@ __all__ = [
     "DeviceError",
     "DeviceProfile",
     "Evaluation",
+    "KernelProfile",
     "LatencyModel",
     "LatencyModelError",
     "LatencyResult",

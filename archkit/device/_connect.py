@@ -113,12 +113,19 @@ def _connect_session(device: DeviceProfile, host: str, port: int, session_timeou
         raise _unreachable(device, f"the RPC session with {host}:{port}", str(err)) from None
 
 
-def _check_session(device: DeviceProfile, session: Any, runtime: str, server: str) -> None:
-    """One round trip in the session; for ``onnxruntime``, archkit's function must be there."""
+def _check_session(device: DeviceProfile, session: Any, runtime: str, server: str,
+                   kernels: bool = False) -> None:
+    """One round trip in the session; for ``onnxruntime``, archkit's function must be there, and
+    for per-kernel times (``kernels``) its profiling function."""
     from archkit.device import _ort_remote
 
     def remote_calls() -> str | None:
         session.get_function("tvm.rpc.server.workpath")("probe")
+        if kernels:
+            try:
+                session.get_function(_ort_remote.PROFILE_TVM_FUNC)
+            except (AttributeError, RuntimeError, ValueError):
+                return "no profiler"
         if runtime != "onnxruntime":
             return None
         try:
@@ -131,6 +138,13 @@ def _check_session(device: DeviceProfile, session: Any, runtime: str, server: st
         found = call_in_thread(remote_calls, "RPC server", _session_deadline(device))
     except (OSError, TimeoutError, RuntimeError) as err:
         raise _unreachable(device, f"the RPC session with {server}", str(err)) from None
+    if found == "no profiler":
+        raise DeviceError(
+            f"device {device.name!r}: per-layer times over RPC need `archkit serve` on the "
+            f"board: the RPC server at {server} has no archkit profiling function (TVM's plain "
+            "rpc_server, or an older archkit serve), and a profiling callback cannot be sent "
+            "over RPC; start `archkit serve` on the board instead.\n" + server_help(device)
+        )
     if found == "missing":
         raise DeviceError(
             f"device {device.name!r}: the RPC server at {server} has no archkit onnxruntime "
@@ -145,18 +159,19 @@ def _check_session(device: DeviceProfile, session: Any, runtime: str, server: st
         )
 
 
-def check_reachable(device: DeviceProfile, *, runtime: str = "tvm") -> None:
+def check_reachable(device: DeviceProfile, *, runtime: str = "tvm", kernels: bool = False) -> None:
     """Fail fast (seconds, before any compiling) with what was found and setup instructions.
 
     For an ``rpc`` device this is a real TVM RPC session: the handshake (a listener that is not
     a TVM RPC server is named: silent, HTTP, SSH, ...), one remote call, and for ``runtime=
     "onnxruntime"`` the check that archkit's onnxruntime function is registered there (``archkit
-    serve``). An ``ssh`` device is checked through a tunnel opened for the check. A tracker must
-    answer its handshake and have a board with the key.
+    serve``), for ``kernels`` (per-layer times) that its profiling function is. An ``ssh`` device
+    is checked through a tunnel opened for the check. A tracker must answer its handshake and
+    have a board with the key (its boards' functions are checked when a job gets one).
 
     Raises:
         DeviceError: No address configured, nothing listening, not a TVM RPC server/tracker,
-            no board with the key, or (onnxruntime) not an ``archkit serve`` server.
+            no board with the key, or (onnxruntime, kernels) not an ``archkit serve`` server.
     """
     if not device.is_remote:
         return
@@ -164,7 +179,7 @@ def check_reachable(device: DeviceProfile, *, runtime: str = "tvm") -> None:
         from archkit.device._tunnel import ssh_tunnel
 
         with ssh_tunnel(device) as through:
-            check_reachable(through, runtime=runtime)
+            check_reachable(through, runtime=runtime, kernels=kernels)
         return
     host, port = _require_address(device)
     if device.connection.kind == "tracker":
@@ -180,7 +195,7 @@ def check_reachable(device: DeviceProfile, *, runtime: str = "tvm") -> None:
     _probe_server(device)
     session = _connect_session(device, host, port, max(30.0, 4 * device.connect_timeout_s))
     try:
-        _check_session(device, session, runtime, f"{host}:{port}")
+        _check_session(device, session, runtime, f"{host}:{port}", kernels)
     finally:
         del session
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from archkit.device._devices import DeviceProfile
 from archkit.device._errors import MeasurementError
+from archkit.device._kernel_times import KernelProfile
 from archkit.device._threads import call_in_thread
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +46,8 @@ class LatencyResult:
         number: Runs per repeat.
         metadata: What makes it reproducible: tvm_version, target, threads, tuning state and
             records reused, governor (Linux boards, when readable), server, versions, ...
+        kernel_profile: Measured time per node from profiled runs (``profile_runs`` > 0), with
+            the profiler's overhead; None when not asked for.
     """
 
     name: str | None
@@ -59,6 +62,7 @@ class LatencyResult:
     repeats: int
     number: int
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    kernel_profile: KernelProfile | None = field(default=None, hash=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -69,6 +73,10 @@ class LatencyResult:
         """JSON-able form."""
         out = asdict(self)
         out["label"] = self.label
+        if self.kernel_profile is None:
+            del out["kernel_profile"]
+        else:
+            out["kernel_profile"] = self.kernel_profile.to_dict()
         return out
 
 
@@ -208,10 +216,12 @@ def _on_device_fn(
     event: Callable[[str], None],
     rtol: float,
     check: dict[str, Any],
-) -> Callable[[], tuple[float, list[float], int, int | None, str | None]]:
-    """The part that runs on the board: load, configure threads, check outputs, time."""
+    profile_runs: int = 0,
+) -> Callable[[], tuple[float, list[float], int, int | None, str | None, dict[str, Any] | None]]:
+    """The part that runs on the board: load, configure threads, check outputs, time; then,
+    with ``profile_runs``, the per-call times of that many instrumented runs."""
 
-    def run() -> tuple[float, list[float], int, int | None, str | None]:
+    def run() -> tuple[float, list[float], int, int | None, str | None, dict[str, Any] | None]:
         import numpy as np
         import tvm
         from tvm import relax
@@ -245,6 +255,12 @@ def _on_device_fn(
             n = number or max(1, min(1000, int(np.ceil(min_repeat_ms / 1e3 / max(first, 1e-6)))))
             timer = vm.time_evaluator("invoke_stateful", dev, number=n, repeat=repeats)
             seconds = [float(s) for s in timer("main").results]
+
+            profiled = None
+            if profile_runs:
+                stage = "profile"
+                event("profile")
+                profiled = _profile_calls(remote, vm, lib_path, x_np, profile_runs)
             governor = remote.governor()
         except MeasurementError:
             raise
@@ -252,9 +268,48 @@ def _on_device_fn(
             if device.is_remote:
                 raise _rpc_failure(err, stage, device, server) from err
             raise MeasurementError(f"{stage} failed: {err}", stage=stage) from err
-        return max_abs_diff, seconds, n, runtime_threads, governor
+        return max_abs_diff, seconds, n, runtime_threads, governor, profiled
 
     return run
+
+
+def _profile_calls(remote: Any, vm: Any, lib_path: str, x_np: Any, runs: int) -> dict[str, Any]:
+    """``_ort_remote.instrumented_runs`` of the network: in this process for a local device, on
+    the board through ``archkit serve``'s function over RPC (a callback cannot cross RPC)."""
+    import json
+
+    from archkit.device import _ort_remote
+
+    if remote.session is None:
+        return _ort_remote.instrumented_runs(vm, runs)
+    try:
+        profile = remote.get_function(_ort_remote.PROFILE_TVM_FUNC)
+    except (AttributeError, RuntimeError, ValueError):
+        raise MeasurementError(
+            f"per-layer times over RPC need `archkit serve` on the board: the RPC server at "
+            f"{remote.server} has no {_ort_remote.PROFILE_TVM_FUNC} (TVM's plain rpc_server)",
+            stage="profile",
+        ) from None
+    answer = profile(lib_path.rsplit("/", 1)[-1], bytearray(_ort_remote._npy_bytes(x_np)),
+                     json.dumps({"runs": runs, "warmup": 1}))
+    return json.loads(str(answer))
+
+
+def _profiled_network(model: Any, profile_runs: int) -> Any:
+    """The lowered network per-kernel times are attributed to (None without profiling)."""
+    if profile_runs < 0:
+        raise ValueError(f"profile_runs must be >= 0, got {profile_runs}")
+    if not profile_runs:
+        return None
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        raise ValueError(
+            f"profile_runs needs a model built by archkit.build.build_model (per-kernel times are "
+            f"attributed to its spec's layers); got a {type(model).__name__} without .spec"
+        )
+    from archkit.ops import lower
+
+    return lower(spec)
 
 
 def measure_latency(
@@ -273,6 +328,7 @@ def measure_latency(
     progress: bool = True,
     on_event: EventFn | None = None,
     retune: bool = False,
+    profile_runs: int = 0,
 ) -> LatencyResult:
     """Compile ``model`` with TVM for ``device``, check it against PyTorch there, and time it.
 
@@ -302,6 +358,11 @@ def measure_latency(
         on_event: Called as ``on_event(stage, info)`` at each stage (for progress and tests).
         retune: Tune layers that already have records too (``tune_trials`` more trials for the
             whole network, starting from the database; see ``_tune.tune``).
+        profile_runs: After timing, run the network this many more times (after one warm-up)
+            with a callback around every VM call (``VirtualMachine.set_instrument``; on a board
+            through ``archkit serve``), and attribute each call's median time to the layer of
+            ``model.spec`` it computes: ``result.kernel_profile``. ``model`` must be built by
+            :func:`archkit.build.build_model`. 0: no profiling.
 
     Returns:
         The result, with reproducibility metadata.
@@ -309,6 +370,7 @@ def measure_latency(
     Raises:
         DeviceError: The device is not configured or cannot be reached (clear, in seconds).
         MeasurementError: Outputs differ from PyTorch, or the board failed mid-measurement.
+        ValueError: ``profile_runs`` for a model without an archkit spec.
     """
     import torch
     import tvm
@@ -321,6 +383,7 @@ def measure_latency(
 
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
+    network = _profiled_network(model, profile_runs)
     if device.connection.ssh:  # one tunnel for the whole measurement (tuning included)
         from archkit.device._tunnel import ssh_tunnel
 
@@ -329,10 +392,11 @@ def measure_latency(
                 model, example_input, through, tune_trials=tune_trials, cache_dir=cache_dir,
                 repeats=repeats, number=number, min_repeat_ms=min_repeat_ms, atol=atol,
                 rtol=rtol, name=name, progress=progress, on_event=on_event, retune=retune,
+                profile_runs=profile_runs,
             )  # fmt: skip
     # Fail fast, before minutes of compiling and tuning, when the board is not there: a real
     # RPC session (handshake and one remote call), closed again.
-    _connect.check_reachable(device)
+    _connect.check_reachable(device, kernels=profile_runs > 0)
     target = device.target_dict()
     timings: dict[str, float] = {}
     reference = _compile.reference_outputs(model, example_input)
@@ -363,12 +427,12 @@ def measure_latency(
         server = remote.server
         on_device = _on_device_fn(
             remote, device, str(lib_path), x_np, reference, atol, repeats, number,
-            min_repeat_ms, lambda stage: event(stage, server=server), rtol, check,
+            min_repeat_ms, lambda stage: event(stage, server=server), rtol, check, profile_runs,
         )  # fmt: skip
         try:
             # A fresh thread gets a fresh TVM thread pool (they are thread-local), so the
             # configured thread count applies; RPC servers fork a fresh process per session.
-            max_abs_diff, seconds, n, runtime_threads, governor = call_in_thread(
+            max_abs_diff, seconds, n, runtime_threads, governor, profiled = call_in_thread(
                 on_device, "measure"
             )
         finally:
@@ -401,15 +465,25 @@ def measure_latency(
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **{k: round(v, 3) for k, v in timings.items()},
     }
+    stats = _stats_ms(seconds)
+    kernel_profile = None
+    if profiled is not None:
+        from archkit.device._kernel_times import attribute_tvm_calls
+
+        kernel_profile = KernelProfile(
+            attribute_tvm_calls(profiled["calls"], network), profiled["run_ms"],
+            stats["median_ms"], "tvm set_instrument",
+        )  # fmt: skip
     result = LatencyResult(
         name=name,
         device=device.name,
-        **_stats_ms(seconds),
+        **stats,
         max_abs_diff=max_abs_diff,
         emulated=device.emulated,
         repeats=repeats,
         number=n,
         metadata=metadata,
+        kernel_profile=kernel_profile,
     )
     event("done", server=server, median_ms=result.median_ms)
     return result

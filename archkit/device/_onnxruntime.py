@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from archkit.device._devices import DeviceProfile
 from archkit.device._errors import MeasurementError
-from archkit.device._measure import EventFn, LatencyResult, _stats_ms, check_outputs
+from archkit.device._kernel_times import KernelProfile
+from archkit.device._measure import (
+    EventFn,
+    LatencyResult,
+    _profiled_network,
+    _stats_ms,
+    check_outputs,
+)
 from archkit.device._threads import call_in_thread
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,6 +44,7 @@ def measure_onnxruntime(
     rtol: float = 1e-3,
     name: str | None = None,
     on_event: EventFn | None = None,
+    profile_runs: int = 0,
 ) -> LatencyResult:
     """Time ``model`` with onnxruntime on ``device``, checked against PyTorch there.
 
@@ -49,9 +57,15 @@ def measure_onnxruntime(
     a :class:`DeviceError` says so before anything is exported). A ``local`` device runs the
     same function in this process.
 
+    With ``profile_runs`` > 0, a second session with onnxruntime's profiler on runs the model 3
+    + ``profile_runs`` times there, and each kernel's median time over the profiled runs is
+    attributed to the layer of ``model.spec`` it computes (``result.kernel_profile``; ``model``
+    must be built by :func:`archkit.build.build_model`).
+
     Raises:
         DeviceError: The device cannot be reached, or its server is not ``archkit serve``.
         MeasurementError: Export failed, outputs differ from PyTorch, or the board failed.
+        ValueError: ``profile_runs`` for a model without an archkit spec.
     """
     import numpy as np
     import torch
@@ -64,20 +78,23 @@ def measure_onnxruntime(
 
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
+    network = _profiled_network(model, profile_runs)
     if device.connection.ssh:
         from archkit.device._tunnel import ssh_tunnel
 
         with ssh_tunnel(device) as through:
             return measure_onnxruntime(
                 model, example_input, through, repeats=repeats, min_repeat_ms=min_repeat_ms,
-                atol=atol, rtol=rtol, name=name, on_event=on_event,
+                atol=atol, rtol=rtol, name=name, on_event=on_event, profile_runs=profile_runs,
             )  # fmt: skip
-    _connect.check_reachable(device, runtime="onnxruntime")
+    _connect.check_reachable(device, runtime="onnxruntime", kernels=profile_runs > 0)
     reference = _compile.reference_outputs(model, example_input)
     x_np = np.ascontiguousarray(example_input.detach().cpu().numpy())
     config = json.dumps(
-        {"threads": device.threads, "repeats": repeats, "min_repeat_ms": min_repeat_ms}
-    )
+        {"threads": device.threads, "repeats": repeats, "min_repeat_ms": min_repeat_ms,
+         "profile_runs": profile_runs}
+    )  # fmt: skip
+    owners: dict[str, str] = {}
 
     with tempfile.TemporaryDirectory(prefix="archkit-onnx-") as tmp:
         event("compile")
@@ -95,6 +112,10 @@ def measure_onnxruntime(
         finally:
             model.train(was_training)
         export_s = time.perf_counter() - t0
+        if network is not None:
+            from archkit.device._kernel_times import onnx_output_owners
+
+            owners = onnx_output_owners(path)
 
         event("connect")
         remote = _connect.open_remote(device)
@@ -153,15 +174,32 @@ def measure_onnxruntime(
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "export_s": round(export_s, 3),
     }
+    stats = _stats_ms([t / 1e3 for t in answer["times_ms"]])
+    kernel_profile = None
+    if network is not None:
+        from archkit.device._kernel_times import ort_kernel_times
+
+        profiled = answer.get("profile")
+        if not profiled:
+            raise MeasurementError(
+                f"`archkit serve` at {server} returned no onnxruntime profile (an older "
+                "archkit on the board? update it there)",
+                stage="profile",
+            )
+        kernel_profile = KernelProfile(
+            ort_kernel_times(profiled["events"], profiled["warmup_runs"], owners, network),
+            profiled["run_ms"], stats["median_ms"], "onnxruntime profiler",
+        )  # fmt: skip
     result = LatencyResult(
         name=name,
         device=device.name,
-        **_stats_ms([t / 1e3 for t in answer["times_ms"]]),
+        **stats,
         max_abs_diff=max_abs_diff,
         emulated=device.emulated,
         repeats=repeats,
         number=int(answer["number"]),
         metadata=metadata,
+        kernel_profile=kernel_profile,
     )
     event("done", server=server, median_ms=result.median_ms)
     return result

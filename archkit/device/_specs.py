@@ -63,6 +63,7 @@ def measure_specs(
     baselines: bool = True,
     progress: bool = True,
     runtime: str = "tvm",
+    profile_runs: int = 0,
 ) -> list[SpecLatency]:
     """Build, calibrate and measure every spec on ``device``; optionally add host baselines.
 
@@ -82,12 +83,16 @@ def measure_specs(
         progress: Show progress.
         runtime: ``tvm`` or ``onnxruntime`` (on a board: through ``archkit serve``, the same
             RPC transport; see :func:`measure_onnxruntime`).
+        profile_runs: Also time every layer: this many profiled whole-network runs after the
+            timing (``result.kernel_profile``; see :func:`measure_latency`). Over RPC this
+            needs ``archkit serve`` on the board. 0: no per-layer times.
 
     Returns:
         One :class:`SpecLatency` per spec, in order.
 
     Raises:
-        DeviceError: The device cannot be reached at all, before any measurement.
+        DeviceError: The device cannot be reached at all (or, with ``profile_runs``, is not
+            ``archkit serve``), before any measurement.
     """
     from archkit.device import _connect
     from archkit.device._farm import RUNTIMES
@@ -100,28 +105,52 @@ def measure_specs(
         with ssh_tunnel(device) as through:
             return measure_specs(
                 specs, through, tune_trials=tune_trials, cache_dir=cache_dir, repeats=repeats,
-                baselines=baselines, progress=progress, runtime=runtime,
+                baselines=baselines, progress=progress, runtime=runtime, profile_runs=profile_runs,
             )  # fmt: skip
     # Before building anything (torch) or compiling: the board must answer as a TVM RPC server
     # (for onnxruntime: as `archkit serve`).
-    _connect.check_reachable(device, runtime=runtime)
+    _connect.check_reachable(device, runtime=runtime, kernels=profile_runs > 0)
     from archkit.build import build_model, calibrate_batchnorm, example_input
 
     jobs = []
     for spec in specs:
         model = calibrate_batchnorm(build_model(spec), spec)
         jobs.append((spec.name, model, example_input(spec)))
-    results = measure_many(
-        jobs,
-        device,
-        tune_trials=tune_trials,
-        repeats=repeats,
-        cache_dir=Path(cache_dir) if cache_dir else None,
-        progress=progress,
-        runtime=runtime,
-    )
+    cache = Path(cache_dir) if cache_dir else None
+    if profile_runs:
+        results = [
+            _measure_profiled(job, device, tune_trials, cache, repeats, runtime, profile_runs)
+            for job in jobs
+        ]
+    else:
+        results = measure_many(jobs, device, tune_trials=tune_trials, repeats=repeats,
+                               cache_dir=cache, progress=progress, runtime=runtime)
     measured = []
     for spec, (_, model, x), result in zip(specs, jobs, results, strict=True):
         base = host_baselines(model, x) if baselines and isinstance(result, LatencyResult) else None
         measured.append(SpecLatency(spec, result, base))
     return measured
+
+
+def _measure_profiled(job: tuple[str, Any, Any], device: DeviceProfile, tune_trials: int,
+                      cache_dir: Path | None, repeats: int, runtime: str,
+                      profile_runs: int) -> LatencyResult | MeasurementError:
+    """One job with per-kernel times, its failure kept as a result like :func:`measure_many`
+    keeps it. Jobs run one after another: profiled runs are not spread over a farm's boards."""
+    from archkit.device._measure import measure_latency
+    from archkit.device._onnxruntime import measure_onnxruntime
+
+    name, model, example = job
+    try:
+        if runtime == "onnxruntime":
+            return measure_onnxruntime(model, example, device, repeats=repeats, name=name,
+                                       profile_runs=profile_runs)
+        return measure_latency(model, example, device, tune_trials=tune_trials,
+                               cache_dir=cache_dir, repeats=repeats, name=name, progress=False,
+                               profile_runs=profile_runs)
+    except MeasurementError as err:
+        if err.job is None:
+            return MeasurementError(err.reason, job=name, stage=err.stage)
+        return err
+    except DeviceError as err:  # the board vanished between jobs
+        return MeasurementError(str(err), job=name, stage="connect")

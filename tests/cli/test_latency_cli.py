@@ -92,3 +92,19 @@ def test_profile_predict_without_model_is_exit_2(cache):
 def test_predict_needs_device(cache):
     proc = run(cache, "profile", str(SPEC), "--predict")
     assert proc.returncode == 2 and "--device" in proc.stderr
+
+
+def test_profile_predict_csv_carries_the_predictions(cache):
+    import csv
+
+    proc = run(cache, "profile", str(SPEC), "--device", "host", "--runtime", "onnxruntime",
+               "--predict", "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(proc.stdout.splitlines()))
+    [doc] = json.loads(run(cache, "profile", str(SPEC), "--device", "host", "--runtime",
+                           "onnxruntime", "--predict", "--format", "json").stdout)
+    assert [float(r["predicted_ms"]) for r in rows] == pytest.approx(
+        [s["predicted_ms"] for s in doc["stages"]])
+    assert [float(r["predicted_latency_ms"]) for r in rows] == pytest.approx(
+        [doc["predicted_latency_ms"]] * len(rows))
+    assert "latency_ms" not in rows[0]  # --predict alone measures nothing

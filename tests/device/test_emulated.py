@@ -59,3 +59,28 @@ def test_onnxruntime_on_emulated_board(emulated_arm64_rpc):
     assert meta["onnxruntime_version"] == "1.32.0"  # scripts/emulated_arm64.sh's pin
     assert meta["runtime_threads"] == dev.threads == 4
     assert res.max_abs_diff < 1e-4 and res.median_ms > 0
+
+
+def test_per_layer_times_on_emulated_board(emulated_arm64_rpc, tmp_path):
+    """The board-side profiler (`archkit.tvm.profile_calls`, loaded by file path as the emulated
+    server loads `archkit serve`'s functions) under aarch64 Python: every conv layer timed."""
+    from archkit import load_spec
+    from archkit.cost import cost_table
+    from archkit.device import measure_specs
+
+    from .test_per_layer import TINY
+
+    host, port, _ = emulated_arm64_rpc
+    dev = load_device("rpi4", host=host, port=port, emulated=True)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    spec = load_spec(path)
+    [measured] = measure_specs([spec], dev, repeats=3, baselines=False, progress=False,
+                               profile_runs=3)
+    assert not measured.failed, measured.result
+    profile = measured.result.kernel_profile
+    assert profile.runs == 3 and measured.result.label == "emulated"
+    layers = cost_table(spec).layer_records
+    layer_us, _ = profile.per_layer(layers)
+    assert all(us > 0 for row, us in zip(layers, layer_us, strict=True)
+               if row["prim"] == "conv")

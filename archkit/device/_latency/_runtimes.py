@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import statistics
 import tempfile
 import time
@@ -28,7 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from archkit.device._errors import DeviceError, MeasurementError
+from archkit.device._kernel_times import attribute_tvm_calls, onnx_output_owners, ort_kernel_times
 from archkit.device._latency._conditions import TimingProtocol
+from archkit.device._ort_remote import instrumented_runs
+
+#: The attribution's old name here (tests call it): one home, ``_kernel_times``.
+_attribute_tvm_calls = attribute_tvm_calls
 
 __all__ = [
     "Measured",
@@ -37,10 +41,6 @@ __all__ = [
     "tuning_database_dir",
     "tuning_state",
 ]
-
-#: Time attributed to no node of the network (layout reorders, VM bookkeeping).
-NETWORK = "network"
-
 
 @dataclass
 class Measured:
@@ -84,9 +84,6 @@ def _model(spec: Any) -> Any:
 
 # ---------------------------------------------------------------- onnxruntime
 
-_ORT_NODE = re.compile(r"^/blocks/blocks\.(\d+)/([^/]+)/")
-
-
 def _ort_options(threads: int, protocol: TimingProtocol, profile_prefix: str | None = None) -> Any:
     import onnxruntime as ort
 
@@ -102,76 +99,6 @@ def _ort_options(threads: int, protocol: TimingProtocol, profile_prefix: str | N
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
     return options
-
-
-def _onnx_output_owners(path: Path) -> dict[str, str]:
-    """ONNX node or tensor name -> ``"<block>:<node>"`` of the archkit node that computes it.
-
-    The exporter records each ONNX node's module path (``pkg.torch.onnx.name_scopes``:
-    ``['', 'blocks', 'blocks.7', 'blocks.7.depthwise', ...]``); the block module's child is the
-    archkit node (modules are named after nodes).
-    """
-    import onnx
-
-    owners: dict[str, str] = {}
-    model = onnx.load(str(path), load_external_data=False)
-    for node in model.graph.node:
-        scopes = next((json.loads(p.value.replace("'", '"')) for p in node.metadata_props
-                       if p.key == "pkg.torch.onnx.name_scopes"), None)
-        key = None
-        for scope in scopes or ():
-            parts = scope.split(".")
-            if len(parts) >= 3 and parts[0] == "blocks" and parts[1].isdigit():
-                key = f"{parts[1]}:{parts[2]}"
-                break
-        if key is None:
-            match = _ORT_NODE.match(node.name)  # the TorchScript exporter's node names
-            key = f"{match.group(1)}:{match.group(2)}" if match else None
-        if key is not None:
-            # onnxruntime names a kernel after its node, or (a node its layout pass rewrote)
-            # after the node's output with an ``_nchwc`` suffix.
-            for name in (node.name, *node.output):
-                owners[name] = key
-    return owners
-
-
-def _conv_owner(key: str, network: Any) -> str:
-    """A convolution kernel attributed to a non-conv node (onnxruntime fuses a residual add
-    into the convolution before it and names the kernel after the add): the conv feeding it."""
-    block_index, name = key.split(":", 1)
-    block = network.blocks[int(block_index)]
-    nodes = {n.name: n for n in block.nodes}
-    node = nodes.get(name)
-    if node is None or node.prim == "conv":
-        return key
-    feeding = [i for i in node.inputs if i in nodes and nodes[i].prim == "conv"]
-    return f"{block_index}:{feeding[-1]}" if feeding else key
-
-
-def _ort_kernel_times(profile_file: str, warmup_runs: int, owners: dict[str, str],
-                      network: Any) -> dict[str, float]:
-    """Per archkit node: the median over profiled runs of the summed kernel times (us)."""
-    events = json.loads(Path(profile_file).read_text())
-    per_node: dict[str, list[float]] = {}
-    op_of: dict[str, str] = {}
-    for event in events:
-        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
-            continue
-        per_node.setdefault(event["name"], []).append(float(event["dur"]))
-        op_of[event["name"]] = event.get("args", {}).get("op_name", "")
-    out: dict[str, float] = {}
-    for name, durations in per_node.items():
-        timed = durations[warmup_runs:] or durations
-        base = name[: -len("_kernel_time")]
-        base = base[: -len("_nchwc")] if base.endswith("_nchwc") else base
-        key = owners.get(base)
-        if key is None:
-            match = _ORT_NODE.match(name)
-            key = f"{match.group(1)}:{match.group(2)}" if match else NETWORK
-        if key != NETWORK and "Conv" in op_of[name]:
-            key = _conv_owner(key, network)
-        out[key] = out.get(key, 0.0) + statistics.median(timed)
-    return out
 
 
 def _prepare_onnxruntime(spec: Any, threads: int, protocol: TimingProtocol, kernels: bool,
@@ -194,8 +121,9 @@ def _prepare_onnxruntime(spec: Any, threads: int, protocol: TimingProtocol, kern
         )
         for _ in range(protocol.warmup_runs + protocol.profile_runs):
             profiled.run(None, feed)
-        return _ort_kernel_times(profiled.end_profiling(), protocol.warmup_runs,
-                                 _onnx_output_owners(path), lower(spec))
+        events = json.loads(Path(profiled.end_profiling()).read_text())
+        return ort_kernel_times(events, protocol.warmup_runs, onnx_output_owners(path),
+                                lower(spec))
 
     return _Prepared(lambda: session.run(None, feed), profile if kernels else None)
 
@@ -234,53 +162,6 @@ def tuning_state(folder: Path) -> tuple[str, Any]:
     from tvm.s_tir import meta_schedule as ms
 
     return f"tuned:{records}", ms.database.JSONDatabase(work_dir=str(folder))
-
-
-def _weight_key(node: Any) -> tuple[int, ...]:
-    x = node.in_shapes[0]
-    k = node.attrs["kernel"]
-    return (node.out_shape.channels, x.channels // node.attrs["groups"], k, k)
-
-
-def _attribute_tvm_calls(calls: list[tuple[str, float, list[tuple[int, ...]]]],
-                         network: Any) -> dict[str, float]:
-    """Give every VM call's time to the archkit node it computes.
-
-    A ``conv2d*`` call starts the next conv node whose weight shape it has; ``matmul`` starts the
-    next linear node; ``mean``/pooling the next pool node; an add of two full tensors the next
-    add node. Every other call (bias adds, clips, reshapes) belongs to the node running before
-    it, and ``vm.builtin.*`` calls (allocation, shape checks) to the network.
-    """
-    order = [(block.index, node) for block in network.blocks for node in block.nodes]
-    out: dict[str, float] = {}
-    position, current = 0, NETWORK
-
-    def find(accept: Callable[[Any], bool]) -> str | None:
-        nonlocal position
-        for i in range(position, len(order)):
-            index, node = order[i]
-            if accept(node):
-                position = i + 1
-                return f"{index}:{node.name}"
-        return None
-
-    for name, seconds, shapes in calls:
-        key = current
-        if name.startswith("vm.builtin") or name.startswith("vm."):
-            key = NETWORK
-        elif name.startswith("conv2d") and len(shapes) >= 2:
-            weight = tuple(shapes[1])
-            found = find(lambda n, w=weight: n.prim == "conv" and _weight_key(n) == w)
-            key = current = found or current
-        elif name.startswith(("matmul", "dense")):
-            key = current = find(lambda n: n.prim == "linear") or current
-        elif name.startswith(("mean", "avg_pool", "max_pool", "adaptive")):
-            key = current = find(lambda n: n.prim.endswith("pool")) or current
-        elif (name.startswith("add") and len(shapes) >= 2 and len(shapes[0]) == 4
-              and tuple(shapes[0]) == tuple(shapes[1])):
-            key = current = find(lambda n: n.prim == "add") or current
-        out[key] = out.get(key, 0.0) + seconds * 1e6
-    return out
 
 
 def compiled_library(spec: Any, device: Any, database: Any, folder: Path | None,
@@ -325,30 +206,8 @@ def _prepare_tvm(spec: Any, device: Any, protocol: TimingProtocol, kernels: bool
     vm.set_input("main", tvm.runtime.tensor(x.numpy(), dev))
 
     def profile() -> dict[str, float]:
-        runs: list[list[tuple[str, float, list[tuple[int, ...]]]]] = []
-
-        def instrument(func: Any, name: str, before: bool, ret: Any, *args: Any) -> int:
-            if before:
-                shapes = [tuple(a.shape) for a in args if hasattr(a, "shape")]
-                runs[-1].append((str(name), time.perf_counter(), shapes))
-            else:
-                name_, start, shapes = runs[-1][-1]
-                runs[-1][-1] = (name_, time.perf_counter() - start, shapes)
-            return 0
-
-        vm.set_instrument(instrument)
-        try:
-            for _ in range(protocol.profile_runs):
-                runs.append([])
-                vm.invoke_stateful("main")
-        finally:
-            vm.set_instrument(lambda *a: 0)
-        # The median run, call by call (every run makes the same calls in the same order).
-        merged = [
-            (calls[0][0], statistics.median(c[1] for c in calls), calls[0][2])
-            for calls in zip(*runs, strict=True)
-        ]
-        return _attribute_tvm_calls(merged, network)
+        calls = instrumented_runs(vm, protocol.profile_runs, warmup=0)["calls"]
+        return attribute_tvm_calls(calls, network)
 
     return _Prepared(lambda: vm.invoke_stateful("main"), profile if kernels else None)
 
