@@ -227,6 +227,14 @@ class Remote:
         self.session.upload(lib_path)
         return self.session.load_module(lib_path.rsplit("/", 1)[-1])
 
+    def upload(self, path: str) -> str:
+        """Upload a file into the session's work folder; return the name that board functions
+        take for it (a local device: the path itself)."""
+        if self.session is None:
+            return path
+        self.session.upload(path)
+        return path.rsplit("/", 1)[-1]
+
     def get_function(self, name: str) -> Any:
         """A global function on the board (runtime registry)."""
         import tvm

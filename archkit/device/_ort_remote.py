@@ -115,9 +115,11 @@ def measure_onnx(model_file: str, input_npy: bytes, config_json: str) -> str:
     Args:
         model_file: Path of the ``.onnx`` file (relative: in the RPC session's work folder).
         input_npy: The input batch as ``.npy`` bytes.
-        config_json: ``{"threads": int, "repeats": int, "min_repeat_ms": float,
-            "profile_runs": int}``; ``profile_runs`` > 0 also runs the model that many times
-            (after 3 warm-up runs) in a second session with onnxruntime's profiler on.
+        config_json: ``{"threads": int, "repeats": int, "min_repeat_ms": float}``, and
+            optionally ``"warmup"`` (untimed runs before timing and before profiling, default
+            3), ``"spinning"`` (``session.intra_op.allow_spinning``; default: onnxruntime's,
+            which spins) and ``"profile_runs"``: > 0 also runs the model that many times (after
+            the warm-up runs) in a second session with onnxruntime's profiler on.
 
     Returns:
         JSON: ``times_ms`` (per call, one per repeat), ``number``, ``outputs`` (``.npy`` bytes,
@@ -138,6 +140,10 @@ def measure_onnx(model_file: str, input_npy: bytes, config_json: str) -> str:
     if threads > 0:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if "spinning" in config:
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if config["spinning"] else "0"
+        )
     session = ort.InferenceSession(
         _resolve(model_file), sess_options=options, providers=["CPUExecutionProvider"]
     )
@@ -147,10 +153,12 @@ def measure_onnx(model_file: str, input_npy: bytes, config_json: str) -> str:
         lambda: session.run(None, feed),
         int(config.get("repeats", 30)),
         float(config.get("min_repeat_ms", 20.0)),
+        int(config.get("warmup", 3)),
     )
     profile = None
     if int(config.get("profile_runs") or 0) > 0:
-        profile = _profile_onnx(_resolve(model_file), options, feed, int(config["profile_runs"]))
+        profile = _profile_onnx(_resolve(model_file), options, feed, int(config["profile_runs"]),
+                                int(config.get("warmup", 3)))
     return json.dumps(
         {
             "times_ms": samples,

@@ -8,6 +8,7 @@ measurements file as it comes, fits, and writes the model.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,11 @@ __all__ = [
     "prepare_tvm_libraries",
 ]
 
+#: Groups in a row whose every network failed before a build stops measuring (and fits on
+#: what it has): a board that fails every network would otherwise be retried until the
+#: time budget ends.
+_MAX_FAILED_GROUPS = 3
+
 #: Seconds kept at the end of a build's time budget for fitting.
 _FIT_RESERVE_S = 30.0
 
@@ -57,11 +63,13 @@ class BuildResult:
         networks: Networks measured in all (this run and earlier ones it resumed).
         new_networks: Networks measured by this run.
         kernels: Kernels with measured times (0 for an adapted model).
-        minutes: Measuring and fitting time over every run that contributed.
+        minutes: Measuring and fitting time over every run that contributed (board-minutes:
+            with a farm, the boards' times add up; ``model.built["last_run"]`` has wall time).
         stats: Fit statistics (out-of-fold error of the whole model on its own data).
         failed: Networks that failed to measure in this run, as ``(name, reason)``.
-        stopped_by: ``networks`` (reached the count), ``minutes`` (time budget) or
-            ``candidates`` (the stream ended).
+        stopped_by: ``networks`` (reached the count), ``minutes`` (time budget),
+            ``candidates`` (the stream ended) or ``failures`` (every network of
+            ``_MAX_FAILED_GROUPS`` groups in a row failed: see ``failed``).
     """
 
     model: LatencyModel
@@ -87,6 +95,7 @@ def _record(candidate: Any, network: Any, measured: Measured, kernels: bool) -> 
         "kernels": [[b, n, k, list(f)] for b, n, k, f in kernel_rows(network)],
         "kernels_us": measured.kernels_us if kernels else None,
         "seconds": round(measured.seconds, 3),
+        "server": measured.server,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -129,6 +138,16 @@ def _progress(total: int | None, description: str, enabled: bool) -> Any:
     return bar
 
 
+def _boards(device: Any) -> int:
+    """How many boards measure at once: every board of a tracker's key, else one."""
+    if device.connection.kind != "tracker":
+        return 1
+    from archkit.device._connect import tracker_servers
+
+    total, _ = tracker_servers(device)
+    return max(1, total)
+
+
 def _measure_loop(
     candidates: Iterable[Any],
     device: Any,
@@ -145,48 +164,84 @@ def _measure_loop(
     on_record: Callable[[dict[str, Any]], None] | None,
     libraries: Any = None,
 ) -> tuple[int, list[tuple[str, str]], str]:
+    """Measure groups of ``protocol.interleave`` networks until a stop condition; with a
+    tracker, one worker per board of the key, each measuring its own groups (the tracker
+    hands every worker a free board). Every result is appended to ``path`` as it comes."""
     stream = _fresh(candidates, seen)
-    done, failed = 0, []
-    stopped_by = "networks"
-    bar = _progress(networks, f"measuring on {device.name} ({runtime})", progress)
-    try:
-        while True:
-            if networks is not None and done >= networks:
-                stopped_by = "networks"
-                break
+    lock = threading.Lock()
+    state = {"done": 0, "taken": 0, "failed_groups": 0, "stopped_by": "networks"}
+    stop = threading.Event()
+    failed: list[tuple[str, str]] = []
+    workers = _boards(device)
+    where = f"{device.name} ({runtime}" + (f", {workers} boards)" if workers > 1 else ")")
+    bar = _progress(networks, f"measuring on {where}", progress)
+
+    def next_group() -> list[tuple[Any, Any]]:
+        with lock:
+            if stop.is_set():
+                return []
+            if networks is not None and state["taken"] >= networks:
+                state["stopped_by"] = "networks"
+                return []
             if time.monotonic() >= deadline:
-                stopped_by = "minutes"
-                break
+                state["stopped_by"] = "minutes"
+                return []
             size = protocol.interleave
             if networks is not None:
-                size = min(size, networks - done)
+                size = min(size, networks - state["taken"])
             group = []
             for item in stream:
                 group.append(item)
                 if len(group) >= size:
                     break
             if not group:
-                stopped_by = "candidates"
-                break
-            results = measure_group([c.spec for c, _ in group], device, runtime, protocol,
-                                    kernels=kernels, database=database,
-                                    compiled_dir=libraries)
-            for (candidate, network), result in zip(group, results, strict=True):
-                if isinstance(result, MeasurementError):
-                    failed.append((candidate.name, result.reason))
-                    continue
-                record = _record(candidate, network, result, kernels)
-                append_record(path, record)
-                done += 1
-                if on_record is not None:
-                    on_record(record)
-            if bar is not None:
-                bar.update(bar.task_ids[0], completed=done,
-                           note=f"{len(failed)} failed" if failed else "")
+                state["stopped_by"] = "candidates"
+            state["taken"] += len(group)
+            return group
+
+    def work() -> None:
+        while group := next_group():
+            try:
+                results = measure_group([c.spec for c, _ in group], device, runtime, protocol,
+                                        kernels=kernels, database=database,
+                                        compiled_dir=libraries)
+            except MeasurementError as err:  # the board was lost: its group failed
+                results = [err] * len(group)
+            with lock:
+                if all(isinstance(r, MeasurementError) for r in results):
+                    state["failed_groups"] += 1
+                    if state["failed_groups"] >= _MAX_FAILED_GROUPS:
+                        state["stopped_by"] = "failures"
+                        stop.set()
+                else:
+                    state["failed_groups"] = 0
+                for (candidate, network), result in zip(group, results, strict=True):
+                    if isinstance(result, MeasurementError):
+                        failed.append((candidate.name, result.reason))
+                        state["taken"] -= 1  # its place goes to another network
+                        continue
+                    record = _record(candidate, network, result, kernels)
+                    append_record(path, record)
+                    state["done"] += 1
+                    if on_record is not None:
+                        on_record(record)
+                if bar is not None:
+                    bar.update(bar.task_ids[0], completed=state["done"],
+                               note=f"{len(failed)} failed" if failed else "")
+
+    try:
+        if workers == 1:
+            work()
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers, thread_name_prefix="archkit-latency") as pool:
+                for future in [pool.submit(work) for _ in range(workers)]:
+                    future.result()
     finally:
         if bar is not None:
             bar.stop()
-    return done, failed, stopped_by
+    return state["done"], failed, state["stopped_by"]
 
 
 def _check_data_conditions(path: Any, now: Conditions) -> None:
@@ -221,7 +276,9 @@ def build_latency_model(
     budget (a part is kept for fitting), or when ``candidates`` runs out.
 
     Args:
-        device: A device name or :class:`~archkit.device.DeviceProfile` (local).
+        device: A device name or :class:`~archkit.device.DeviceProfile`: this machine, a
+            board over RPC (``archkit serve`` for onnxruntime), or a tracker's key, whose
+            boards all measure at once.
         candidates: Networks to measure: objects with ``name`` and ``spec`` (and optionally
             ``space`` and ``params``), e.g. ``archkit.search.random_candidates(spaces)``.
         runtime: ``onnxruntime`` or ``tvm``.
@@ -239,12 +296,26 @@ def build_latency_model(
     Raises:
         LatencyModelError: Unknown runtime, data measured under other conditions, too little
             data to fit, or ``from_model`` missing or built under another runtime version.
-        DeviceError: The device is remote or unknown.
+        DeviceError: The device is unknown or cannot be reached.
     """
     if runtime not in RUNTIMES:
         raise LatencyModelError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     started = time.monotonic()
     device = resolve_device(device)
+    if device.connection.ssh:  # one tunnel for the whole build
+        from archkit.device._tunnel import ssh_tunnel
+
+        with ssh_tunnel(device) as through:
+            return build_latency_model(
+                through, candidates, runtime=runtime, minutes=minutes, networks=networks,
+                from_model=from_model, protocol=protocol, cache_dir=cache_dir,
+                progress=progress, on_record=on_record,
+            )  # fmt: skip
+    if device.is_remote:
+        # A board that is not there (or serves no onnxruntime) fails here, in seconds.
+        from archkit.device._connect import check_reachable
+
+        check_reachable(device, runtime=runtime, kernels=from_model is None)
     now, database_folder = conditions_now(device, runtime, for_build=True)
     database = None
     if runtime == "tvm" and now.tuning != "untuned":
@@ -279,11 +350,14 @@ def build_latency_model(
         on_record=on_record,
         libraries=compiled_dir(now, cache_dir) if runtime == "tvm" else None,
     )
+    measured_s = time.monotonic() - started
     _, _, records = read_records(path)
     measuring_minutes = sum(r.get("seconds", 0.0) for r in records) / 60.0
     fit_start = time.monotonic()
     built = {
         "networks": len(records),
+        "boards": sorted({r["server"] for r in records if r.get("server")}),
+        "last_run": {"new_networks": done, "wall_minutes": round(measured_s / 60.0, 2)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "spaces": sorted({r["space"] for r in records if r.get("space")}),
         "data": str(path),

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archkit.device._errors import DeviceError, MeasurementError
+from archkit.device._errors import MeasurementError
 from archkit.device._kernel_times import attribute_tvm_calls, onnx_output_owners, ort_kernel_times
 from archkit.device._latency._conditions import TimingProtocol
 from archkit.device._ort_remote import instrumented_runs
@@ -55,6 +55,7 @@ class Measured:
         rounds_ms: With ``rounds`` > 1, the statistic of each separate timing round (the first
             is ``e2e_ms``); later rounds start after the whole group's earlier rounds and
             its profiled runs, each with its own warm-up.
+        server: The board's RPC server (``host:port``) when measured over RPC.
     """
 
     e2e_ms: float
@@ -62,6 +63,7 @@ class Measured:
     kernels_us: dict[str, float] | None = None
     rounds_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    server: str | None = None
 
 
 class _Prepared:
@@ -262,11 +264,12 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
         One :class:`Measured` (or the :class:`MeasurementError` it failed with) per spec.
     """
     if device.is_remote:
-        raise DeviceError(
-            f"latency models are built on a local device; {device.name!r} is reached over "
-            f"{device.connection.describe()} (boards get onnxruntime with the device-runtime "
-            "issue, and per-kernel TVM times need a local VM)"
-        )
+        from archkit.device._latency._remote import measure_group_remote
+
+        with tempfile.TemporaryDirectory(prefix="archkit-latency-") as tmp:
+            return measure_group_remote(specs, device, runtime, protocol, kernels=kernels,
+                                        database=database, rounds=rounds,
+                                        compiled_dir=compiled_dir, tmp=Path(tmp))
 
     def work() -> list[Measured | MeasurementError]:
         with tempfile.TemporaryDirectory(prefix="archkit-latency-") as tmp_root:
