@@ -40,9 +40,26 @@ def command() -> None:
 
 _runtime_option = click.option(
     "--runtime", type=click.Choice(RUNTIMES), default="onnxruntime", show_default=True,
-    help="onnxruntime (in-process on this machine) or tvm (compiled as archkit profile "
-         "--device compiles, with the device's tuning records where it has them).",
+    help="onnxruntime (in-process on this machine, or `archkit serve` on a board) or tvm "
+         "(compiled as archkit profile --device compiles, with the device's tuning records "
+         "where it has them).",
 )
+
+
+def _board_options(func: Any) -> Any:
+    """Where the board is, as for ``archkit profile --device`` (default: the device file)."""
+    for option in reversed((
+        click.option("--host", default=None, help="The board's RPC server host."),
+        click.option("--port", type=int, default=None, help="RPC server or tracker port."),
+        click.option("--tracker", default=None,
+                     help="Tracker HOST:PORT: every board of --key measures at once."),
+        click.option("--key", default=None, help="Tracker device key (default: DEVICE)."),
+        click.option("--ssh", default=None,
+                     help="Reach the board's `archkit serve` through an SSH tunnel to "
+                          "USER@BOARD."),
+    )):
+        func = option(func)
+    return func
 _cache_option = click.option(
     "--cache-dir", type=click.Path(file_okay=False), default=None,
     help="Cache root (default $ARCHKIT_CACHE_DIR or ~/.cache/archkit); models go to "
@@ -68,33 +85,43 @@ _space_option = click.option(
               help="Adapt DEVICE's model: keep its kernel regressors, refit the correction on "
                    "end-to-end measurements here.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the network draws.")
+@_board_options
 @_cache_option
 def build(device: str, runtime: str, spaces: tuple[str, ...], minutes: float,
-          networks: int | None, from_device: str | None, seed: int,
+          networks: int | None, from_device: str | None, seed: int, host: str | None,
+          port: int | None, tracker: str | None, key: str | None, ssh: str | None,
           cache_dir: str | None) -> None:
     """Measure random networks of the spaces on DEVICE and fit its latency model.
 
     Resumable: every measured network is appended to <cache>/latency/DEVICE-RUNTIME.jsonl as
-    it comes; running the command again continues from there and refits on everything.
+    it comes; running the command again continues from there and refits on everything. On a
+    board (it runs `archkit serve`) the board times and profiles every network; with a
+    tracker, every board of the key measures at once.
     """
-    from archkit.device import build_latency_model
+    from archkit.device import build_latency_model, load_device
     from archkit.search import random_candidates
 
     if from_device is not None and networks is None:
         networks = 20
+    profile = load_device(device, host=host, port=port, key=key, tracker=tracker, ssh=ssh)
     result = build_latency_model(
-        device, random_candidates(_spaces(spaces), seed=seed), runtime=runtime,
+        profile, random_candidates(_spaces(spaces), seed=seed), runtime=runtime,
         minutes=minutes, networks=networks, from_model=from_device, cache_dir=cache_dir,
     )
     console = _console()
     why = {"networks": "reached --networks", "minutes": "reached the --minutes budget",
-           "candidates": "no more candidates"}[result.stopped_by]
+           "candidates": "no more candidates",
+           "failures": "every network of three groups in a row failed"}[result.stopped_by]
     kernels = f", {result.kernels:,} kernels" if result.kernels else ""
     console.print(
         f"[bold]{result.model.device}/{runtime}[/]: measured {result.new_networks} new networks "
         f"({why}); the model has {result.networks} networks{kernels}, "
         f"{result.minutes:.1f} min of measuring and fitting in all"
     )
+    boards = result.model.built.get("boards") or []
+    if len(boards) > 1:
+        console.print(f"measured on {len(boards)} boards ({', '.join(boards)}); this run took "
+                      f"{result.model.built['last_run']['wall_minutes']:.1f} min")
     for name, reason in result.failed:
         console.print(f"[yellow]failed[/] {name}: {reason}")
     fit = result.stats

@@ -115,3 +115,26 @@ def test_farm_without_boards_fails_in_seconds(space, tmp_path):
                             minutes=None, protocol=FAST, cache_dir=tmp_path, progress=False)
     assert time.monotonic() - start < 10
     assert not (tmp_path / "latency").exists() or not any((tmp_path / "latency").iterdir())
+
+
+def test_cli_builds_on_the_farm(serve_farm, tmp_path):
+    """`archkit latency build DEVICE --tracker HOST:PORT --key KEY`, as the docs show it."""
+    import subprocess
+    import sys
+
+    from .conftest import _python_env
+
+    tracker, boards = serve_farm
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY_SPACE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "archkit.cli", "latency", "build", "host", "--runtime",
+         "onnxruntime", "--space", str(space), "--networks", "6", "--tracker", tracker.address,
+         "--key", "farm", "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, env=_python_env(), timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stderr.split())  # rich wraps its lines
+    assert "measured 6 new networks" in said and "measured on 2 boards" in said, proc.stderr
+    path = Path(proc.stdout.strip().splitlines()[-1])
+    assert path == tmp_path / "cache" / "latency" / "host-onnxruntime.json" and path.is_file()
