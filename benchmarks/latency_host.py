@@ -23,7 +23,8 @@ round, by its measured share of the network's time, starting from the database's
 MINUTES of tuning are spent (one value, or one per ``--models`` entry), TVM re-measured after
 each round. Rounds are sized from the trial
 rate seen so far to give about ``--curve-points`` points. Writes ``--plot`` (default
-``reports/tuning_curve``) ``.html``/``.png``/``.csv`` and the JSON.
+``reports/tuning_curve``) ``.html``/``.png``/``.csv``/``.md`` and the JSON; ``--replot JSON``
+redraws them from that JSON.
 """
 
 from __future__ import annotations
@@ -156,7 +157,6 @@ def run_curve(args, console) -> int:
     import torch
 
     from archkit.device import load_device
-    from archkit.report import save
 
     device = load_device("host")
     cache_dir = args.cache_dir or Path(tempfile.mkdtemp(prefix="archkit-curve-cache-"))
@@ -173,14 +173,52 @@ def run_curve(args, console) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps({"tuning_curve_min": args.tuning_curve,
                                            "results": results}, indent=2))  # fmt: skip
+    return write_curve(results, args.tuning_curve, Path(args.plot), not args.no_png, console,
+                       extra=[args.output])
+
+
+def curve_markdown(results: list[dict], budgets: dict[str, float]) -> str:
+    """Every point of every curve as a table, with the ratio to onnxruntime of the same run."""
+    lines = [
+        "# TVM tuning curve (MobileNetV2 on this host)",
+        "",
+        "Written by `benchmarks/latency_host.py --tuning-curve` (see its docstring for the "
+        "protocol); plot: [tuning_curve.html](tuning_curve.html), data: "
+        "[tuning_curve.csv](tuning_curve.csv). onnxruntime and PyTorch eager are the means of "
+        "their medians before and after the curve, in the same run.",
+        "",
+        "| network | tuning budget (min) | tuning min | trials | TVM median ms | TVM p90 ms | "
+        "x onnxruntime | onnxruntime ms | PyTorch eager ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        ort = (result["baselines_before"]["onnxruntime_ms"]
+               + result["baselines_after"]["onnxruntime_ms"]) / 2  # fmt: skip
+        eager = (result["baselines_before"]["pytorch_eager_ms"]
+                 + result["baselines_after"]["pytorch_eager_ms"]) / 2  # fmt: skip
+        for p in result["curve"]:
+            lines.append(
+                f"| {result['model']} | {budgets.get(result['model'], float('nan')):g} | "
+                f"{p['tune_min']:.1f} | {p['trials']} | {p['tvm_ms']:.2f} | "
+                f"{p['tvm_p90_ms']:.2f} | {p['tvm_ms'] / ort:.1f} | {ort:.2f} | {eager:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_curve(results: list[dict], budgets: dict[str, float], stem: Path, png: bool, console,
+                extra: list[Path] = ()) -> int:
+    """The plot (HTML, PNG), its CSV and the Markdown table of ``results``."""
+    from archkit.report import save
+
     frame = curve_frame(results)
-    short = " - SHORT RUN" if max(args.tuning_curve.values()) < 30 else ""
+    text = ", ".join(f"{name} {minutes:g} min" for name, minutes in budgets.items())
+    short = " - SHORT RUN" if max(budgets.values()) < 30 else ""
     title = (f"MobileNetV2 on this host ({os.cpu_count()} cores): TVM latency vs MetaSchedule "
-             f"tuning time ({budgets}){short}")  # fmt: skip
-    stem = Path(args.plot)
+             f"tuning time ({text}){short}")  # fmt: skip
     stem.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(stem.with_suffix(".csv"), index=False)
-    written = save(draw_curve(frame, title), stem, png=not args.no_png)
+    stem.with_suffix(".md").write_text(curve_markdown(results, budgets))
+    written = save(draw_curve(frame, title), stem, png=png)
     for result in results:
         last = result["curve"][-1]
         ort = (result["baselines_before"]["onnxruntime_ms"]
@@ -190,7 +228,7 @@ def run_curve(args, console) -> int:
                       f"({last['trials']} trials) = {last['tvm_ms'] / ort:.2f}x onnxruntime "
                       f"({ort:.2f} ms)")  # fmt: skip
     console.print("wrote " + ", ".join(str(p) for p in [*written, stem.with_suffix(".csv"),
-                                                        args.output]))  # fmt: skip
+                                                        stem.with_suffix(".md"), *extra]))
     return 0
 
 
@@ -210,7 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", default=str(ROOT / "reports" / "tuning_curve"),
                     help="stem of the curve's .html/.png/.csv")
     ap.add_argument("--no-png", action="store_true", help="HTML only (no Chromium needed)")
+    ap.add_argument("--replot", type=Path, default=None, metavar="JSON",
+                    help="redraw the plot, CSV and Markdown of a finished curve's --output JSON")
     args = ap.parse_args(argv)
+    if args.replot is not None:
+        from rich.console import Console
+
+        saved = json.loads(args.replot.read_text())
+        return write_curve(saved["results"], saved["tuning_curve_min"], Path(args.plot),
+                           not args.no_png, Console(width=150))
     if args.tuning_curve is not None:
         from rich.console import Console
 

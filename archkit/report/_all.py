@@ -71,6 +71,22 @@ OPTIONAL_REPORTS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+#: Files in reports/ that benchmarks measure (on the machine each names); ``archkit report``
+#: lists them but never writes them: file -> (what, command).
+MEASURED_FILES: dict[str, tuple[str, str]] = {
+    "tuning_curve.html": (
+        "TVM latency vs MetaSchedule tuning minutes for MobileNetV2 1.0/224 and 0.5/160, beside "
+        "onnxruntime and PyTorch in the same run (also `.png`, `.csv`, and `.md`: every point)",
+        "python benchmarks/latency_host.py --tuning-curve 30 15",
+    ),
+    "latency_predictor.md": (
+        "latency models on held-out networks beside the device's own repeatability (and "
+        "`latency_predictor.json`, `latency_host*_*.html/png/csv` scatter plots)",
+        "python benchmarks/latency_predictor.py",
+    ),
+}
+
+
 def _optional_writers() -> list[tuple[str, object, str, str]]:
     found = []
     for name, (module, function, what, command) in OPTIONAL_REPORTS.items():
@@ -92,6 +108,16 @@ def _index(out_dir: Path) -> Path:
     ]
     files = {**REPORT_FILES, **{n: (w, c) for n, _, w, c in _optional_writers()}}
     for name, (what, command) in files.items():
+        lines.append(f"| [{name}]({name}) | {what} | `{command}` |")
+    lines += [
+        "",
+        "Measured by benchmarks on a real machine (each file says which, and when); `archkit "
+        "report` does not touch them:",
+        "",
+        "| file | what | measured with |",
+        "|---|---|---|",
+    ]
+    for name, (what, command) in MEASURED_FILES.items():
         lines.append(f"| [{name}]({name}) | {what} | `{command}` |")
     lines += ["", "See docs/reports.md for the rules behind each number.", ""]
     path = out_dir / "README.md"
