@@ -41,6 +41,7 @@ def measure_many(
     progress: bool = True,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
     runtime: str = "tvm",
+    profile_runs: int = 0,
 ) -> list[LatencyResult | MeasurementError]:
     """Measure every job; in parallel over the tracker's boards for ``tracker`` devices.
 
@@ -59,6 +60,8 @@ def measure_many(
         on_event: ``on_event(stage, info)`` callback; ``info["name"]`` is the job name.
         runtime: ``tvm`` (compiled by TVM) or ``onnxruntime`` (the board runs ``archkit
             serve``; see :func:`measure_onnxruntime`; ``tune_trials`` does not apply).
+        profile_runs: Also take per-kernel times from this many profiled runs (each result's
+            ``kernel_profile``; over RPC the boards must run ``archkit serve``).
 
     Returns:
         One entry per job, in order: a :class:`LatencyResult`, or the
@@ -78,10 +81,10 @@ def measure_many(
             return measure_many(
                 jobs, through, tune_trials=tune_trials, cache_dir=cache_dir, repeats=repeats,
                 number=number, atol=atol, rtol=rtol, max_parallel=max_parallel,
-                progress=progress, on_event=on_event, runtime=runtime,
+                progress=progress, on_event=on_event, runtime=runtime, profile_runs=profile_runs,
             )  # fmt: skip
     # Before any export or compile: a real session with the board (or the tracker's summary).
-    _connect.check_reachable(device, runtime=runtime)
+    _connect.check_reachable(device, runtime=runtime, kernels=profile_runs > 0)
     workers = 1
     if device.connection.kind == "tracker":
         total, _ = _connect.tracker_servers(device)
@@ -109,7 +112,7 @@ def measure_many(
             if runtime == "onnxruntime":
                 return measure_onnxruntime(
                     model, example, device, repeats=repeats, atol=atol, rtol=rtol, name=name,
-                    on_event=on_event,
+                    on_event=on_event, profile_runs=profile_runs,
                 )  # fmt: skip
             return measure_latency(
                 model,
@@ -124,6 +127,7 @@ def measure_many(
                 name=name,
                 progress=False,
                 on_event=on_event,
+                profile_runs=profile_runs,
             )
         except MeasurementError as err:
             if err.job is None:

@@ -117,40 +117,11 @@ def measure_specs(
         model = calibrate_batchnorm(build_model(spec), spec)
         jobs.append((spec.name, model, example_input(spec)))
     cache = Path(cache_dir) if cache_dir else None
-    if profile_runs:
-        results = [
-            _measure_profiled(job, device, tune_trials, cache, repeats, runtime, profile_runs)
-            for job in jobs
-        ]
-    else:
-        results = measure_many(jobs, device, tune_trials=tune_trials, repeats=repeats,
-                               cache_dir=cache, progress=progress, runtime=runtime)
+    results = measure_many(jobs, device, tune_trials=tune_trials, repeats=repeats,
+                           cache_dir=cache, progress=progress, runtime=runtime,
+                           profile_runs=profile_runs)
     measured = []
     for spec, (_, model, x), result in zip(specs, jobs, results, strict=True):
         base = host_baselines(model, x) if baselines and isinstance(result, LatencyResult) else None
         measured.append(SpecLatency(spec, result, base))
     return measured
-
-
-def _measure_profiled(job: tuple[str, Any, Any], device: DeviceProfile, tune_trials: int,
-                      cache_dir: Path | None, repeats: int, runtime: str,
-                      profile_runs: int) -> LatencyResult | MeasurementError:
-    """One job with per-kernel times, its failure kept as a result like :func:`measure_many`
-    keeps it. Jobs run one after another: profiled runs are not spread over a farm's boards."""
-    from archkit.device._measure import measure_latency
-    from archkit.device._onnxruntime import measure_onnxruntime
-
-    name, model, example = job
-    try:
-        if runtime == "onnxruntime":
-            return measure_onnxruntime(model, example, device, repeats=repeats, name=name,
-                                       profile_runs=profile_runs)
-        return measure_latency(model, example, device, tune_trials=tune_trials,
-                               cache_dir=cache_dir, repeats=repeats, name=name, progress=False,
-                               profile_runs=profile_runs)
-    except MeasurementError as err:
-        if err.job is None:
-            return MeasurementError(err.reason, job=name, stage=err.stage)
-        return err
-    except DeviceError as err:  # the board vanished between jobs
-        return MeasurementError(str(err), job=name, stage="connect")

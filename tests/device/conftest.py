@@ -53,6 +53,19 @@ except Exception as _err:  # noqa: BLE001 - pragma: no cover - only while that m
         pytest.skip(f"emulated aarch64 device unavailable: {_EMULATED_IMPORT_ERROR}")
 
 
+#: A spec that compiles in seconds: stem, two bottlenecks, pool, classifier.
+TINY = """
+name: tiny
+input: {resolution: 32, channels: 3}
+num_classes: 10
+layers:
+  - {op: conv2d, c: 16, s: 2}
+  - {op: bottleneck, t: 4, c: 16, n: 2, s: 1}
+  - {op: avgpool}
+  - {op: fc}
+"""
+
+
 def free_port() -> int:
     """A port that was free a moment ago on 127.0.0.1."""
     with socket.socket() as s:

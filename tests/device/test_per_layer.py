@@ -17,21 +17,11 @@ from archkit import apply_overrides, load_spec
 from archkit.cost import cost_table
 from archkit.device import DeviceError, KernelProfile, check_reachable, load_device, measure_specs
 
-from .conftest import REPO, _python_env
+from .conftest import REPO, TINY, _python_env
 
 pytest.importorskip("torch")
 pytest.importorskip("tvm")
 
-TINY = """
-name: tiny
-input: {resolution: 32, channels: 3}
-num_classes: 10
-layers:
-  - {op: conv2d, c: 16, s: 2}
-  - {op: bottleneck, t: 4, c: 16, n: 2, s: 1}
-  - {op: avgpool}
-  - {op: fc}
-"""
 
 RUNS = 10
 

@@ -12,21 +12,11 @@ import pytest
 
 from archkit.device import load_device, measure_onnxruntime
 
-from .conftest import REPO, _python_env, start_archkit_serve, tiny_net
+from .conftest import REPO, TINY, _python_env, start_archkit_serve, tiny_net
 
 torch = pytest.importorskip("torch")
 psutil = pytest.importorskip("psutil")
 
-TINY = """
-name: tiny
-input: {resolution: 32, channels: 3}
-num_classes: 10
-layers:
-  - {op: conv2d, c: 16, s: 2}
-  - {op: bottleneck, t: 4, c: 16, n: 2, s: 1}
-  - {op: avgpool}
-  - {op: fc}
-"""
 
 
 def _listening(pid: int) -> set[tuple[str, int]]:

@@ -40,6 +40,28 @@ __all__ = ["measure_group_remote"]
 _HOST_WORK = threading.Lock()
 
 
+def _on_host(specs: list[Any], make: Any,
+             stage: str) -> tuple[list[Path | MeasurementError], list[float], list[int]]:
+    """``make(i, spec)`` (export or compile) for every spec, one at a time on the host.
+
+    Returns:
+        The file of each spec (or the error it failed with), the seconds each took, and the
+        indices of the specs that have a file.
+    """
+    slots: list[Path | MeasurementError] = []
+    seconds: list[float] = []
+    for i, spec in enumerate(specs):
+        start = time.perf_counter()
+        try:
+            with _HOST_WORK:
+                slots.append(Path(make(i, spec)))
+        except Exception as err:  # noqa: BLE001 - one network must not stop a build
+            slots.append(MeasurementError(f"{type(err).__name__}: {err}", job=spec.name,
+                                          stage=stage))
+        seconds.append(time.perf_counter() - start)
+    return slots, seconds, [i for i, s in enumerate(slots) if isinstance(s, Path)]
+
+
 def _open_board(device: Any, runtime: str, kernels: bool) -> Any:
     """A session on the board; a tracker's board is checked for archkit's functions first
     (a board that lacks them is a setup error, not a failed measurement)."""
@@ -77,20 +99,12 @@ def _tvm_group(specs: list[Any], device: Any, protocol: TimingProtocol, database
     from archkit.device._measure import _configure_threads
     from archkit.ops import lower
 
-    slots: list[Path | MeasurementError] = []
-    seconds: list[float] = []
-    for i, spec in enumerate(specs):
-        start = time.perf_counter()
-        try:
-            with _HOST_WORK:
-                folder = tmp / str(i)
-                folder.mkdir(parents=True, exist_ok=True)
-                slots.append(compiled_library(spec, device, database, compiled_dir, folder))
-        except Exception as err:  # noqa: BLE001 - one network must not stop a build
-            slots.append(MeasurementError(f"{type(err).__name__}: {err}", job=spec.name,
-                                          stage="compile"))
-        seconds.append(time.perf_counter() - start)
-    ready = [i for i, s in enumerate(slots) if isinstance(s, Path)]
+    def compile_one(i: int, spec: Any) -> Path:
+        folder = tmp / str(i)
+        folder.mkdir(parents=True, exist_ok=True)
+        return compiled_library(spec, device, database, compiled_dir, folder)
+
+    slots, seconds, ready = _on_host(specs, compile_one, "compile")
     if not ready:
         return list(slots)  # type: ignore[arg-type]
 
@@ -152,18 +166,9 @@ def _ort_group(specs: list[Any], device: Any, protocol: TimingProtocol, tmp: Pat
     from archkit.device._latency._runtimes import _model
     from archkit.ops import lower
 
-    slots: list[Path | MeasurementError] = []
-    seconds: list[float] = []
-    for i, spec in enumerate(specs):
-        start = time.perf_counter()
-        try:
-            with _HOST_WORK:
-                slots.append(export_onnx(spec, tmp / f"{i}.onnx", model=_model(spec)))
-        except Exception as err:  # noqa: BLE001 - one network must not stop a build
-            slots.append(MeasurementError(f"{type(err).__name__}: {err}", job=spec.name,
-                                          stage="export"))
-        seconds.append(time.perf_counter() - start)
-    ready = [i for i, s in enumerate(slots) if isinstance(s, Path)]
+    slots, seconds, ready = _on_host(
+        specs, lambda i, spec: export_onnx(spec, tmp / f"{i}.onnx", model=_model(spec)), "export"
+    )
     if not ready:
         return list(slots)  # type: ignore[arg-type]
 
