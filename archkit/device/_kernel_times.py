@@ -162,7 +162,8 @@ def attribute_tvm_calls(calls: Sequence[tuple[str, float, Sequence[Sequence[int]
                         network: Any) -> dict[str, float]:
     """Give every VM call's time (seconds) to the archkit node it computes (us per node).
 
-    A ``conv2d*`` call starts the next conv node whose weight shape it has; ``matmul`` starts the
+    A ``conv2d*`` call (``fused_conv2d*`` in a tuned build) starts the next conv node whose weight
+    shape it has; ``matmul`` starts the
     next linear node; ``mean``/pooling the next pool node; an add of two full tensors the next
     add node, unless it is the bias add of the convolution just before it (its folded
     BatchNorm's; on a 1x1 feature map a bias has the shape of the activation). Every other call
@@ -183,8 +184,11 @@ def attribute_tvm_calls(calls: Sequence[tuple[str, float, Sequence[Sequence[int]
                 return f"{index}:{node.name}", node
         return None
 
-    for name, seconds, shapes in calls:
+    for call, seconds, shapes in calls:
         key = current
+        # A tuned build runs FuseOps/FuseTIR: ``fused_conv2d3_add2_tir_clip1`` is a conv with
+        # its bias and clip (and a residual add, which the conv then owns, as onnxruntime's).
+        name = call.removeprefix("fused_")
         if name.startswith("vm.builtin") or name.startswith("vm."):
             out[NETWORK] = out.get(NETWORK, 0.0) + seconds * 1e6
             continue

@@ -446,3 +446,33 @@ def test_blocks_shared_by_widths_predict_as_from_scratch(built, space):
         got = model.explain(spec)
         assert got.blocks_ms == pytest.approx(expected.blocks_ms, rel=1e-12)
         assert got.extrapolations == expected.extrapolations
+
+
+def test_fused_tvm_calls_of_a_tuned_build_are_attributed(space):
+    """A tuned build fuses a conv with its bias, clip and residual add into one
+    ``fused_conv2d*`` call: the conv owns it all (a residual add fused in is the conv's time,
+    as with onnxruntime)."""
+    from archkit.ops import lower
+
+    spec = space.candidate(space.smallest())
+    network = lower(spec)
+    calls, expected = [("vm.builtin.alloc_storage", 1e-6, [])], {}
+    for block in network.blocks:
+        for node in block.nodes:
+            key = f"{block.index}:{node.name}"
+            x = node.in_shapes[0]
+            if node.prim == "conv":
+                k, g = node.attrs["kernel"], node.attrs["groups"]
+                weight = (node.out_shape.channels, x.channels // g, k, k)
+                calls.append((f"fused_conv2d{len(calls)}_add_tir_clip", 3e-6,
+                              [(1, x.channels, x.height, x.width), weight, (1, weight[0], 1, 1)]))
+                expected[key] = 3.0
+            elif node.prim == "global_avgpool":
+                calls.append(("mean", 1e-6, [(1, 1, 1, 1)]))
+                expected[key] = 1.0
+            elif node.prim == "linear":
+                calls.append(("fused_matmul_add", 4e-6, [(1, 2), (2, 3), (3,)]))
+                expected[key] = 4.0
+    got = _runtimes._attribute_tvm_calls(calls, network)
+    assert got.pop("network") == pytest.approx(1.0)
+    assert got == pytest.approx(expected)

@@ -77,6 +77,17 @@ def test_tvm_per_layer_on_the_host():
     assert profile.network_ms > 0  # the VM's builtins (allocation, shape checks) own no layer
 
 
+def test_tvm_per_layer_of_a_tuned_build(tmp_path):
+    """A tuned build fuses each conv with its bias and clip (``fused_conv2d*`` calls): the time
+    still goes to the layers, not to the network (it all went there before this was known)."""
+    [measured] = measure_specs([_tiny(tmp_path)], load_device("host"), repeats=10,
+                               tune_trials=4, cache_dir=tmp_path / "cache", baselines=False,
+                               progress=False, profile_runs=RUNS)
+    assert measured.result.metadata["tuning"]["state"] == "tuned"
+    profile = _check_per_layer(measured)
+    assert profile.nodes_ms > profile.network_ms, profile.to_dict()
+
+
 @pytest.mark.filterwarnings("ignore:.*feature map is 1x1")
 def test_onnxruntime_per_layer_on_the_host():
     [measured] = measure_specs([_small_mobilenetv2()], load_device("host"), repeats=10,
