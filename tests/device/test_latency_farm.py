@@ -40,6 +40,7 @@ def serve_farm():
 
 
 def _device_file(folder: Path, name: str, connection: str, threads: int = 1) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.yaml"
     path.write_text(f"name: {name}\ntarget: host\nthreads: {threads}\nconnection: {connection}\n")
     return path
@@ -63,11 +64,13 @@ def test_farm_build_measures_on_every_board(serve_farm, space, tmp_path):
         assert len(timed & layers) >= len(layers) // 2, (record["name"], timed, layers)
     assert result.model.built["boards"] == sorted(f"127.0.0.1:{b.port}" for b in boards)
     assert result.model.conditions.cpu == "host" and result.model.conditions.governor is None
-    # Predicting needs neither the tracker nor a board.
-    tracker.kill()
-    model = load_latency_model(device, runtime="onnxruntime", cache_dir=tmp_path)
+    # Predicting needs neither the tracker nor a board: the same device behind a closed port.
+    gone = load_device(_device_file(
+        tmp_path / "gone", "farm",
+        f"{{kind: tracker, host: 127.0.0.1, port: {free_port()}, key: farm}}"))
+    model = load_latency_model(gone, runtime="onnxruntime", cache_dir=tmp_path)
     spec = apply_overrides(space.base, width=0.75, resolution=48)
-    assert predict_latency(spec, device, runtime="onnxruntime", cache_dir=tmp_path) == \
+    assert predict_latency(spec, gone, runtime="onnxruntime", cache_dir=tmp_path) == \
         pytest.approx(model.predict(spec))
 
 
