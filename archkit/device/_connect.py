@@ -60,9 +60,13 @@ def _tracker_keys(device: DeviceProfile) -> tuple[int, int, dict[str, int]]:
     for info in summary.get("server_info", []):
         name = str(info.get("key", "")).split(":", 1)[-1]
         keys[name] = keys.get(name, 0) + 1
-    total = keys.get(device.connection.key or "", 0)
     queue = summary.get("queue_info", {}).get(device.connection.key, {})
+    # A board that has just registered can be in the key's queue before its info names the
+    # key (the two reach the tracker as separate messages): count it either way.
+    total = max(keys.get(device.connection.key or "", 0), int(queue.get("free", 0)))
     free = int(queue.get("free", total))
+    if total:
+        keys[device.connection.key or ""] = total
     return total, free, keys
 
 
