@@ -14,6 +14,7 @@ from archkit.errors import SpecError
 from archkit.spec import Spec
 
 __all__ = [
+    "board_options",
     "human",
     "load_with_overrides",
     "memory_options",
@@ -51,6 +52,24 @@ def memory_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "--dtype", "--memory-dtype", "dtype", type=click.Choice(list(DTYPE_BYTES)),
         default="fp32", show_default=True, help="Element type for activation memory.",
     )(func)
+    return func
+
+
+def board_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--host``, ``--port``, ``--key``, ``--tracker``, ``--ssh``: where the device's board is,
+    over what the device file says (``archkit profile --device``, ``archkit latency build``)."""
+    for option in reversed((
+        click.option("--host", default=None,
+                     help="RPC server host of the device (overrides the file)."),
+        click.option("--port", type=int, default=None, help="RPC server or tracker port."),
+        click.option("--key", default=None, help="Tracker device key."),
+        click.option("--tracker", default=None, help="Tracker as HOST:PORT (device farm)."),
+        click.option("--ssh", default=None,
+                     help="Reach the board's RPC server through an SSH tunnel to USER@BOARD "
+                          "(--host/--port: the server's address on the board, default "
+                          "127.0.0.1:9090)."),
+    )):
+        func = option(func)
     return func
 
 

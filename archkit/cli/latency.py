@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from archkit.cli._common import board_options
 from archkit.device import RUNTIMES
 
 __all__ = ["DEFAULT_SPACES", "command"]
@@ -46,20 +47,6 @@ _runtime_option = click.option(
 )
 
 
-def _board_options(func: Any) -> Any:
-    """Where the board is, as for ``archkit profile --device`` (default: the device file)."""
-    for option in reversed((
-        click.option("--host", default=None, help="The board's RPC server host."),
-        click.option("--port", type=int, default=None, help="RPC server or tracker port."),
-        click.option("--tracker", default=None,
-                     help="Tracker HOST:PORT: every board of --key measures at once."),
-        click.option("--key", default=None, help="Tracker device key (default: DEVICE)."),
-        click.option("--ssh", default=None,
-                     help="Reach the board's `archkit serve` through an SSH tunnel to "
-                          "USER@BOARD."),
-    )):
-        func = option(func)
-    return func
 _cache_option = click.option(
     "--cache-dir", type=click.Path(file_okay=False), default=None,
     help="Cache root (default $ARCHKIT_CACHE_DIR or ~/.cache/archkit); models go to "
@@ -85,7 +72,7 @@ _space_option = click.option(
               help="Adapt DEVICE's model: keep its kernel regressors, refit the correction on "
                    "end-to-end measurements here.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the network draws.")
-@_board_options
+@board_options
 @_cache_option
 def build(device: str, runtime: str, spaces: tuple[str, ...], minutes: float,
           networks: int | None, from_device: str | None, seed: int, host: str | None,

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from archkit._json import json_default
-from archkit.cli._common import human, load_with_overrides, override_options
+from archkit.cli._common import board_options, human, load_with_overrides, override_options
 from archkit.cost import CONVENTIONS, DTYPE_BYTES
 
 __all__ = ["command"]
@@ -29,13 +29,7 @@ __all__ = ["command"]
               show_default=True, help="Parameter counting convention (see docs/costs.md).")
 @click.option("--device", default=None,
               help="Also compile with TVM and time on this device (devices/NAME.yaml or a path).")
-@click.option("--host", default=None, help="RPC server host of the device (overrides the file).")
-@click.option("--port", type=int, default=None, help="RPC server or tracker port.")
-@click.option("--key", default=None, help="Tracker device key.")
-@click.option("--tracker", default=None, help="Tracker as HOST:PORT (device farm).")
-@click.option("--ssh", default=None,
-              help="Reach the board's RPC server through an SSH tunnel to USER@BOARD (--host/"
-                   "--port: the server's address on the board, default 127.0.0.1:9090).")
+@board_options
 @click.option("--runtime", type=click.Choice(["tvm", "onnxruntime"]), default="tvm",
               show_default=True,
               help="What runs the network on the device: TVM, or onnxruntime (on a board: "
