@@ -133,11 +133,20 @@ def spawn_server(tracker: str | None = None, key: str = "loopback") -> Proc:
 
 
 def start_servers(n: int = 1, tracker: str | None = None, key: str = "loopback") -> list[Proc]:
-    """Start ``n`` servers in parallel and wait until they listen."""
+    """Start ``n`` servers in parallel and wait until they listen (with ``tracker``: until all
+    are registered there).
+
+    A registered server is never probed with a bare connection: TVM's server drops its tracker
+    registration when a connection hangs up on it before the RPC handshake, and registers again
+    a moment later, so a test starting right after such a probe could find no board.
+    """
     servers = [spawn_server(tracker, key) for _ in range(n)]
     try:
-        for server in servers:
-            _wait_listening(server.port, server.proc)
+        if tracker:
+            _wait_free(int(tracker.rsplit(":", 1)[1]), key, n, [s.proc for s in servers])
+        else:
+            for server in servers:
+                _wait_listening(server.port, server.proc)
     except RuntimeError:
         for server in servers:
             server.kill()
@@ -172,11 +181,20 @@ def start_tracker() -> Proc:
 
 def wait_registered(tracker: Proc, key: str, count: int, timeout_s: float = 60.0) -> None:
     """Wait until ``count`` servers with ``key`` are free at the tracker."""
+    _wait_free(tracker.port, key, count, [], timeout_s)
+
+
+def _wait_free(
+    port: int, key: str, count: int, procs: list[subprocess.Popen], timeout_s: float = 60.0
+) -> None:
     from tvm import rpc
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        summary = rpc.connect_tracker("127.0.0.1", tracker.port).summary()
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"a server exited with {proc.returncode} before registering")
+        summary = rpc.connect_tracker("127.0.0.1", port).summary()
         free = summary.get("queue_info", {}).get(key, {}).get("free", 0)
         if free >= count:
             return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import struct
+import threading
 import time
 
 import pytest
@@ -67,6 +69,43 @@ def test_tracker_without_boards_of_the_key(farm):
     # The tracker lists what it has (a server re-registering may show up twice for a moment).
     assert "boards registered there: 'loopback' x" in str(info.value)
     assert time.monotonic() - t0 < 10
+
+
+def test_a_board_registering_a_moment_late_is_found():
+    """TVM's RPC server leaves the tracker whenever a connection hangs up on it before the RPC
+    handshake (a port scan) and registers again a moment later: the check waits a little for a
+    board instead of reporting none. The board here registers the way TVM's server does."""
+    from tvm.rpc import base
+    from tvm.rpc.tracker import TrackerCode
+
+    from .conftest import start_tracker
+
+    tracker = start_tracker()
+    board = socket.socket()
+
+    def register() -> None:
+        time.sleep(0.7)
+        board.connect(("127.0.0.1", tracker.port))
+        board.sendall(struct.pack("<i", base.RPC_TRACKER_MAGIC))
+        base.recvall(board, 4)
+        base.sendjson(
+            board, [TrackerCode.UPDATE_INFO, {"key": "server:loopback", "addr": [None, 9]}]
+        )
+        base.recvjson(board)
+        base.sendjson(board, [TrackerCode.PUT, "loopback", (9, "loopback:1"), None])
+        base.recvjson(board)
+
+    late = threading.Thread(target=register)
+    try:
+        dev = load_device("host", tracker=tracker.address, key="loopback")
+        t0 = time.monotonic()
+        late.start()
+        check_reachable(dev)
+        assert time.monotonic() - t0 > 0.6
+    finally:
+        late.join()
+        board.close()
+        tracker.kill()
 
 
 def test_unreachable_tracker_fails_fast():
