@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from archkit.cost._memory import DTYPE_BYTES, schedule_steps
-from archkit.ops import Network, lower
+from archkit.ops import PRIMITIVES, Network, lower
 from archkit.spec import Spec
 
 __all__ = ["Costs", "count", "CONVENTIONS", "bn_params_per_channel"]
@@ -71,10 +71,10 @@ def count(spec: Spec, convention: str = "pytorch") -> Costs:
 def _count_network(network: Network, convention: str) -> Costs:
     madds = params = bn_channels = 0
     for _, node in network.nodes():
-        costs = node.costs
-        madds += costs.madds
-        params += costs.params
-        bn_channels += costs.bn_channels
+        prim = PRIMITIVES[node.prim]
+        madds += prim.madds(node)
+        params += prim.params(node)
+        bn_channels += prim.bn_channels(node)
     bn_params = bn_params_per_channel(convention) * bn_channels
     # A network of aliases only (dropout) runs no operation: its input is all that lives.
     start = network.input_shape.elements

@@ -7,7 +7,7 @@ keys and types, lowering checks shapes.
 
 from archkit.ops import _heads  # noqa: F401  (registers the head operators)
 from archkit.ops._dump import dump_spec
-from archkit.ops._ir import INPUT, Block, Network, Node, NodeCosts, Shape, tensor_id
+from archkit.ops._ir import INPUT, Block, Network, Node, Shape, tensor_id
 from archkit.ops._lower import lower
 from archkit.ops._operators import OPERATORS, BlockGraph, Operator
 from archkit.ops._primitives import PRIMITIVES, NoArithmetic, Primitive, conv_out_size
@@ -24,7 +24,6 @@ __all__ = [
     "Network",
     "NoArithmetic",
     "Node",
-    "NodeCosts",
     "OPERATORS",
     "Operator",
     "PRIMITIVES",

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 from archkit.spec import Row, Spec
 
-__all__ = ["Shape", "Node", "NodeCosts", "Block", "Network", "INPUT", "tensor_id"]
+__all__ = ["Shape", "Node", "Block", "Network", "INPUT", "tensor_id"]
 
 #: The id of the network's input tensor.
 INPUT = "input"
@@ -42,14 +41,6 @@ class Shape:
         return f"{self.height}x{self.width}x{self.channels}"
 
 
-class NodeCosts(NamedTuple):
-    """What a node's primitive's cost rules give for it (see :mod:`archkit.ops._primitives`)."""
-
-    madds: int
-    params: int
-    bn_channels: int
-
-
 @dataclass(frozen=True)
 class Node:
     """One primitive computation inside a block (a fused conv-BN-activation, a pool, an add...).
@@ -66,16 +57,6 @@ class Node:
 
     def attr(self, key: str) -> Any:
         return self.attrs[key]
-
-    @cached_property
-    def costs(self) -> NodeCosts:
-        """MAdds, parameters and BatchNorm channels of one image, by the node's primitive's
-        rules; computed once per node (lowering does it), read by the counter and the latency
-        model's kernel features."""
-        from archkit.ops._primitives import PRIMITIVES
-
-        prim = PRIMITIVES[self.prim]
-        return NodeCosts(prim.madds(self), prim.params(self), prim.bn_channels(self))
 
 
 @dataclass(frozen=True)

@@ -63,11 +63,7 @@ class BlockGraph:
         inputs = (inputs,) if isinstance(inputs, str) else inputs
         in_shapes = tuple(self.shapes[i] for i in inputs)
         out = PRIMITIVES[prim].infer(attrs, in_shapes, self.fail)
-        node = Node(name, prim, inputs, in_shapes, out, MappingProxyType(attrs))
-        # Costed now, once: every candidate of a search is lowered, then counted and its
-        # latency predicted, and both read these.
-        _ = node.costs
-        self.nodes.append(node)
+        self.nodes.append(Node(name, prim, inputs, in_shapes, out, MappingProxyType(attrs)))
         self.shapes[name] = out
         return name
 

@@ -69,12 +69,11 @@ def kernel_kind(node: Any) -> str:
     return "conv_1x1" if node.attrs["kernel"] == 1 else "conv_kxk"
 
 
-def _counts(node: Any, feeds_add: bool) -> tuple[int, ...]:
+def _counts(node: Any, feeds_add: bool, primitives: Any) -> tuple[int, ...]:
     """A node's features as integers, in :data:`FEATURES` order (``float`` of each is the
     feature row; every value is an integer well below 2**53, so the conversion is exact)."""
-    # Called for every kernel of every new block a prediction sees: the costs are the node's
-    # (computed once, at lowering), each attribute is read once, and no float is made here
-    # (a prediction converts all new kernels at once).
+    # Called for every kernel of every new block a prediction sees: each attribute is read
+    # once, and no float is made here (a prediction converts all its new kernels at once).
     shapes = node.in_shapes
     x = shapes[0]
     y = node.out_shape
@@ -84,7 +83,8 @@ def _counts(node: Any, feeds_add: bool) -> tuple[int, ...]:
     else:
         in_channels = sum(s.channels for s in shapes)
         in_elements = sum(s.channels * s.height * s.width for s in shapes)
-    madds, params, bn_channels = node.costs
+    prim = primitives[node.prim]
+    madds, params, bn_channels = prim.madds(node), prim.params(node), prim.bn_channels(node)
     out_channels, out_height, out_width = y.channels, y.height, y.width
     return (
         in_channels,
@@ -108,9 +108,11 @@ def _counts(node: Any, feeds_add: bool) -> tuple[int, ...]:
 
 def block_counts(block: Any) -> list[tuple[str, str, tuple[int, ...]]]:
     """``(node name, kind, features as integers)`` for every node of one lowered block."""
+    from archkit.ops import PRIMITIVES
+
     nodes = block.nodes
     read_by_add = {i for n in nodes if n.prim == "add" for i in n.inputs}
-    return [(node.name, kernel_kind(node), _counts(node, node.name in read_by_add))
+    return [(node.name, kernel_kind(node), _counts(node, node.name in read_by_add, PRIMITIVES))
             for node in nodes]
 
 
