@@ -448,6 +448,31 @@ def test_blocks_shared_by_widths_predict_as_from_scratch(built, space):
         assert got.extrapolations == expected.extrapolations
 
 
+def test_cold_prediction_is_its_kernels_predicted_one_by_one(built, space):
+    """The prediction path (integer features as cache keys, every new kernel of a spec in one
+    batch, repeated blocks computed once) gives what the training path's float feature rows
+    give, each kernel on its own."""
+    import numpy as np
+
+    from archkit.device._latency._kernels import block_kernels
+    from archkit.ops import lower
+
+    _, result, _ = built
+    model = LatencyModel.from_json(result.model.to_json())
+    forest = model._forest
+    specs = [c.spec for _, c in zip(range(10), random_candidates([space], seed=3), strict=False)]
+    for spec in [*specs, replace(space.base, width=1.4, resolution=96)]:
+        model._forget()
+        got = model.explain(spec)
+        for block, block_ms in zip(lower(spec).blocks, got.blocks_ms, strict=True):
+            expected = 0.0
+            for _, kind, features in block_kernels(block):
+                k = forest.index[kind]
+                us = forest.predict_us(np.asarray([features]), np.asarray([k]))[0]
+                expected += model._kind_scale[k] * us / 1e3 + model._per_kernel_ms
+            assert block_ms == pytest.approx(expected, rel=1e-12)
+
+
 def test_fused_tvm_calls_of_a_tuned_build_are_attributed(space):
     """A tuned build fuses a conv with its bias, clip and residual add into one
     ``fused_conv2d*`` call: the conv owns it all (a residual add fused in is the conv's time,

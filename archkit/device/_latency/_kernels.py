@@ -17,6 +17,7 @@ __all__ = [
     "FEATURES",
     "FEATURES_VERSION",
     "BYTES_PER_ELEMENT",
+    "block_counts",
     "block_kernels",
     "kernel_kind",
     "kernel_rows",
@@ -68,47 +69,56 @@ def kernel_kind(node: Any) -> str:
     return "conv_1x1" if node.attrs["kernel"] == 1 else "conv_kxk"
 
 
-def _features(node: Any, feeds_add: bool, primitives: Any) -> tuple[float, ...]:
-    prim = primitives[node.prim]
+def _counts(node: Any, feeds_add: bool, primitives: Any) -> tuple[int, ...]:
+    """A node's features as integers, in :data:`FEATURES` order (``float`` of each is the
+    feature row; every value is an integer well below 2**53, so the conversion is exact)."""
+    # Called for every kernel of every new block a prediction sees: each attribute is read
+    # once, and no float is made here (a prediction converts all its new kernels at once).
     shapes = node.in_shapes
     x = shapes[0]
     y = node.out_shape
-    attrs = node.attrs
+    get = node.attrs.get
     if len(shapes) == 1:
         in_channels, in_elements = x.channels, x.channels * x.height * x.width
     else:
         in_channels = sum(s.channels for s in shapes)
         in_elements = sum(s.channels * s.height * s.width for s in shapes)
-    weight_elements = prim.params(node) + 2 * prim.bn_channels(node)
+    prim = primitives[node.prim]
+    madds, params, bn_channels = prim.madds(node), prim.params(node), prim.bn_channels(node)
+    out_channels, out_height, out_width = y.channels, y.height, y.width
     return (
-        float(in_channels),
-        float(y.channels),
-        float(attrs.get("kernel", 0)),
-        float(attrs.get("stride", 1)),
-        float(attrs.get("groups", 1)),
-        float(x.height),
-        float(x.width),
-        float(y.height),
-        float(y.width),
-        float(prim.madds(node)),
-        float(in_elements * BYTES_PER_ELEMENT),
-        float(y.channels * y.height * y.width * BYTES_PER_ELEMENT),
-        float(weight_elements * BYTES_PER_ELEMENT),
-        0.0 if attrs.get("activation", "none") == "none" else 1.0,
-        1.0 if feeds_add else 0.0,
-        float(len(node.inputs)),
+        in_channels,
+        out_channels,
+        get("kernel", 0),
+        get("stride", 1),
+        get("groups", 1),
+        x.height,
+        x.width,
+        out_height,
+        out_width,
+        madds,
+        in_elements * BYTES_PER_ELEMENT,
+        out_channels * out_height * out_width * BYTES_PER_ELEMENT,
+        (params + 2 * bn_channels) * BYTES_PER_ELEMENT,
+        0 if get("activation", "none") == "none" else 1,
+        1 if feeds_add else 0,
+        len(node.inputs),
     )
+
+
+def block_counts(block: Any) -> list[tuple[str, str, tuple[int, ...]]]:
+    """``(node name, kind, features as integers)`` for every node of one lowered block."""
+    from archkit.ops import PRIMITIVES
+
+    nodes = block.nodes
+    read_by_add = {i for n in nodes if n.prim == "add" for i in n.inputs}
+    return [(node.name, kernel_kind(node), _counts(node, node.name in read_by_add, PRIMITIVES))
+            for node in nodes]
 
 
 def block_kernels(block: Any) -> list[tuple[str, str, tuple[float, ...]]]:
     """``(node name, kind, features)`` for every node of one lowered block, in order."""
-    from archkit.ops import PRIMITIVES
-
-    read_by_add = {i for n in block.nodes if n.prim == "add" for i in n.inputs}
-    return [
-        (node.name, kernel_kind(node), _features(node, node.name in read_by_add, PRIMITIVES))
-        for node in block.nodes
-    ]
+    return [(name, kind, tuple(map(float, counts))) for name, kind, counts in block_counts(block)]
 
 
 def kernel_rows(network: Any) -> Iterator[tuple[int, str, str, tuple[float, ...]]]:

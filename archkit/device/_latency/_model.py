@@ -32,7 +32,7 @@ from typing import Any
 
 from archkit.device._latency._conditions import Conditions, TimingProtocol
 from archkit.device._latency._errors import LatencyModelError
-from archkit.device._latency._kernels import FEATURES, block_kernels
+from archkit.device._latency._kernels import FEATURES, block_counts
 
 __all__ = ["FORMAT", "LatencyModel", "Prediction", "fit_model"]
 
@@ -138,28 +138,40 @@ class _Forest:
         leaf = np.zeros((len(trees), inner + 1), dtype=np.float32)
         for j, tree in enumerate(trees):
             _pad_tree(tree, 0, 0, self.depth, feature[j], threshold[j], leaf[j])
-        self.feature, self.threshold, self.leaf = (a.reshape(-1)
-                                                   for a in (feature, threshold, leaf))
+        # One heap of 2 * inner + 1 slots per tree, all trees in one array: a slot's left
+        # child's global index is stored (the right child is the next slot), so a level of the
+        # walk is one step ``node = left[node] + (x[feature[node]] >= threshold[node])``;
+        # leaf slots hold the leaf values.
+        slots = 2 * inner + 1
+        heap = np.arange(len(trees), dtype=np.intp)[:, None] * slots
+        self.slots = slots
+        self.feature = np.zeros((len(trees), slots), dtype=np.intp)
+        self.threshold = np.full((len(trees), slots), np.inf, dtype=np.float32)
+        self.left = np.zeros((len(trees), slots), dtype=np.intp)
+        self.value = np.zeros((len(trees), slots), dtype=np.float32)
+        self.feature[:, :inner] = feature[:, :inner]
+        self.threshold[:, :inner] = threshold[:, :inner]
+        self.left[:, :inner] = heap + 2 * np.arange(inner) + 1
+        self.value[:, inner:] = leaf
+        self.feature, self.threshold, self.left, self.value = (
+            a.reshape(-1) for a in (self.feature, self.threshold, self.left, self.value))
 
     def log_ratio(self, x: Any, kinds: Any) -> Any:
         """The tree sum (xgboost's margin) of each row of ``x``, with its kind's trees."""
         import numpy as np
 
-        inner = 2**self.depth - 1
         counts = self.count[kinds]
         row = np.repeat(np.arange(len(x)), counts)
         # Tree ids: each row's kind's first tree, then one more per pair of that row.
         starts = np.cumsum(counts) - counts
         tree = np.repeat(self.first[kinds] - starts, counts) + np.arange(len(row))
-        at_root = tree * max(inner, 1)
+        node = tree * self.slots
         x_at = row * x.shape[1]
         flat = x.astype(np.float32).reshape(-1)
-        node = np.zeros(len(row), dtype=np.intp)
+        feature, threshold, left = self.feature, self.threshold, self.left
         for _ in range(self.depth):
-            at = at_root + node
-            node = 2 * node + 1 + (flat[x_at + self.feature[at]] >= self.threshold[at])
-        value = self.leaf[tree * (inner + 1) + node - inner]
-        return np.bincount(row, weights=value, minlength=len(x)) + self.base_score[kinds]
+            node = left[node] + (flat[x_at + feature[node]] >= threshold[node])
+        return np.bincount(row, weights=self.value[node], minlength=len(x)) + self.base_score[kinds]
 
     def predict_us(self, x: Any, kinds: Any) -> Any:
         """Kernel times in us of the rows ``x`` (n x features), of kinds ``kinds`` (n indices)."""
@@ -385,10 +397,10 @@ class LatencyModel:
         # width: random widths share most blocks' channels (about half the blocks of 1,000
         # random candidates of the three MobileNet spaces).
         self._blocks_by_shape: dict[tuple, tuple[float, tuple[int, int, int], tuple[str, ...]]] = {}
-        # (kind, features) -> (corrected ms, features outside the measured ranges): channel
-        # counts are rounded to multiples of 8 and resolutions stepped, so a new block is
-        # mostly made of kernels seen before.
-        self._kernels: dict[tuple[str, tuple[float, ...]], tuple[float, tuple]] = {}
+        # (kind, features as integers) -> (corrected ms, features outside the measured
+        # ranges): channel counts are rounded to multiples of 8 and resolutions stepped, so a
+        # new block is mostly made of kernels seen before.
+        self._kernels: dict[tuple[str, tuple[int, ...]], tuple[float, tuple]] = {}
         self._forest_cache: _Forest | None = None
 
     @property
@@ -456,17 +468,21 @@ class LatencyModel:
         consts = (spec.width, spec.divisor, spec.min_ratio, spec.num_classes)
         walkable = self._walkable(spec)
         blocks, by_shape = self._blocks, self._blocks_by_shape
-        keys, parts = [], []
-        # key -> (block, the key by channels), in order; each key is hashed as few times as
+        # Per block its part, or (an int) its position among the blocks this prediction
+        # computes (repeats of a row often share one). Each key is hashed as few times as
         # possible (a row is a dataclass: hashing it hashes every field).
-        missing: dict[tuple, tuple[Any, tuple | None]] = {}
+        parts: list[Any] = []
+        missing: dict[tuple, int] = {}
+        new_blocks: list[tuple[Any, tuple, tuple | None]] = []
         for block in network.blocks:
             s = block.in_shape
             key = (consts, block.row, block.repeat == 0, (s.channels, s.height, s.width))
             if not walkable:
                 key = (*key, spec.resolution, block.source, block.index, spec.output_stride)
             part = blocks.get(key)
-            if part is None and key not in missing:
+            if part is None:
+                part = missing.get(key)
+            if part is None:
                 shape_key = None
                 if walkable:
                     # Another width whose channel rounding gives this block the same channels.
@@ -474,28 +490,33 @@ class LatencyModel:
                                  *key[1:], spec.divisor, spec.min_ratio)
                     part = by_shape.get(shape_key)
                 if part is None:
-                    missing[key] = (block, shape_key)
+                    part = missing[key] = len(new_blocks)
+                    new_blocks.append((block, key, shape_key))
                 else:
                     blocks[key] = part
-            keys.append(key)
             parts.append(part)
-        if missing:
-            self._fill(missing)
-            parts = [blocks[key] if part is None else part
-                     for key, part in zip(keys, parts, strict=True)]
+        if new_blocks:
+            filled = self._fill(new_blocks)
+            parts = [filled[part] if isinstance(part, int) else part for part in parts]
         notes = tuple(dict.fromkeys(note for part in parts for note in part[2]))
         blocks_ms = tuple(part[0] for part in parts)
         return Prediction(self._offset_ms + sum(blocks_ms), blocks_ms, self._offset_ms, notes)
 
-    def _fill(self, missing: dict[tuple, tuple[Any, tuple | None]]) -> None:
-        kernels = self._kernels
+    def _fill(self, new_blocks: list[tuple[Any, tuple, tuple | None]]) -> list[tuple]:
+        """Predict blocks never seen, into the block caches; their parts, in order.
+
+        Each block's kernels are looked up in the kernel cache by their integer features
+        (cheaper to make and to hash than floats); the new ones are predicted all at once.
+        """
+        kernels, kinds = self._kernels, self.kinds
+        # Per block, per kernel: (node name, kind, cached value or index into the new ones).
         listed = []
-        new: dict[tuple[str, tuple[float, ...]], None] = {}
-        for block, _ in missing.values():
-            listed.append(block_kernels(block))
-            for name, kind, features in listed[-1]:
-                if kind not in self.kinds:
-                    known = ", ".join(sorted(self.kinds))
+        new: dict[tuple[str, tuple[int, ...]], int] = {}
+        for block, _, _ in new_blocks:
+            entries = []
+            for name, kind, counts in block_counts(block):
+                if kind not in kinds:
+                    known = ", ".join(sorted(kinds))
                     raise LatencyModelError(
                         f"the {self.device}/{self.runtime} latency model never measured a "
                         f"{kind!r} kernel (row {block.row.index}, {block.row.op}, node {name}); "
@@ -503,15 +524,18 @@ class LatencyModel:
                         f"archkit latency build {self.device} --runtime {self.runtime} "
                         "--space FILE"
                     )
-                if (kind, features) not in kernels:
-                    new[(kind, features)] = None
-        if new:
-            self._predict_kernels(list(new))
-        for (key, (block, shape_key)), block_rows in zip(missing.items(), listed, strict=True):
+                kernel = (kind, counts)
+                cached = kernels.get(kernel)
+                entries.append((name, kind, new.setdefault(kernel, len(new))
+                                if cached is None else cached))
+            listed.append(entries)
+        predicted = self._predict_kernels(list(new)) if new else []
+        parts = []
+        for (block, key, shape_key), entries in zip(new_blocks, listed, strict=True):
             total_ms = 0.0
             notes = []
-            for name, kind, features in block_rows:
-                kernel_ms, outside = kernels[(kind, features)]
+            for name, kind, kernel in entries:
+                kernel_ms, outside = predicted[kernel] if isinstance(kernel, int) else kernel
                 total_ms += kernel_ms
                 if outside:
                     notes += [f"row {block.row.index} ({block.row.op}) {name}: {kind} {feature} "
@@ -522,25 +546,30 @@ class LatencyModel:
             self._blocks[key] = part
             if shape_key is not None:
                 self._blocks_by_shape[shape_key] = part
+            parts.append(part)
+        return parts
 
-    def _predict_kernels(self, new: list[tuple[str, tuple[float, ...]]]) -> None:
-        """Predict kernels never seen, all kinds at once, into the kernel cache."""
+    def _predict_kernels(self, new: list[tuple[str, tuple[int, ...]]]) -> list[tuple]:
+        """Predict kernels never seen, all kinds at once, into the kernel cache; their
+        ``(corrected ms, features outside the measured ranges)``, in order."""
         import numpy as np
 
         forest = self._forest
-        x = np.asarray([features for _, features in new], dtype=np.float64)
-        kinds = np.asarray([forest.index[kind] for kind, _ in new], dtype=np.intp)
+        index = forest.index
+        x = np.array([counts for _, counts in new], dtype=np.float64)
+        kinds = np.array([index[kind] for kind, _ in new], dtype=np.intp)
         kernel_us = forest.predict_us(x, kinds)
-        kernel_ms = self._kind_scale[kinds] * kernel_us / 1e3 + self._per_kernel_ms
+        kernel_ms = (self._kind_scale[kinds] * kernel_us / 1e3 + self._per_kernel_ms).tolist()
         checked = x[:, _RANGE_INDEX]
         low, high = self._low[kinds], self._high[kinds]
         outside = (checked < low) | (checked > high)
-        self._kernels.update(zip(new, zip(kernel_ms.tolist(), [()] * len(new), strict=True),
-                                 strict=True))
+        values: list[tuple] = [(ms, ()) for ms in kernel_ms]
         for i in np.flatnonzero(outside.any(axis=1)):
             notes = tuple((_RANGE_FEATURES[j], float(checked[i, j]), float(low[i, j]),
                            float(high[i, j])) for j in np.flatnonzero(outside[i]))
-            self._kernels[new[i]] = (self._kernels[new[i]][0], notes)
+            values[i] = (kernel_ms[i], notes)
+        self._kernels.update(zip(new, values, strict=True))
+        return values
 
     def _forget(self) -> None:
         """Empty the block and kernel caches (benchmarks time cold predictions with it)."""
