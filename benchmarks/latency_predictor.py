@@ -281,7 +281,8 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             f"- Correction: offset {b['correction']['offset_ms']:.3f} ms, per kernel "
             f"{b['correction']['per_kernel_ms'] * 1e3:.2f} us, scales "
             + ", ".join(f"{k} {v:.2f}" for k, v in sorted(b["correction"]["scale"].items()))
-            + f" (ridge {b['correction']['ridge']:g}).",
+            + f" (ridge {b['correction']['ridge']:g})"
+            + _size_scales(b["correction"]) + ".",
             f"- Ran {results[key]['ran']}; 1-minute load average "
             f"{results[key]['load_average_1min'][0]} at the start, "
             f"{results[key]['load_average_1min'][1]} at the end (2 cores).",
@@ -331,6 +332,20 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     if "notes" in results:
         lines += ["## Notes", "", *results["notes"], ""]
     path.write_text("\n".join(lines))
+
+
+def _size_scales(correction: dict[str, Any]) -> str:
+    """An adapted correction's scales by kernel size, and how each candidate scored."""
+    edges = correction.get("size_edges_us")
+    if edges is None:
+        return ""
+    bounds = [0, *edges, None]
+    bins = ", ".join(f"{lo:g}-{hi:g} us {v:.2f}" if hi is not None else f">{lo:g} us {v:.2f}"
+                     for lo, hi, v in zip(bounds[:-1], bounds[1:], correction["size_scale"],
+                                          strict=True))
+    tried = ", ".join(f"{k} {v:.1%}" for k, v in correction["size_cv_error"].items())
+    return (f"; times kernel-size scales {bins} (edges chosen by cross-validation on the "
+            f"adaptation networks, mean error: {tried})")
 
 
 def main(argv: list[str] | None = None) -> int:

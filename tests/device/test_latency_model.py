@@ -501,3 +501,70 @@ def test_fused_tvm_calls_of_a_tuned_build_are_attributed(space):
     got = _runtimes._attribute_tvm_calls(calls, network)
     assert got.pop("network") == pytest.approx(1.0)
     assert got == pytest.approx(expected)
+
+
+
+def test_adapted_scales_follow_kernel_size():
+    """Another thread count speeds large kernels up and leaves small ones alone, whatever
+    their kind: the adapted correction finds the size where that changes, by cross-validation
+    on the adaptation networks, and predicts networks it was not fitted on."""
+    import numpy as np
+
+    from archkit.device._latency._model import _fit_size_correction
+
+    rng = np.random.default_rng(0)
+    nets, kernels = 30, 40
+    # Networks of mostly small kernels, of mostly large ones, and between.
+    large = rng.uniform(size=(nets, 1)) > rng.uniform(size=(nets, kernels))
+    kernel_us = np.where(large, rng.choice([80.0, 200.0, 600.0], size=(nets, kernels)),
+                         rng.choice([4.0, 8.0, 15.0, 35.0], size=(nets, kernels)))
+    kernel_us *= rng.uniform(0.8, 1.2, size=kernel_us.shape)
+    # The new device: kernels under 50 us take as long as before, larger ones 1.8x.
+    scale = np.where(kernel_us < 50.0, 1.0, 1.8)
+    y_ms = (scale * kernel_us).sum(axis=1) / 1e3
+    of_record = np.repeat(np.arange(nets), kernels)
+    fit = np.arange(nets) < 20
+    keep = np.isin(of_record, np.flatnonzero(fit))
+    correction = _fit_size_correction(
+        kernel_us.reshape(-1)[keep], of_record[keep], np.full(20, float(kernels)), y_ms[fit],
+        ["conv_1x1", "conv_dw"], {"per_kernel_ms": 0.0},
+    )
+    assert correction["size_edges_us"] == [50.0]  # fewest bins that fit as well as any
+    # The ridge pulls the bins' scales toward one another a little.
+    assert correction["size_scale"] == pytest.approx([1.0, 1.8], abs=0.1)
+    assert correction["size_cv_error"]["50.0"] < correction["size_cv_error"]["one"] / 3
+    small, large = correction["size_scale"]
+    fitted = np.where(kernel_us < 50.0, small, large)
+    predicted = (correction["offset_ms"] + correction["per_kernel_ms"] * kernels
+                 + (fitted * kernel_us).sum(axis=1) / 1e3)
+    error = np.abs(predicted[~fit] / y_ms[~fit] - 1)
+    one_scale = y_ms[fit].sum() / kernel_us[fit].sum() * 1e3
+    one_error = np.abs(one_scale * kernel_us[~fit].sum(axis=1) / 1e3 / y_ms[~fit] - 1)
+    assert error.max() < 0.02 and one_error.max() > 0.1
+
+
+def test_adapted_model_predicts_with_its_size_scales(built, space):
+    """Through JSON, as a search loads it: each kernel's time is its size bin's scale times
+    the old device's prediction for it."""
+    import numpy as np
+
+    from archkit.device._latency._kernels import kernel_rows
+    from archkit.ops import lower
+
+    cache, _, _ = built
+    base = load_latency_model("host", cache_dir=cache)
+    data = base.to_json()
+    data["correction"] = {
+        "offset_ms": 0.0, "per_kernel_ms": 0.0, "scale": dict.fromkeys(base.kinds, 1.0),
+        "ridge": 1.0, "one_scale": 1.0, "size_edges_us": [8.0], "size_scale": [1.0, 2.0],
+    }  # fmt: skip
+    model = type(base).from_json(json.loads(json.dumps(data)))
+    spec = next(random_candidates([space], seed=3)).spec
+    rows = list(kernel_rows(lower(spec)))
+    forest = model._forest
+    kernel_us = forest.predict_us(np.asarray([f for *_, f in rows]),
+                                  np.asarray([forest.index[kind] for _, _, kind, _ in rows]))
+    assert (kernel_us < 8).any() and (kernel_us >= 8).any()
+    expected = (np.where(kernel_us < 8.0, 1.0, 2.0) * kernel_us).sum() / 1e3
+    assert model.predict(spec) == pytest.approx(expected, rel=1e-9)
+    assert model.explain(spec).latency_ms == pytest.approx(expected, rel=1e-9)
