@@ -394,9 +394,8 @@ def _fit_size_correction(kernel_us: Any, of_record: Any, counts: Any, y_ms: Any,
     one's (a small kernel runs on one thread either way), across kinds. Each candidate in
     :data:`SIZE_EDGES_US` is fitted like the kind scales (:func:`_fit_correction`, bins for
     kinds) and scored by leave-one-out over the networks (10 folds above 20 networks); the
-    fewest bins within 2% of the best score (or 0.1 points) are refitted on all of them. On this host, host -> host-1t from 20 networks: 57% of
-    60 held-out networks within +-10% against 40% with kind scales
-    (reports/latency_predictor.md).
+    fewest bins within 2% of the best score (or 0.1 points) are refitted on all of them.
+    Measured on this host, host -> host-1t from 20 networks: see reports/latency_predictor.md.
     """
     import numpy as np
 
