@@ -402,11 +402,14 @@ def _fit_size_correction(kernel_us: Any, of_record: Any, counts: Any, y_ms: Any,
     n = len(y_ms)
     y = np.asarray(y_ms, dtype=np.float64)
 
+    # Per candidate: each network's predicted kernel ms summed per bin (n x bins).
+    binned = {}
+    for edges in SIZE_EDGES_US:
+        binned[edges] = np.zeros((n, len(edges) + 1))
+        np.add.at(binned[edges], (of_record, _size_bins(edges, kernel_us)), kernel_us / 1e3)
+
     def sums_for(edges: tuple[float, ...], nets: Any) -> Any:
-        bins = _size_bins(edges, kernel_us)
-        sums = np.zeros((n, len(edges) + 1))
-        np.add.at(sums, (of_record, bins), kernel_us / 1e3)
-        return sums[nets]
+        return binned[edges][nets]
 
     def fit(edges: tuple[float, ...], nets: Any) -> dict[str, Any]:
         names = [str(b) for b in range(len(edges) + 1)]
@@ -667,7 +670,6 @@ class LatencyModel:
         import numpy as np
 
         kinds = sorted(self.kinds)
-        sums = np.zeros((len(records), len(kinds)))
         counts = np.zeros(len(records))
         forest = self._forest
         rows, of_kind, of_record = [], [], []
@@ -679,17 +681,15 @@ class LatencyModel:
                 rows.append(features)
                 of_kind.append(forest.index[kind])
                 of_record.append(i)
-        if rows:
-            of_kind = np.asarray(of_kind, dtype=np.intp)
-            kernel_us = forest.predict_us(np.asarray(rows, dtype=np.float64), of_kind)
-            columns = np.asarray([kinds.index(k) for k in forest.index])[of_kind]
-            np.add.at(sums, (np.asarray(of_record), columns), kernel_us / 1e3)
         y = np.asarray([r["e2e_ms"] for r in records])
         if rows:
+            kernel_us = forest.predict_us(np.asarray(rows, dtype=np.float64),
+                                          np.asarray(of_kind, dtype=np.intp))
             correction = _fit_size_correction(kernel_us, np.asarray(of_record), counts, y,
                                               kinds, self.correction)
-        else:
-            correction = _fit_correction(sums, counts, y, kinds, prior=self.correction)
+        else:  # no kernels to scale: the offset alone
+            correction = _fit_correction(np.zeros((len(records), len(kinds))), counts, y, kinds,
+                                         prior=self.correction)
         return LatencyModel(conditions, self.protocol, self.kinds, correction, built)
 
     # ------------------------------------------------------------------ JSON
