@@ -268,33 +268,43 @@ def test_correction_recovers_known_parameters():
     assert [fit2["scale"][k] for k in "abc"] == pytest.approx([1.0, 2.0, 0.5], rel=0.05)
 
 
-def test_tvm_calls_are_attributed_to_archkit_nodes(space):
+def _smallest_network_nodes(space):
+    """The space's smallest network, lowered, and per node: (key, node, input shape, the conv's
+    weight shape or None)."""
     from archkit.ops import lower
 
-    spec = space.candidate(space.smallest())
-    network = lower(spec)
-    calls, expected = [], {}
+    network = lower(space.candidate(space.smallest()))
+    nodes = []
     for block in network.blocks:
         for node in block.nodes:
-            key = f"{block.index}:{node.name}"
             x = node.in_shapes[0]
+            weight = None
             if node.prim == "conv":
                 k, g = node.attrs["kernel"], node.attrs["groups"]
                 weight = (node.out_shape.channels, x.channels // g, k, k)
-                calls += [("conv2d", 3e-6, [(1, x.channels, x.height, x.width), weight]),
-                          ("add", 1e-6, [(1, 1), (1, 1)]), ("tir_clip", 1e-6, [(1, 1)])]
-                expected[key] = 5.0
-            elif node.prim == "add":
-                shape = (1, x.channels, x.height, x.width)
-                calls.append(("add7", 2e-6, [shape, shape, shape]))
-                expected[key] = 2.0
-            elif node.prim == "global_avgpool":
-                calls.append(("mean", 1e-6, [(1, 1, 1, 1)]))
-                expected[key] = 1.0
-            elif node.prim == "linear":
-                calls += [("vm.builtin.reshape", 1e-6, []), ("matmul", 4e-6, [(1, 2), (2, 3)]),
-                          ("add9", 1e-6, [(3,), (1, 3)])]
-                expected[key] = 5.0
+            nodes.append((f"{block.index}:{node.name}", node, x, weight))
+    return network, nodes
+
+
+def test_tvm_calls_are_attributed_to_archkit_nodes(space):
+    network, nodes = _smallest_network_nodes(space)
+    calls, expected = [], {}
+    for key, node, x, weight in nodes:
+        if node.prim == "conv":
+            calls += [("conv2d", 3e-6, [(1, x.channels, x.height, x.width), weight]),
+                      ("add", 1e-6, [(1, 1), (1, 1)]), ("tir_clip", 1e-6, [(1, 1)])]
+            expected[key] = 5.0
+        elif node.prim == "add":
+            shape = (1, x.channels, x.height, x.width)
+            calls.append(("add7", 2e-6, [shape, shape, shape]))
+            expected[key] = 2.0
+        elif node.prim == "global_avgpool":
+            calls.append(("mean", 1e-6, [(1, 1, 1, 1)]))
+            expected[key] = 1.0
+        elif node.prim == "linear":
+            calls += [("vm.builtin.reshape", 1e-6, []), ("matmul", 4e-6, [(1, 2), (2, 3)]),
+                      ("add9", 1e-6, [(3,), (1, 3)])]
+            expected[key] = 5.0
     got = _runtimes._attribute_tvm_calls(calls, network)
     assert got.pop("network") == pytest.approx(1.0)
     assert got == pytest.approx(expected)
@@ -477,31 +487,22 @@ def test_fused_tvm_calls_of_a_tuned_build_are_attributed(space):
     """A tuned build fuses a conv with its bias, clip and residual add into one
     ``fused_conv2d*`` call: the conv owns it all (a residual add fused in is the conv's time,
     as with onnxruntime)."""
-    from archkit.ops import lower
-
-    spec = space.candidate(space.smallest())
-    network = lower(spec)
+    network, nodes = _smallest_network_nodes(space)
     calls, expected = [("vm.builtin.alloc_storage", 1e-6, [])], {}
-    for block in network.blocks:
-        for node in block.nodes:
-            key = f"{block.index}:{node.name}"
-            x = node.in_shapes[0]
-            if node.prim == "conv":
-                k, g = node.attrs["kernel"], node.attrs["groups"]
-                weight = (node.out_shape.channels, x.channels // g, k, k)
-                calls.append((f"fused_conv2d{len(calls)}_add_tir_clip", 3e-6,
-                              [(1, x.channels, x.height, x.width), weight, (1, weight[0], 1, 1)]))
-                expected[key] = 3.0
-            elif node.prim == "global_avgpool":
-                calls.append(("mean", 1e-6, [(1, 1, 1, 1)]))
-                expected[key] = 1.0
-            elif node.prim == "linear":
-                calls.append(("fused_matmul_add", 4e-6, [(1, 2), (2, 3), (3,)]))
-                expected[key] = 4.0
+    for key, node, x, weight in nodes:
+        if node.prim == "conv":
+            calls.append((f"fused_conv2d{len(calls)}_add_tir_clip", 3e-6,
+                          [(1, x.channels, x.height, x.width), weight, (1, weight[0], 1, 1)]))
+            expected[key] = 3.0
+        elif node.prim == "global_avgpool":
+            calls.append(("mean", 1e-6, [(1, 1, 1, 1)]))
+            expected[key] = 1.0
+        elif node.prim == "linear":
+            calls.append(("fused_matmul_add", 4e-6, [(1, 2), (2, 3), (3,)]))
+            expected[key] = 4.0
     got = _runtimes._attribute_tvm_calls(calls, network)
     assert got.pop("network") == pytest.approx(1.0)
     assert got == pytest.approx(expected)
-
 
 
 def test_adapted_scales_follow_kernel_size():
