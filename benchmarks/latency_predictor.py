@@ -9,7 +9,8 @@ Steps:
 - ``ort``: build ``host``/onnxruntime from the three MobileNet spaces (``--ort-minutes``), then
   evaluate on ``--ort-eval`` held-out networks, each measured twice (the noise floor).
 - ``adapt``: ``host-1t`` (this machine, 1 thread) adapted from ``host``'s model with
-  ``--adapt-networks`` end-to-end measurements, evaluated on ``--adapt-eval`` held-out networks.
+  ``--adapt-networks`` networks measured here (end to end and profiled), evaluated on
+  ``--adapt-eval`` held-out networks.
 - ``speed``: prediction time for MobileNetV2 1.0/224, cold (a spec never seen, no block or
   kernel cached) and warm, and per candidate over a stream of random candidates (each timed
   right after it is made, as in a search). ``benchmarks/predictor_speed.py`` compares tree
@@ -277,7 +278,9 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             + f"; stopped by {b['stopped_by']}; {b['failed']} failed.",
             f"- Out of fold on its own data: {_pct(b['fit'].get('out_of_fold_within_10pct'))} "
             f"within +-10%." if "out_of_fold_within_10pct" in b["fit"] else
-            "- Adapted: kernel regressors from host, correction refitted on these networks.",
+            ("- Adapted: host's kernel regressors boosted on with these networks' kernel "
+             "times, correction refitted." if b["kernels"] else
+             "- Adapted: kernel regressors from host, correction refitted on these networks."),
             f"- Correction: offset {b['correction']['offset_ms']:.3f} ms, per kernel "
             f"{b['correction']['per_kernel_ms'] * 1e3:.2f} us, scales "
             + ", ".join(f"{k} {v:.2f}" for k, v in sorted(b["correction"]["scale"].items()))

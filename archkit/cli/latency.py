@@ -69,8 +69,9 @@ _space_option = click.option(
               help="Stop after this many new networks (default: as many as the time allows; "
                    "20 with --from).")
 @click.option("--from", "from_device", metavar="DEVICE", default=None,
-              help="Adapt DEVICE's model: keep its kernel regressors, refit the correction on "
-                   "end-to-end measurements here.")
+              help="Adapt DEVICE's model from a few networks measured here (timed end to end "
+                   "and profiled): its kernel regressors are boosted on, the correction "
+                   "refitted.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the network draws.")
 @board_options
 @_cache_option
@@ -122,7 +123,8 @@ def build(device: str, runtime: str, spaces: tuple[str, ...], minutes: float,
     adapted = result.model.built.get("adapted_from")
     if adapted:
         console.print(f"adapted from {adapted['device']} (its {adapted['networks']} networks' "
-                      f"kernel regressors) with {result.networks} end-to-end measurements here")
+                      f"kernel regressors) with {result.networks} networks measured here "
+                      f"({result.kernels} kernels profiled)")
     click.echo(str(result.path))
 
 

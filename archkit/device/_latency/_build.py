@@ -62,7 +62,7 @@ class BuildResult:
         path: Where it was written.
         networks: Networks measured in all (this run and earlier ones it resumed).
         new_networks: Networks measured by this run.
-        kernels: Kernels with measured times (0 for an adapted model).
+        kernels: Kernels with measured times (for an adapted model, of the new device).
         minutes: Measuring and fitting time over every run that contributed (board-minutes:
             with a farm, the boards' times add up; ``model.built["last_run"]`` has wall time).
         stats: Fit statistics (out-of-fold error of the whole model on its own data).
@@ -285,8 +285,10 @@ def build_latency_model(
         minutes: Time budget for this call (None: no limit).
         networks: Stop after this many new networks (None: no limit).
         from_model: Adapt this device's model (same runtime) instead of building from scratch:
-            its kernel regressors are kept and only the network correction is refitted on
-            end-to-end times measured here (no per-kernel profiling).
+            each network is timed end to end and profiled once here, the old kernel
+            regressors are boosted on with the kernel times (new trees for what differs) and
+            the network correction is refitted (:meth:`LatencyModel.adapted`). A few
+            networks (``networks=20``) suffice.
         protocol: Timing protocol (default :class:`TimingProtocol`; a resumed build keeps the
             protocol of its measurements file).
         cache_dir: Cache root (default :func:`archkit.device.default_cache_dir`).
@@ -315,7 +317,7 @@ def build_latency_model(
         # A board that is not there (or serves no onnxruntime) fails here, in seconds.
         from archkit.device._connect import check_reachable
 
-        check_reachable(device, runtime=runtime, kernels=from_model is None)
+        check_reachable(device, runtime=runtime, kernels=True)
     now, database_folder = conditions_now(device, runtime, for_build=True)
     database = None
     if runtime == "tvm" and now.tuning != "untuned":
@@ -345,7 +347,7 @@ def build_latency_model(
     budget_s = math.inf if minutes is None else minutes * 60.0
     deadline = started + max(0.0, budget_s - (0.0 if base else _FIT_RESERVE_S))
     done, failed, stopped_by = _measure_loop(
-        candidates, device, runtime, protocol, path, seen, kernels=base is None,
+        candidates, device, runtime, protocol, path, seen, kernels=True,
         networks=networks, deadline=deadline, database=database, progress=progress,
         on_record=on_record,
         libraries=compiled_dir(now, cache_dir) if runtime == "tvm" else None,
@@ -365,12 +367,13 @@ def build_latency_model(
     if base is not None:
         if not records:
             raise LatencyModelError(f"no network could be measured on {device.name}")
-        built.update(kernels=0, adapted_from={
+        profiled = sum(len(r["kernels"]) for r in records if r.get("kernels_us"))
+        built.update(kernels=profiled, adapted_from={
             "device": base.device, "conditions": base.conditions.to_dict(),
             "networks": base.built.get("networks"), "kernels": base.built.get("kernels"),
         })
         model = base.adapted(records, now, built)
-        stats = {"networks": len(records), "kernels": 0}
+        stats = {"networks": len(records), "kernels": profiled}
     else:
         model, stats = fit_model([r for r in records if r.get("kernels_us")], now, protocol,
                                  built)

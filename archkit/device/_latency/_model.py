@@ -13,9 +13,10 @@ training range; the hybrid is exact to rounding).
 ``scale``, ``per_kernel_ms`` and ``offset_ms`` are fitted on end-to-end times (with kernel
 predictions made out of fold, so the correction sees the regressors' real errors): they learn
 what a plain sum misses (time between kernels, the runtime's per-run overhead, profiling's
-own cost) instead of assuming it is zero. Adapting to a new device keeps the regressors and
-refits only the correction on a few end-to-end measurements (HELP's idea, with the old device's
-kernel predictions as the device description).
+own cost) instead of assuming it is zero. Adapting to a new device (HELP's idea: a few networks
+on the new device, the old device's model as the prior) boosts each old regressor on with the
+kernel times of a few profiled networks and refits the correction; from end-to-end times alone
+it keeps the regressors and refits the correction with scales by kernel size.
 
 Stored as JSON: conditions, protocol, the correction, per kind the feature ranges seen and
 xgboost's own JSON model. No pickle: a file written by one xgboost loads in the next.
@@ -272,6 +273,55 @@ def _train_kind(rows: list[tuple[float, ...]], targets_us: list[float]) -> _Kind
         rounds = trial.best_iteration + 1
     booster = xgb.train(_XGB_PARAMS, xgb.DMatrix(x, label=target), rounds)
     return _Kind(len(rows), ranges, tuple(float(v) for v in linear),
+                 booster_json=json.loads(booster.save_raw("json")))
+
+
+def _continue_kind(old: _Kind, rows: list[tuple[float, ...]], targets_us: list[float]) -> _Kind:
+    """``old``'s regressor carried to another device: its trees boosted on with the new device's
+    kernel times (xgboost starts from the old trees' margin and adds trees for what differs).
+
+    The linear baseline stays the old device's: the new trees learn the ratio to it, as the old
+    ones did. How many trees are added is chosen on a validation fifth of the kernels (none when
+    they do not help); fewer than ``_MIN_SAMPLES`` kernels keep the old regressor as it is.
+    """
+    import numpy as np
+
+    x = np.asarray(rows, dtype=np.float64)
+    ranges = {
+        name: (min(old.ranges.get(name, (np.inf,))[0], float(x[:, FEATURES.index(name)].min())),
+               max(old.ranges.get(name, (0.0, -np.inf))[1],
+                   float(x[:, FEATURES.index(name)].max())))
+        for name in _RANGE_FEATURES
+    }
+    if len(rows) < _MIN_SAMPLES:
+        return _Kind(old.samples, ranges, old.linear, booster_json=old.booster_json)
+    import xgboost as xgb
+
+    y = np.maximum(np.asarray(targets_us, dtype=np.float64), 0.0)
+    base = np.maximum(_baseline(x, np.asarray(old.linear)), 0.0)
+    target = np.log((y + 1.0) / (base + 1.0))
+
+    def start() -> Any:
+        if old.booster_json is None:
+            return None
+        booster = xgb.Booster()
+        booster.load_model(bytearray(json.dumps(old.booster_json).encode()))
+        return booster
+
+    valid = np.arange(len(x)) % 5 == 0
+    held_out = xgb.DMatrix(x[valid], label=target[valid])
+    first = start()
+    old_rounds = 0 if first is None else first.num_boosted_rounds()
+    old_rmse = float(np.sqrt(np.mean(
+        ((first.predict(held_out) if first is not None else 0.0) - target[valid]) ** 2)))
+    trial = xgb.train(_XGB_PARAMS, xgb.DMatrix(x[~valid], label=target[~valid]), _XGB_ROUNDS,
+                      evals=[(held_out, "valid")], early_stopping_rounds=_XGB_EARLY_STOPPING,
+                      verbose_eval=False, xgb_model=first)
+    rounds = trial.best_iteration + 1 - old_rounds
+    if rounds <= 0 or trial.best_score >= old_rmse:
+        return _Kind(old.samples + len(rows), ranges, old.linear, booster_json=old.booster_json)
+    booster = xgb.train(_XGB_PARAMS, xgb.DMatrix(x, label=target), rounds, xgb_model=start())
+    return _Kind(old.samples + len(rows), ranges, old.linear,
                  booster_json=json.loads(booster.save_raw("json")))
 
 
@@ -665,10 +715,19 @@ class LatencyModel:
 
     def adapted(self, records: list[dict[str, Any]], conditions: Conditions,
                 built: dict[str, Any]) -> LatencyModel:
-        """A model for another device: these kernel regressors, a correction refitted on
-        ``records`` (end-to-end times measured on the new device)."""
+        """A model for another device from ``records`` measured on it.
+
+        Records with per-kernel times (profiled runs, as ``archkit latency build --from``
+        takes them) carry each kind's regressor over (:func:`_continue_kind`) and refit the
+        correction, as a build does, on kernel predictions made out of fold. Records of end-to-end
+        times alone keep the regressors and refit only the correction, with scales by kernel
+        size (:func:`_fit_size_correction`).
+        """
         import numpy as np
 
+        profiled = [r for r in records if r.get("kernels_us")]
+        if profiled:
+            return self._adapted_from_kernels(profiled, conditions, built)
         kinds = sorted(self.kinds)
         counts = np.zeros(len(records))
         forest = self._forest
@@ -691,6 +750,36 @@ class LatencyModel:
             correction = _fit_correction(np.zeros((len(records), len(kinds))), counts, y, kinds,
                                          prior=self.correction)
         return LatencyModel(conditions, self.protocol, self.kinds, correction, built)
+
+    def _adapted_from_kernels(self, records: list[dict[str, Any]], conditions: Conditions,
+                              built: dict[str, Any], folds: int = 5) -> LatencyModel:
+        import numpy as np
+
+        table = _kernel_table(records)
+        unknown = sorted(set(table) - set(self.kinds))
+        if unknown:
+            raise LatencyModelError(f"{', '.join(map(repr, unknown))} kernels are unknown to the "
+                                    f"{self.device}/{self.runtime} model")
+        kinds = sorted(self.kinds)
+        folds = min(folds, len(records))
+        fold_of = np.arange(len(records)) % folds
+        out_of_fold: dict[str, dict[int, list[float]]] = {kind: {} for kind in kinds}
+        for f in range(folds):
+            for kind, (rows, ys, nets) in table.items():
+                train = [i for i, n in enumerate(nets) if fold_of[n] != f]
+                test = [i for i, n in enumerate(nets) if fold_of[n] == f]
+                if not test:
+                    continue
+                carried = _continue_kind(self.kinds[kind], [rows[i] for i in train],
+                                         [ys[i] for i in train]) if train else self.kinds[kind]
+                for i, p in zip(test, carried.predict_us([rows[i] for i in test]), strict=True):
+                    out_of_fold[kind].setdefault(nets[i], []).append(p)
+        sums, counts = _network_sums(records, kinds, out_of_fold)
+        correction = _fit_correction(sums, counts, np.asarray([r["e2e_ms"] for r in records]),
+                                     kinds)
+        carried = {kind: _continue_kind(old, *table[kind][:2]) if kind in table else old
+                   for kind, old in self.kinds.items()}
+        return LatencyModel(conditions, self.protocol, carried, correction, built)
 
     # ------------------------------------------------------------------ JSON
 
