@@ -387,6 +387,9 @@ class LatencyModel:
         # width: random widths share most blocks' channels (about half the blocks of 1,000
         # random candidates of the three MobileNet spaces).
         self._blocks_by_shape: dict[tuple, tuple[float, tuple[int, int, int], tuple[str, ...]]] = {}
+        # Row -> a small int standing for it in block keys: a row is a dataclass of ~30 fields
+        # whose hash is recomputed at every lookup, an int's is free.
+        self._row_ids: dict[Any, int] = {}
         # (kind, features as integers) -> (corrected ms, features outside the measured
         # ranges): channel counts are rounded to multiples of 8 and resolutions stepped, so a
         # new block is mostly made of kernels seen before.
@@ -440,14 +443,17 @@ class LatencyModel:
         Raises:
             LatencyModelError: The network has a kernel kind the model never measured.
         """
-        blocks = self._blocks
+        blocks, row_ids = self._blocks, self._row_ids
         if self._walkable(spec):
             consts = (spec.width, spec.divisor, spec.min_ratio, spec.num_classes)
             shape = (spec.in_channels, spec.resolution, spec.resolution)
             total = self._offset_ms
             for row in spec.rows:
+                row_id = row_ids.get(row)
+                if row_id is None:
+                    return self.explain(spec).latency_ms
                 for repeat in range(row.repeats):
-                    entry = blocks.get((consts, row, repeat == 0, shape))
+                    entry = blocks.get((consts, row_id, repeat == 0, shape))
                     if entry is None:
                         return self.explain(spec).latency_ms
                     total += entry[0]
@@ -462,16 +468,21 @@ class LatencyModel:
         network = lower(spec)
         consts = (spec.width, spec.divisor, spec.min_ratio, spec.num_classes)
         walkable = self._walkable(spec)
-        blocks, by_shape = self._blocks, self._blocks_by_shape
+        blocks, by_shape, row_ids = self._blocks, self._blocks_by_shape, self._row_ids
         # Per block its part, or (an int) its position among the blocks this prediction
-        # computes (repeats of a row often share one). Each key is hashed as few times as
-        # possible (a row is a dataclass: hashing it hashes every field).
+        # computes (repeats of a row often share one). A row is hashed once per row (its id
+        # stands for it in the keys).
         parts: list[Any] = []
         missing: dict[tuple, int] = {}
         new_blocks: list[tuple[Any, tuple, tuple | None]] = []
+        row = row_id = out_channels = None
         for block in network.blocks:
+            if block.row is not row:
+                row = block.row
+                row_id = row_ids.setdefault(row, len(row_ids))
+                out_channels = None
             s = block.in_shape
-            key = (consts, block.row, block.repeat == 0, (s.channels, s.height, s.width))
+            key = (consts, row_id, block.repeat == 0, (s.channels, s.height, s.width))
             if not walkable:
                 key = (*key, spec.resolution, block.source, block.index, spec.output_stride)
             part = blocks.get(key)
@@ -481,8 +492,9 @@ class LatencyModel:
                 shape_key = None
                 if walkable:
                     # Another width whose channel rounding gives this block the same channels.
-                    shape_key = (OPERATORS[block.row.op].out_channels(spec, block.row),
-                                 *key[1:], spec.divisor, spec.min_ratio)
+                    if out_channels is None:
+                        out_channels = OPERATORS[row.op].out_channels(spec, row)
+                    shape_key = (out_channels, *key[1:], spec.divisor, spec.min_ratio)
                     part = by_shape.get(shape_key)
                 if part is None:
                     part = missing[key] = len(new_blocks)
@@ -574,6 +586,7 @@ class LatencyModel:
         """Empty the block and kernel caches (benchmarks time cold predictions with it)."""
         self._blocks.clear()
         self._blocks_by_shape.clear()
+        self._row_ids.clear()
         self._kernels.clear()
 
     # ------------------------------------------------------------------ adapting
