@@ -436,6 +436,19 @@ def test_tree_evaluators_agree_on_a_built_model(built, space):
     assert np.abs(numpy_trees.margin(rows)).max() > 1e-3  # the trees do correct the line
 
 
+def test_prediction_without_onnxruntime_walks_the_trees_in_numpy(built, space, monkeypatch):
+    from archkit.device._latency import _trees
+
+    _, result, _ = built
+    data = json.loads(json.dumps(result.model.to_json()))
+    specs = [c.spec for _, c in zip(range(5), random_candidates([space], seed=9), strict=False)]
+    with_onnxruntime = [LatencyModel.from_json(data).predict(s) for s in specs]
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as where it is not installed
+    model = LatencyModel.from_json(data)
+    assert isinstance(model._forest.trees, _trees.NumpyTrees)
+    assert [model.predict(s) for s in specs] == pytest.approx(with_onnxruntime, rel=1e-6)
+
+
 def test_early_stopping_keeps_few_trees_where_the_line_is_right():
     import numpy as np
 

@@ -21,8 +21,8 @@ Stored as JSON: conditions, protocol, the correction, per kind the feature range
 xgboost's own JSON model. No pickle: a file written by one xgboost loads in the next.
 Predicting reads the trees from that JSON (:mod:`~archkit.device._latency._trees`: onnxruntime's
 tree ensemble where installed, a numpy walk otherwise) and evaluates every kind in one call: no
-xgboost at prediction time, and a cold MobileNetV2 (no kernel seen) costs about a hundred
-microseconds instead of one ~100 us xgboost call per kind.
+xgboost at prediction time, and a cold MobileNetV2 (no kernel seen) costs about two hundred
+microseconds, not one ~100 us xgboost call per kind.
 """
 
 from __future__ import annotations

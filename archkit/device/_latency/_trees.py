@@ -62,9 +62,17 @@ def tree_sums(kinds: list[Any], features: int) -> NumpyTrees | OnnxTrees:
         LatencyModelError: Trees it cannot evaluate.
     """
     parsed = [xgboost_trees(model) for model in kinds]
-    if all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime")):
+    if all(_installed(name) for name in ("onnx", "onnxruntime")):
         return OnnxTrees(parsed, features)
     return NumpyTrees(parsed, features)
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # blocked (sys.modules entry None) or broken
+        return False
 
 
 class OnnxTrees:
