@@ -121,7 +121,17 @@ def test_prediction_uses_no_device(built, space, monkeypatch):
 
     monkeypatch.setattr(_runtimes, "measure_group", boom)
     monkeypatch.setattr("archkit.device.measure_latency", boom)
-    monkeypatch.setattr("onnxruntime.InferenceSession", boom)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession
+
+    def trees_only(model, *args, **kwargs):
+        # The tree evaluator's session holds trees built in memory; measuring loads a network.
+        if not isinstance(model, bytes):
+            boom()
+        return session(model, *args, **kwargs)
+
+    monkeypatch.setattr("onnxruntime.InferenceSession", trees_only)
     spec = next(random_candidates([space], seed=3)).spec
     assert predict_latency(spec, "host", cache_dir=cache) > 0
 
@@ -145,7 +155,8 @@ def test_prediction_imports_no_runtime(built):
                          cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     value, modules = out.stdout.strip().splitlines()
-    assert float(value) > 0 and modules == "[]"
+    # onnxruntime evaluates the trees (archkit.device._latency._trees), nothing else of it.
+    assert float(value) > 0 and modules in ("[]", "['onnxruntime']")
 
 
 def _copy_with(cache: Path, tmp_path: Path, **conditions) -> Path:
@@ -362,10 +373,14 @@ def _xgboost_margin(kind, x):
     return booster.inplace_predict(x)
 
 
-def test_tree_evaluation_equals_xgboost():
+@pytest.mark.parametrize("evaluator", ["default", "numpy"])
+def test_tree_evaluation_equals_xgboost(evaluator):
+    """Both tree evaluators (onnxruntime's, which predictions use where it is installed, and
+    the numpy fallback) give xgboost's own margins, and kernel times as _Kind's evaluation."""
     import numpy as np
 
-    from archkit.device._latency._model import _Forest, _train_kind
+    from archkit.device._latency import _trees
+    from archkit.device._latency._model import FEATURES, _Regressors, _train_kind
 
     rng = np.random.default_rng(1)
     x1, y1 = _random_kernels(rng, 600)
@@ -375,7 +390,12 @@ def test_tree_evaluation_equals_xgboost():
     line = _train_kind([tuple(r) for r in x2[:5]], list(y2[:5]))  # too few: no trees
     assert deep.booster_json is not None and other.booster_json is not None
     assert line.booster_json is None
-    forest = _Forest({"deep": deep, "line": line, "other": other})
+    forest = _Regressors({"deep": deep, "line": line, "other": other})
+    if evaluator == "numpy":
+        forest.trees = _trees.NumpyTrees(
+            [_trees.xgboost_trees(k.booster_json) for k in (deep, line, other)], len(FEATURES))
+    else:
+        assert isinstance(forest.trees, _trees.OnnxTrees)  # onnxruntime is installed here
     test, _ = _random_kernels(rng, 200)
     # Rows exactly on split thresholds too (xgboost sends x < split left, x == split right).
     for tree in deep.booster_json["learner"]["gradient_booster"]["model"]["trees"][:50]:
@@ -384,17 +404,56 @@ def test_tree_evaluation_equals_xgboost():
             row[tree["split_indices"][0]] = tree["split_conditions"][0]
             test = np.vstack([test, row])
     kinds = rng.integers(0, 3, len(test))
-    margin = forest.log_ratio(test, kinds)
+    rows = np.column_stack([test, kinds])
+    margin = forest.trees.margin(rows)
     for index, kind in ((0, deep), (2, other)):
-        rows = kinds == index
-        np.testing.assert_allclose(margin[rows], _xgboost_margin(kind, test[rows]), atol=1e-5)
+        of_kind = kinds == index
+        np.testing.assert_allclose(margin[of_kind], _xgboost_margin(kind, test[of_kind]),
+                                   atol=1e-5)
     np.testing.assert_array_equal(margin[kinds == 1], 0.0)
     # Kernel times: the line times exp(trees), as _Kind's one-kind evaluation says.
-    us = forest.predict_us(test, kinds)
+    us = forest.predict_us(rows)
     for index, kind in enumerate((deep, line, other)):
-        rows = kinds == index
-        np.testing.assert_allclose(us[rows], kind.predict_us([tuple(r) for r in test[rows]]),
-                                   rtol=1e-9)
+        of_kind = kinds == index
+        np.testing.assert_allclose(us[of_kind],
+                                   kind.predict_us([tuple(r) for r in test[of_kind]]),
+                                   rtol=1e-6)
+
+
+def test_tree_evaluators_agree_on_a_built_model(built, space):
+    """onnxruntime's evaluation and the numpy fallback give the same kernel times for every
+    kernel of a few networks (a model with every kind a real build makes)."""
+    import numpy as np
+
+    from archkit.device._latency import _trees
+    from archkit.device._latency._kernels import kernel_rows
+    from archkit.ops import lower
+
+    _, result, _ = built
+    forest = LatencyModel.from_json(result.model.to_json())._forest
+    specs = [c.spec for _, c in zip(range(20), random_candidates([space], seed=5), strict=False)]
+    rows = np.asarray([(*features, forest.index[kind]) for spec in specs
+                       for _, _, kind, features in kernel_rows(lower(spec))])
+    numpy_trees = _trees.NumpyTrees(
+        [_trees.xgboost_trees(kind.booster_json) for kind in result.model.kinds.values()],
+        rows.shape[1] - 1)
+    assert isinstance(forest.trees, _trees.OnnxTrees)
+    np.testing.assert_allclose(forest.trees.margin(rows), numpy_trees.margin(rows), rtol=0,
+                               atol=1e-6)
+    assert np.abs(numpy_trees.margin(rows)).max() > 1e-3  # the trees do correct the line
+
+
+def test_prediction_without_onnxruntime_walks_the_trees_in_numpy(built, space, monkeypatch):
+    from archkit.device._latency import _trees
+
+    _, result, _ = built
+    data = json.loads(json.dumps(result.model.to_json()))
+    specs = [c.spec for _, c in zip(range(5), random_candidates([space], seed=9), strict=False)]
+    with_onnxruntime = [LatencyModel.from_json(data).predict(s) for s in specs]
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as where it is not installed
+    model = LatencyModel.from_json(data)
+    assert isinstance(model._forest.trees, _trees.NumpyTrees)
+    assert [model.predict(s) for s in specs] == pytest.approx(with_onnxruntime, rel=1e-6)
 
 
 def test_early_stopping_keeps_few_trees_where_the_line_is_right():
@@ -485,7 +544,7 @@ def test_cold_prediction_is_its_kernels_predicted_one_by_one(built, space):
             expected = 0.0
             for _, kind, features in block_kernels(block):
                 k = forest.index[kind]
-                us = forest.predict_us(np.asarray([features]), np.asarray([k]))[0]
+                us = forest.predict_us(np.asarray([(*features, k)]))[0]
                 expected += model._kind_scale[k] * us / 1e3 + model._per_kernel_ms
             assert block_ms == pytest.approx(expected, rel=1e-12)
 
@@ -613,8 +672,8 @@ def test_adapted_model_predicts_with_its_size_scales(built, space):
     spec = next(random_candidates([space], seed=3)).spec
     rows = list(kernel_rows(lower(spec)))
     forest = model._forest
-    kernel_us = forest.predict_us(np.asarray([f for *_, f in rows]),
-                                  np.asarray([forest.index[kind] for _, _, kind, _ in rows]))
+    kernel_us = forest.predict_us(np.asarray([(*f, forest.index[kind])
+                                              for _, _, kind, f in rows]))
     assert (kernel_us < 8).any() and (kernel_us >= 8).any()
     expected = (np.where(kernel_us < 8.0, 1.0, 2.0) * kernel_us).sum() / 1e3
     assert model.predict(spec) == pytest.approx(expected, rel=1e-9)

@@ -20,9 +20,10 @@ it keeps the regressors and refits the correction with scales by kernel size.
 
 Stored as JSON: conditions, protocol, the correction, per kind the feature ranges seen and
 xgboost's own JSON model. No pickle: a file written by one xgboost loads in the next.
-Predicting reads the trees from that JSON into numpy arrays and walks them itself, every kind
-in one pass (:class:`_Forest`): no xgboost at prediction time, and a cold MobileNetV2 (no
-kernel seen) costs a few hundred microseconds instead of one ~100 us xgboost call per kind.
+Predicting reads the trees from that JSON (:mod:`~archkit.device._latency._trees`: onnxruntime's
+tree ensemble where installed, a numpy walk otherwise) and evaluates every kind in one call: no
+xgboost at prediction time, and a cold MobileNetV2 (no kernel seen) costs about two hundred
+microseconds, not one ~100 us xgboost call per kind.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 from archkit.device._latency._conditions import Conditions, TimingProtocol
 from archkit.device._latency._errors import LatencyModelError
 from archkit.device._latency._kernels import FEATURES, block_counts
+from archkit.device._latency._trees import tree_sums
 
 __all__ = ["FORMAT", "LatencyModel", "Prediction", "fit_model"]
 
@@ -42,7 +44,8 @@ FORMAT_VERSION = 2
 
 #: Features whose training range is checked (a kernel outside it is an extrapolation).
 _RANGE_FEATURES = ("in_channels", "out_channels", "kernel", "stride", "in_height", "madds")
-_RANGE_INDEX = [FEATURES.index(name) for name in _RANGE_FEATURES]
+#: The checked features are among the first this many.
+_CHECKED = max(FEATURES.index(name) for name in _RANGE_FEATURES) + 1
 #: Kinds with fewer training kernels than this are predicted by their linear baseline alone.
 _MIN_SAMPLES = 20
 _XGB_PARAMS = {
@@ -81,6 +84,10 @@ class Prediction:
 #: Features of the per-kind linear baseline (work and memory traffic), plus a constant.
 _LINEAR = ("madds", "in_bytes", "out_bytes", "weight_bytes")
 _LINEAR_INDEX = [FEATURES.index(name) for name in _LINEAR]
+#: The same features as a slice (they are adjacent): a view of a row array, not a copy.
+_LINEAR_COLUMNS = slice(_LINEAR_INDEX[0], _LINEAR_INDEX[-1] + 1)
+if FEATURES[_LINEAR_COLUMNS] != _LINEAR:
+    raise ImportError("the linear baseline's features must be adjacent in FEATURES")
 
 
 def _baseline(x: Any, linear: Any) -> Any:
@@ -105,131 +112,34 @@ class _Kind:
         import numpy as np
 
         if self._forest is None:
-            self._forest = _Forest({"kind": self})
-        x = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
-        return self._forest.predict_us(x, np.zeros(len(rows), dtype=np.intp)).tolist()
+            self._forest = _Regressors({"kind": self})
+        x = np.zeros((len(rows), len(FEATURES) + 1))
+        x[:, :-1] = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
+        return self._forest.predict_us(x).tolist()
 
-class _Forest:
-    """Every kind's trees in numpy arrays, evaluated for all rows of all kinds in one pass.
 
-    xgboost's ``inplace_predict`` costs about 100 us a call even for one row, and a prediction
-    called it once per kind. Here every tree is a complete binary tree of the deepest tree's
-    depth (a leaf above the bottom becomes nodes that always go left, down to a copy of it),
-    the kinds' trees one after the other, and each (row, tree of the row's kind) pair descends
-    one level per step. xgboost compares in float32 (``x < split`` goes left; the features are
-    never missing), and so does this, so the sums equal xgboost's to float32 rounding. Loading a
-    model does not import xgboost.
+class _Regressors:
+    """Every kind's regressor, evaluated for rows of all kinds at once.
+
+    Rows are ``(n, features + 1)`` float64 arrays, the last column the row's kind (its index in
+    :attr:`index`).
     """
 
     def __init__(self, kinds: dict[str, _Kind]) -> None:
         import numpy as np
 
         self.index = {name: i for i, name in enumerate(kinds)}
-        parsed = [_xgboost_trees(kind.booster_json) for kind in kinds.values()]
-        trees = [tree for kind_trees, _ in parsed for tree in kind_trees]
-        self.depth = max([_tree_depth(tree) for tree in trees] + [0])
-        inner = 2**self.depth - 1
-        self.count = np.asarray([len(kind_trees) for kind_trees, _ in parsed], dtype=np.intp)
-        self.first = np.cumsum(self.count) - self.count
-        self.base_score = np.asarray([score for _, score in parsed], dtype=np.float32)
         self.linear = np.asarray([kind.linear for kind in kinds.values()], dtype=np.float64)
-        self.boosted = np.asarray([kind.booster_json is not None for kind in kinds.values()])
-        feature = np.zeros((len(trees), max(inner, 1)), dtype=np.intp)
-        threshold = np.full((len(trees), max(inner, 1)), np.inf, dtype=np.float32)
-        leaf = np.zeros((len(trees), inner + 1), dtype=np.float32)
-        for j, tree in enumerate(trees):
-            _pad_tree(tree, 0, 0, self.depth, feature[j], threshold[j], leaf[j])
-        # One heap of 2 * inner + 1 slots per tree, all trees in one array: a slot's left
-        # child's global index is stored (the right child is the next slot), so a level of the
-        # walk is one step ``node = left[node] + (x[feature[node]] >= threshold[node])``;
-        # leaf slots hold the leaf values.
-        slots = 2 * inner + 1
-        heap = np.arange(len(trees), dtype=np.intp)[:, None] * slots
-        self.slots = slots
-        self.feature = np.zeros((len(trees), slots), dtype=np.intp)
-        self.threshold = np.full((len(trees), slots), np.inf, dtype=np.float32)
-        self.left = np.zeros((len(trees), slots), dtype=np.intp)
-        self.value = np.zeros((len(trees), slots), dtype=np.float32)
-        self.feature[:, :inner] = feature[:, :inner]
-        self.threshold[:, :inner] = threshold[:, :inner]
-        self.left[:, :inner] = heap + 2 * np.arange(inner) + 1
-        self.value[:, inner:] = leaf
-        self.feature, self.threshold, self.left, self.value = (
-            a.reshape(-1) for a in (self.feature, self.threshold, self.left, self.value))
+        self.trees = tree_sums([kind.booster_json for kind in kinds.values()], len(FEATURES))
 
-    def log_ratio(self, x: Any, kinds: Any) -> Any:
-        """The tree sum (xgboost's margin) of each row of ``x``, with its kind's trees."""
+    def predict_us(self, x: Any) -> Any:
+        """Kernel times in us of the rows ``x``."""
         import numpy as np
 
-        counts = self.count[kinds]
-        row = np.repeat(np.arange(len(x)), counts)
-        # Tree ids: each row's kind's first tree, then one more per pair of that row.
-        starts = np.cumsum(counts) - counts
-        tree = np.repeat(self.first[kinds] - starts, counts) + np.arange(len(row))
-        node = tree * self.slots
-        x_at = row * x.shape[1]
-        flat = x.astype(np.float32).reshape(-1)
-        feature, threshold, left = self.feature, self.threshold, self.left
-        for _ in range(self.depth):
-            node = left[node] + (flat[x_at + feature[node]] >= threshold[node])
-        return np.bincount(row, weights=self.value[node], minlength=len(x)) + self.base_score[kinds]
-
-    def predict_us(self, x: Any, kinds: Any) -> Any:
-        """Kernel times in us of the rows ``x`` (n x features), of kinds ``kinds`` (n indices)."""
-        import numpy as np
-
-        linear = self.linear[kinds]
-        base = np.einsum("ij,ij->i", x[:, _LINEAR_INDEX], linear[:, :-1]) + linear[:, -1]
-        ratio = np.exp(self.log_ratio(x, kinds))
-        return np.maximum(np.where(self.boosted[kinds], (base + 1.0) * ratio - 1.0, base), 0.0)
-
-
-def _xgboost_trees(model: Any) -> tuple[list[dict[str, Any]], float]:
-    """The trees of an xgboost JSON model (``save_raw("json")``) and its base score (in margin
-    units: squared error's link is the identity).
-
-    Raises:
-        LatencyModelError: A model this evaluation does not implement (not plain regression
-            trees on numeric splits).
-    """
-    if model is None:
-        return [], 0.0
-    learner = model["learner"]
-    booster = learner["gradient_booster"]
-    trees = booster["model"]["trees"]
-    objective = learner["objective"]["name"]
-    if (booster["name"] != "gbtree" or objective != "reg:squarederror"
-            or any(any(tree["split_type"]) for tree in trees)):
-        raise LatencyModelError(
-            f"xgboost model with booster {booster['name']!r}, objective {objective!r} or "
-            "categorical splits: only gbtree regression on numeric splits is evaluated"
-        )
-    base_score = float(str(learner["learner_model_param"]["base_score"]).strip("[]"))
-    return trees, base_score
-
-
-def _tree_depth(tree: dict[str, Any], node: int = 0) -> int:
-    left = tree["left_children"][node]
-    if left == -1:
-        return 0
-    return 1 + max(_tree_depth(tree, left), _tree_depth(tree, tree["right_children"][node]))
-
-
-def _pad_tree(tree: dict[str, Any], node: int, position: int, levels_left: int, feature: Any,
-              threshold: Any, leaf: Any) -> None:
-    """Write xgboost tree node ``node`` at heap ``position`` (children at 2p+1, 2p+2)."""
-    left = tree["left_children"][node]
-    if left == -1:
-        # A leaf above the bottom: threshold +inf sends every row left, down to its copy.
-        for _ in range(levels_left):
-            position = 2 * position + 1
-        leaf[position - (len(leaf) - 1)] = tree["split_conditions"][node]
-        return
-    feature[position] = tree["split_indices"][node]
-    threshold[position] = tree["split_conditions"][node]
-    _pad_tree(tree, left, 2 * position + 1, levels_left - 1, feature, threshold, leaf)
-    _pad_tree(tree, tree["right_children"][node], 2 * position + 2, levels_left - 1, feature,
-              threshold, leaf)
+        linear = self.linear[x[:, -1].astype(np.intp)]
+        base = np.einsum("ij,ij->i", x[:, _LINEAR_COLUMNS], linear[:, :-1]) + linear[:, -1]
+        # A kind without trees has margin 0: (base + 1) * 1 - 1 is its line (to rounding).
+        return np.maximum((base + 1.0) * np.exp(self.trees.margin(x)) - 1.0, 0.0)
 
 
 def _fit_linear(x: Any, y: Any) -> Any:
@@ -527,25 +437,32 @@ class LatencyModel:
         # width: random widths share most blocks' channels (about half the blocks of 1,000
         # random candidates of the three MobileNet spaces).
         self._blocks_by_shape: dict[tuple, tuple[float, tuple[int, int, int], tuple[str, ...]]] = {}
+        # Row -> a small int standing for it in block keys: a row is a dataclass of ~30 fields
+        # whose hash is recomputed at every lookup, an int's is free.
+        self._row_ids: dict[Any, int] = {}
         # (kind, features as integers) -> (corrected ms, features outside the measured
         # ranges): channel counts are rounded to multiples of 8 and resolutions stepped, so a
         # new block is mostly made of kernels seen before.
         self._kernels: dict[tuple[str, tuple[int, ...]], tuple[float, tuple]] = {}
-        self._forest_cache: _Forest | None = None
+        self._forest_cache: _Regressors | None = None
 
     @property
-    def _forest(self) -> _Forest:
-        """All kinds' trees as arrays, with the kinds' scales and measured ranges (built on
-        first use: fitting makes models it never predicts with)."""
+    def _forest(self) -> _Regressors:
+        """All kinds' regressors, with the kinds' scales and measured ranges (built on first
+        use: fitting makes models it never predicts with)."""
         if self._forest_cache is None:
             import numpy as np
 
-            forest = _Forest(self.kinds)
+            forest = _Regressors(self.kinds)
             one_scale = self.correction.get("one_scale", 1.0)
             self._kind_scale = np.asarray([self._scale.get(k, one_scale) for k in forest.index])
             self._size_scale = np.asarray(self._size_scale, dtype=np.float64)
-            ranges = [[self.kinds[k].ranges.get(f, (-np.inf, np.inf)) for f in _RANGE_FEATURES]
-                      for k in forest.index]
+            self._size_edges = np.asarray(self._size_edges_us, dtype=np.float64)
+            # Per kind, the measured range of each of the first _CHECKED features (unbounded
+            # where a feature is not checked): the checked columns of a row array are a view.
+            unbounded = (-np.inf, np.inf)
+            ranges = [[self.kinds[k].ranges.get(f, unbounded) if f in _RANGE_FEATURES
+                       else unbounded for f in FEATURES[:_CHECKED]] for k in forest.index]
             self._low, self._high = np.moveaxis(np.asarray(ranges, dtype=np.float64), 2, 0)
             self._forest_cache = forest
         return self._forest_cache
@@ -576,14 +493,17 @@ class LatencyModel:
         Raises:
             LatencyModelError: The network has a kernel kind the model never measured.
         """
-        blocks = self._blocks
+        blocks, row_ids = self._blocks, self._row_ids
         if self._walkable(spec):
             consts = (spec.width, spec.divisor, spec.min_ratio, spec.num_classes)
             shape = (spec.in_channels, spec.resolution, spec.resolution)
             total = self._offset_ms
             for row in spec.rows:
+                row_id = row_ids.get(row)
+                if row_id is None:
+                    return self.explain(spec).latency_ms
                 for repeat in range(row.repeats):
-                    entry = blocks.get((consts, row, repeat == 0, shape))
+                    entry = blocks.get((consts, row_id, repeat == 0, shape))
                     if entry is None:
                         return self.explain(spec).latency_ms
                     total += entry[0]
@@ -598,16 +518,21 @@ class LatencyModel:
         network = lower(spec)
         consts = (spec.width, spec.divisor, spec.min_ratio, spec.num_classes)
         walkable = self._walkable(spec)
-        blocks, by_shape = self._blocks, self._blocks_by_shape
+        blocks, by_shape, row_ids = self._blocks, self._blocks_by_shape, self._row_ids
         # Per block its part, or (an int) its position among the blocks this prediction
-        # computes (repeats of a row often share one). Each key is hashed as few times as
-        # possible (a row is a dataclass: hashing it hashes every field).
+        # computes (repeats of a row often share one). A row is hashed once per row (its id
+        # stands for it in the keys).
         parts: list[Any] = []
         missing: dict[tuple, int] = {}
         new_blocks: list[tuple[Any, tuple, tuple | None]] = []
+        row = row_id = out_channels = None
         for block in network.blocks:
+            if block.row is not row:
+                row = block.row
+                row_id = row_ids.setdefault(row, len(row_ids))
+                out_channels = None
             s = block.in_shape
-            key = (consts, block.row, block.repeat == 0, (s.channels, s.height, s.width))
+            key = (consts, row_id, block.repeat == 0, (s.channels, s.height, s.width))
             if not walkable:
                 key = (*key, spec.resolution, block.source, block.index, spec.output_stride)
             part = blocks.get(key)
@@ -617,8 +542,9 @@ class LatencyModel:
                 shape_key = None
                 if walkable:
                     # Another width whose channel rounding gives this block the same channels.
-                    shape_key = (OPERATORS[block.row.op].out_channels(spec, block.row),
-                                 *key[1:], spec.divisor, spec.min_ratio)
+                    if out_channels is None:
+                        out_channels = OPERATORS[row.op].out_channels(spec, row)
+                    shape_key = (out_channels, *key[1:], spec.divisor, spec.min_ratio)
                     part = by_shape.get(shape_key)
                 if part is None:
                     part = missing[key] = len(new_blocks)
@@ -687,21 +613,22 @@ class LatencyModel:
 
         forest = self._forest
         index = forest.index
-        x = np.array([counts for _, counts in new], dtype=np.float64)
-        kinds = np.array([index[kind] for kind, _ in new], dtype=np.intp)
-        kernel_us = forest.predict_us(x, kinds)
+        x = np.array([(*counts, index[kind]) for kind, counts in new], dtype=np.float64)
+        kinds = x[:, -1].astype(np.intp)
+        kernel_us = forest.predict_us(x)
         scale = self._kind_scale[kinds]
         if self._size_edges_us:
-            scale = scale * self._size_scale[_size_bins(self._size_edges_us, kernel_us)]
+            scale = scale * self._size_scale[np.searchsorted(self._size_edges, kernel_us)]
         kernel_ms = (scale * kernel_us / 1e3 + self._per_kernel_ms).tolist()
-        checked = x[:, _RANGE_INDEX]
+        checked = x[:, :_CHECKED]
         low, high = self._low[kinds], self._high[kinds]
         outside = (checked < low) | (checked > high)
         values: list[tuple] = [(ms, ()) for ms in kernel_ms]
-        for i in np.flatnonzero(outside.any(axis=1)):
-            notes = tuple((_RANGE_FEATURES[j], float(checked[i, j]), float(low[i, j]),
-                           float(high[i, j])) for j in np.flatnonzero(outside[i]))
-            values[i] = (kernel_ms[i], notes)
+        if outside.any():
+            for i in np.flatnonzero(outside.any(axis=1)):
+                notes = tuple((FEATURES[j], float(checked[i, j]), float(low[i, j]),
+                               float(high[i, j])) for j in np.flatnonzero(outside[i]))
+                values[i] = (kernel_ms[i], notes)
         self._kernels.update(zip(new, values, strict=True))
         return values
 
@@ -709,6 +636,7 @@ class LatencyModel:
         """Empty the block and kernel caches (benchmarks time cold predictions with it)."""
         self._blocks.clear()
         self._blocks_by_shape.clear()
+        self._row_ids.clear()
         self._kernels.clear()
 
     # ------------------------------------------------------------------ adapting
@@ -742,8 +670,8 @@ class LatencyModel:
                 of_record.append(i)
         y = np.asarray([r["e2e_ms"] for r in records])
         if rows:
-            kernel_us = forest.predict_us(np.asarray(rows, dtype=np.float64),
-                                          np.asarray(of_kind, dtype=np.intp))
+            kernel_us = forest.predict_us(np.column_stack([np.asarray(rows, dtype=np.float64),
+                                                           of_kind]))
             correction = _fit_size_correction(kernel_us, np.asarray(of_record), counts, y,
                                               kinds, self.correction)
         else:  # no kernels to scale: the offset alone
