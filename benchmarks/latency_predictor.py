@@ -11,6 +11,8 @@ Steps:
 - ``adapt``: ``host-1t`` (this machine, 1 thread) adapted from ``host``'s model with
   ``--adapt-networks`` networks measured here (end to end and profiled), evaluated on
   ``--adapt-eval`` held-out networks.
+- ``scratch_1t``: ``host-1t`` built from scratch (``--scratch-minutes``, a cache of its own),
+  evaluated on the held-out networks of ``adapt``: what adapting from 20 networks gives up.
 - ``speed``: prediction time for MobileNetV2 1.0/224, cold (a spec never seen, no block or
   kernel cached) and warm, and per candidate over a stream of random candidates (each timed
   right after it is made, as in a search). ``benchmarks/predictor_speed.py`` compares tree
@@ -53,7 +55,7 @@ def _candidates(seed: int):
 
 
 def _evaluate(device: str, runtime: str, networks: int, seed: int, cache: Path,
-              out_dir: Path) -> dict[str, Any]:
+              out_dir: Path, suffix: str = "") -> dict[str, Any]:
     from archkit.device import evaluate_latency_model
     from archkit.report import draw_latency_scatter, latency_scatter_data, save
 
@@ -61,7 +63,7 @@ def _evaluate(device: str, runtime: str, networks: int, seed: int, cache: Path,
     evaluation = evaluate_latency_model(device, _candidates(seed), networks, runtime=runtime,
                                         cache_dir=cache)
     minutes = (time.monotonic() - start) / 60
-    stem = out_dir / f"latency_{device}_{runtime}"
+    stem = out_dir / f"latency_{device}_{runtime}{suffix}"
     frame = evaluation.frame()
     frame.to_csv(stem.with_suffix(".csv"), index=False)
     save(draw_latency_scatter(latency_scatter_data(evaluation.rows, evaluation.summary)), stem)
@@ -140,10 +142,30 @@ def step_adapt(args, cache: Path, out_dir: Path) -> dict[str, Any]:
     return {"build": build, "evaluate": evaluation}
 
 
+def step_scratch_1t(args, cache: Path, out_dir: Path) -> dict[str, Any]:
+    """``host-1t`` built from scratch (its own cache), evaluated on the networks ``adapt`` is
+    evaluated on: how far adapting from 20 networks is from a full build on the new device."""
+    scratch = cache / "host-1t-scratch"
+    build = _build("host-1t", "onnxruntime", scratch, minutes=args.scratch_minutes)
+    evaluation = _evaluate("host-1t", "onnxruntime", args.adapt_eval, 3, scratch, out_dir,
+                           suffix="_scratch")
+    return {"build": build, "evaluate": evaluation}
+
+
 def step_speed(args, cache: Path, out_dir: Path) -> dict[str, Any]:
+    """``prediction_times`` ``--speed-rounds`` times, the model loaded afresh each time: per
+    figure the median over rounds, and its range (``spread``)."""
     from archkit.device import load_latency_model
 
-    return prediction_times(load_latency_model("host", runtime="onnxruntime", cache_dir=cache))
+    rounds = [prediction_times(load_latency_model("host", runtime="onnxruntime", cache_dir=cache))
+              for _ in range(args.speed_rounds)]
+    timed = [k for k in rounds[0] if k.endswith("_us")]
+    return {
+        **rounds[0],
+        **{k: statistics.median(r[k] for r in rounds) for k in timed},
+        "rounds": len(rounds),
+        "spread": {k: [min(r[k] for r in rounds), max(r[k] for r in rounds)] for k in timed},
+    }
 
 
 def prediction_times(model: Any, stream: int = 1000, warm_calls: int = 2000) -> dict[str, Any]:
@@ -215,7 +237,8 @@ def step_tvm(args, cache: Path, out_dir: Path) -> dict[str, Any]:
     return {"build": build, "evaluate": evaluation, "compile_minutes_this_run": compile_minutes}
 
 
-STEPS = {"ort": step_ort, "adapt": step_adapt, "speed": step_speed, "tvm": step_tvm}
+STEPS = {"ort": step_ort, "adapt": step_adapt, "scratch_1t": step_scratch_1t,
+         "speed": step_speed, "tvm": step_tvm}
 
 
 #: Result keys and their labels, in report order (``tvm_spinning``: an earlier TVM run whose
@@ -223,6 +246,7 @@ STEPS = {"ort": step_ort, "adapt": step_adapt, "speed": step_speed, "tvm": step_
 SECTIONS = (
     ("ort", "host / onnxruntime"),
     ("adapt", "host-1t / onnxruntime, adapted from host"),
+    ("scratch_1t", "host-1t / onnxruntime, built from scratch"),
     ("tvm", "host / tvm"),
     ("tvm_spinning", "host / tvm, spinning TVM thread pool"),
 )
@@ -316,17 +340,27 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         lines += ["", f"Files: {', '.join('`' + f + '`' for f in e['files'])}", ""]
     if "speed" in results:
         s = results["speed"]
+        spread = s.get("spread", {})
+
+        def rng(key: str) -> str:
+            lo_hi = spread.get(key)
+            return f" ({lo_hi[0]:.0f}-{lo_hi[1]:.0f})" if lo_hi else ""
+
         lines += [
             "## Prediction time",
+            "",
+            f"Medians over {s.get('rounds', 1)} rounds (each with the model loaded afresh), "
+            "range in parentheses.",
             "",
             f"- MobileNetV2 1.0/224, warm (blocks cached, same spec): "
             f"{s['mobilenetv2_warm_us']:.1f} us; a new but equal spec object: "
             f"{s['mobilenetv2_warm_new_spec_object_us']:.1f} us.",
             f"- Cold (a spec never seen, no block or kernel cached): "
-            f"{s['mobilenetv2_cold_us']:.0f} us (kernel features of every block, the trees "
-            "of every new kernel).",
+            f"{s['mobilenetv2_cold_us']:.0f} us{rng('mobilenetv2_cold_us')} (kernel features "
+            "of every block, the trees of every new kernel).",
             f"- 1,000 random candidates of the three spaces in a row: mean "
-            f"{s['random_stream_mean_us']:.0f} us, median {s['random_stream_median_us']:.0f} us "
+            f"{s['random_stream_mean_us']:.0f} us, median {s['random_stream_median_us']:.0f} us"
+            f"{rng('random_stream_median_us')} "
             f"(first 100: {s['random_stream_first100_mean_us']:.0f} us, last 100: "
             f"{s['random_stream_last100_mean_us']:.0f} us; {s['blocks_cached_after_stream']:,} "
             f"blocks and {s.get('kernels_cached_after_stream', 0):,} kernels cached).",
@@ -361,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ort-eval", type=int, default=100)
     ap.add_argument("--adapt-networks", type=int, default=20)
     ap.add_argument("--adapt-eval", type=int, default=60)
+    ap.add_argument("--scratch-minutes", type=float, default=15.0)
+    ap.add_argument("--speed-rounds", type=int, default=5)
     ap.add_argument("--tvm-networks", type=int, default=45)
     ap.add_argument("--tvm-eval", type=int, default=30)
     ap.add_argument("--tvm-minutes", type=float, default=30.0)
