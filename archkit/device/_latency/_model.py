@@ -248,6 +248,29 @@ def _kernel_table(records: list[dict[str, Any]]) -> dict[str, tuple[list, list, 
     return table
 
 
+def _out_of_fold(table: dict[str, tuple[list, list, list]], networks: int, folds: int,
+                 train: Any) -> dict[str, dict[int, list[float]]]:
+    """Per kind, per network: its kernels' times predicted by a regressor trained without the
+    network's fold (networks are dealt round-robin into ``folds``). ``train(kind, rows, us)``
+    gives the regressor (rows may be empty), or None: those kernels are predicted 0."""
+    import numpy as np
+
+    fold_of = np.arange(networks) % folds
+    predicted: dict[str, dict[int, list[float]]] = {kind: {} for kind in table}
+    for f in range(folds):
+        for kind, (rows, ys, nets) in table.items():
+            test = [i for i, n in enumerate(nets) if fold_of[n] == f]
+            if not test:
+                continue
+            fitted = [i for i, n in enumerate(nets) if fold_of[n] != f]
+            model = train(kind, [rows[i] for i in fitted], [ys[i] for i in fitted])
+            times = ([0.0] * len(test) if model is None
+                     else model.predict_us([rows[i] for i in test]))
+            for i, p in zip(test, times, strict=True):
+                predicted[kind].setdefault(nets[i], []).append(p)
+    return predicted
+
+
 def _network_sums(records: list[dict[str, Any]], kinds: list[str],
                   predictions: dict[str, dict[int, list[float]]]) -> tuple[Any, Any]:
     """Per network: predicted kernel ms summed per kind (n x K), and its kernel count (n)."""
@@ -689,19 +712,10 @@ class LatencyModel:
             raise LatencyModelError(f"{', '.join(map(repr, unknown))} kernels are unknown to the "
                                     f"{self.device}/{self.runtime} model")
         kinds = sorted(self.kinds)
-        folds = min(folds, len(records))
-        fold_of = np.arange(len(records)) % folds
-        out_of_fold: dict[str, dict[int, list[float]]] = {kind: {} for kind in kinds}
-        for f in range(folds):
-            for kind, (rows, ys, nets) in table.items():
-                train = [i for i, n in enumerate(nets) if fold_of[n] != f]
-                test = [i for i, n in enumerate(nets) if fold_of[n] == f]
-                if not test:
-                    continue
-                carried = _continue_kind(self.kinds[kind], [rows[i] for i in train],
-                                         [ys[i] for i in train]) if train else self.kinds[kind]
-                for i, p in zip(test, carried.predict_us([rows[i] for i in test]), strict=True):
-                    out_of_fold[kind].setdefault(nets[i], []).append(p)
+        out_of_fold = _out_of_fold(
+            table, len(records), min(folds, len(records)),
+            lambda kind, rows, ys: _continue_kind(self.kinds[kind], rows, ys) if rows
+            else self.kinds[kind])
         sums, counts = _network_sums(records, kinds, out_of_fold)
         correction = _fit_correction(sums, counts, np.asarray([r["e2e_ms"] for r in records]),
                                      kinds)
@@ -801,22 +815,8 @@ def fit_model(records: list[dict[str, Any]], conditions: Conditions, protocol: T
         )
     table = _kernel_table(profiled)
     kinds = sorted(table)
-    out_of_fold: dict[str, dict[int, list[float]]] = {kind: {} for kind in kinds}
-    fold_of = np.arange(len(profiled)) % folds
-    for f in range(folds):
-        for kind in kinds:
-            rows, ys, nets = table[kind]
-            train = [i for i, n in enumerate(nets) if fold_of[n] != f]
-            test = [i for i, n in enumerate(nets) if fold_of[n] == f]
-            if not test:
-                continue
-            if not train:
-                predicted = [0.0] * len(test)
-            else:
-                model = _train_kind([rows[i] for i in train], [ys[i] for i in train])
-                predicted = model.predict_us([rows[i] for i in test])
-            for i, p in zip(test, predicted, strict=True):
-                out_of_fold[kind].setdefault(nets[i], []).append(p)
+    out_of_fold = _out_of_fold(table, len(profiled), folds,
+                               lambda kind, rows, ys: _train_kind(rows, ys) if rows else None)
     sums, counts = _network_sums(profiled, kinds, out_of_fold)
     y = np.asarray([r["e2e_ms"] for r in profiled])
     correction = _fit_correction(sums, counts, y, kinds)
