@@ -155,8 +155,8 @@ def test_prediction_imports_no_runtime(built):
                          cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     value, modules = out.stdout.strip().splitlines()
-    # onnxruntime evaluates the trees (archkit.device._latency._trees), nothing else of it.
-    assert float(value) > 0 and modules in ("[]", "['onnxruntime']")
+    # onnxruntime evaluates the trees (archkit.device._latency._trees); torch and tvm stay out.
+    assert float(value) > 0 and modules == "['onnxruntime']"
 
 
 def _copy_with(cache: Path, tmp_path: Path, **conditions) -> Path:
