@@ -83,7 +83,7 @@ class BuildResult:
     stopped_by: str = "networks"
 
 
-def _record(candidate: Any, network: Any, measured: Measured, kernels: bool) -> dict[str, Any]:
+def _record(candidate: Any, network: Any, measured: Measured) -> dict[str, Any]:
     return {
         "name": candidate.name,
         "space": getattr(candidate, "space", None),
@@ -93,7 +93,7 @@ def _record(candidate: Any, network: Any, measured: Measured, kernels: bool) -> 
         "repeats_ms": [round(v, 5) for v in measured.repeats_ms],
         "rounds_ms": measured.rounds_ms,
         "kernels": [[b, n, k, list(f)] for b, n, k, f in kernel_rows(network)],
-        "kernels_us": measured.kernels_us if kernels else None,
+        "kernels_us": measured.kernels_us,
         "seconds": round(measured.seconds, 3),
         "server": measured.server,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -156,7 +156,6 @@ def _measure_loop(
     path: Any,
     seen: set[str],
     *,
-    kernels: bool,
     networks: int | None,
     deadline: float,
     database: Any,
@@ -203,7 +202,7 @@ def _measure_loop(
         while group := next_group():
             try:
                 results = measure_group([c.spec for c, _ in group], device, runtime, protocol,
-                                        kernels=kernels, database=database,
+                                        kernels=True, database=database,
                                         compiled_dir=libraries)
             except MeasurementError as err:  # the board was lost: its group failed
                 results = [err] * len(group)
@@ -220,7 +219,7 @@ def _measure_loop(
                         failed.append((candidate.name, result.reason))
                         state["taken"] -= 1  # its place goes to another network
                         continue
-                    record = _record(candidate, network, result, kernels)
+                    record = _record(candidate, network, result)
                     append_record(path, record)
                     state["done"] += 1
                     if on_record is not None:
@@ -347,8 +346,8 @@ def build_latency_model(
     budget_s = math.inf if minutes is None else minutes * 60.0
     deadline = started + max(0.0, budget_s - (0.0 if base else _FIT_RESERVE_S))
     done, failed, stopped_by = _measure_loop(
-        candidates, device, runtime, protocol, path, seen, kernels=True,
-        networks=networks, deadline=deadline, database=database, progress=progress,
+        candidates, device, runtime, protocol, path, seen, networks=networks,
+        deadline=deadline, database=database, progress=progress,
         on_record=on_record,
         libraries=compiled_dir(now, cache_dir) if runtime == "tvm" else None,
     )

@@ -194,18 +194,18 @@ def _continue_kind(old: _Kind, rows: list[tuple[float, ...]], targets_us: list[f
     ones did. How many trees are added is chosen on a validation fifth of the kernels (none when
     they do not help); fewer than ``_MIN_SAMPLES`` kernels keep the old regressor as it is.
     """
+    if len(rows) < _MIN_SAMPLES:
+        return old
     import numpy as np
+    import xgboost as xgb
 
     x = np.asarray(rows, dtype=np.float64)
-    ranges = {
-        name: (min(old.ranges.get(name, (np.inf,))[0], float(x[:, FEATURES.index(name)].min())),
-               max(old.ranges.get(name, (0.0, -np.inf))[1],
-                   float(x[:, FEATURES.index(name)].max())))
-        for name in _RANGE_FEATURES
-    }
-    if len(rows) < _MIN_SAMPLES:
-        return _Kind(old.samples, ranges, old.linear, booster_json=old.booster_json)
-    import xgboost as xgb
+    # The measured ranges now cover both devices' kernels.
+    ranges = {}
+    for name in _RANGE_FEATURES:
+        column = x[:, FEATURES.index(name)]
+        low, high = old.ranges[name]
+        ranges[name] = (min(low, float(column.min())), max(high, float(column.max())))
 
     y = np.maximum(np.asarray(targets_us, dtype=np.float64), 0.0)
     base = np.maximum(_baseline(x, np.asarray(old.linear)), 0.0)
