@@ -712,10 +712,10 @@ class LatencyModel:
             raise LatencyModelError(f"{', '.join(map(repr, unknown))} kernels are unknown to the "
                                     f"{self.device}/{self.runtime} model")
         kinds = sorted(self.kinds)
+        # _continue_kind keeps the old regressor where a fold leaves too few kernels.
         out_of_fold = _out_of_fold(
             table, len(records), min(folds, len(records)),
-            lambda kind, rows, ys: _continue_kind(self.kinds[kind], rows, ys) if rows
-            else self.kinds[kind])
+            lambda kind, rows, ys: _continue_kind(self.kinds[kind], rows, ys))
         sums, counts = _network_sums(records, kinds, out_of_fold)
         correction = _fit_correction(sums, counts, np.asarray([r["e2e_ms"] for r in records]),
                                      kinds)
