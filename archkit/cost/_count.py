@@ -71,10 +71,10 @@ def count(spec: Spec, convention: str = "pytorch") -> Costs:
 def _count_network(network: Network, convention: str) -> Costs:
     madds = params = bn_channels = 0
     for _, node in network.nodes():
-        prim = PRIMITIVES[node.prim]
-        madds += prim.madds(node)
-        params += prim.params(node)
-        bn_channels += prim.bn_channels(node)
+        node_madds, node_params, node_bn = PRIMITIVES[node.prim].costs(node)
+        madds += node_madds
+        params += node_params
+        bn_channels += node_bn
     bn_params = bn_params_per_channel(convention) * bn_channels
     # A network of aliases only (dropout) runs no operation: its input is all that lives.
     start = network.input_shape.elements

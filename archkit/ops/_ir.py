@@ -25,7 +25,7 @@ def tensor_id(block: int, name: str) -> str:
     return f"{block}:{name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Shape:
     """An activation of one image: ``channels x height x width`` (batch 1)."""
 
@@ -41,7 +41,7 @@ class Shape:
         return f"{self.height}x{self.width}x{self.channels}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Node:
     """One primitive computation inside a block (a fused conv-BN-activation, a pool, an add...).
 

@@ -67,6 +67,10 @@ class Primitive(ABC):
     def module(self, node: Node) -> Any:
         """The ``torch.nn.Module`` that computes ``node`` (imports torch)."""
 
+    def costs(self, node: Node) -> tuple[int, int, int]:
+        """``(madds, params, bn_channels)`` in one call (what a counter of every node wants)."""
+        return self.madds(node), self.params(node), self.bn_channels(node)
+
 
 class NoArithmetic(Primitive, ABC):
     """A primitive with no multiply-adds and no parameters by the conventions above (pooling,
@@ -80,6 +84,9 @@ class NoArithmetic(Primitive, ABC):
 
     def bn_channels(self, node: Node) -> int:
         return 0
+
+    def costs(self, node: Node) -> tuple[int, int, int]:
+        return 0, 0, 0
 
 
 class Conv(Primitive):
@@ -103,20 +110,25 @@ class Conv(Primitive):
             raise fail(f"spatial size reaches zero ({x.height}x{x.width} in, kernel {k})", "kernel")
         return Shape(out, h, w)
 
-    def madds(self, node):
+    def costs(self, node):
+        # The one home of the conv formulas: a latency prediction reads them for every new
+        # kernel, so the attributes are read once.
         (x,) = node.in_shapes
         y = node.out_shape
-        k = node.attr("kernel")
-        return y.height * y.width * y.channels * (x.channels // node.attr("groups")) * k * k
+        attrs = node.attrs
+        out, k = y.channels, attrs["kernel"]
+        weight = out * (x.channels // attrs["groups"]) * k * k
+        return (y.height * y.width * weight, weight + (out if attrs["bias"] else 0),
+                out if attrs["bn"] else 0)
+
+    def madds(self, node):
+        return self.costs(node)[0]
 
     def params(self, node):
-        (x,) = node.in_shapes
-        out, k = node.out_shape.channels, node.attr("kernel")
-        weight = out * (x.channels // node.attr("groups")) * k * k
-        return weight + (out if node.attr("bias") else 0)
+        return self.costs(node)[1]
 
     def bn_channels(self, node):
-        return node.out_shape.channels if node.attr("bn") else 0
+        return self.costs(node)[2]
 
     def module(self, node):
         from archkit.ops import _modules

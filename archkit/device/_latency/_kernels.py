@@ -13,6 +13,8 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any
 
+from archkit.ops import PRIMITIVES
+
 __all__ = [
     "FEATURES",
     "FEATURES_VERSION",
@@ -60,60 +62,67 @@ def kernel_kind(node: Any) -> str:
     """
     if node.prim != "conv":
         return node.prim
-    groups = node.attrs["groups"]
-    c_in = node.in_shapes[0].channels
-    if groups > 1 and groups == c_in == node.out_shape.channels:
-        return "conv_dw"
-    if groups > 1:
-        return "conv_grouped"
-    return "conv_1x1" if node.attrs["kernel"] == 1 else "conv_kxk"
+    return _conv_kind(node.attrs["groups"], node.attrs["kernel"], node.in_shapes[0].channels,
+                      node.out_shape.channels)
 
 
-def _counts(node: Any, feeds_add: bool, primitives: Any) -> tuple[int, ...]:
-    """A node's features as integers, in :data:`FEATURES` order (``float`` of each is the
-    feature row; every value is an integer well below 2**53, so the conversion is exact)."""
-    # Called for every kernel of every new block a prediction sees: each attribute is read
-    # once, and no float is made here (a prediction converts all its new kernels at once).
-    shapes = node.in_shapes
-    x = shapes[0]
-    y = node.out_shape
-    get = node.attrs.get
-    if len(shapes) == 1:
-        in_channels, in_elements = x.channels, x.channels * x.height * x.width
-    else:
-        in_channels = sum(s.channels for s in shapes)
-        in_elements = sum(s.channels * s.height * s.width for s in shapes)
-    prim = primitives[node.prim]
-    madds, params, bn_channels = prim.madds(node), prim.params(node), prim.bn_channels(node)
-    out_channels, out_height, out_width = y.channels, y.height, y.width
-    return (
-        in_channels,
-        out_channels,
-        get("kernel", 0),
-        get("stride", 1),
-        get("groups", 1),
-        x.height,
-        x.width,
-        out_height,
-        out_width,
-        madds,
-        in_elements * BYTES_PER_ELEMENT,
-        out_channels * out_height * out_width * BYTES_PER_ELEMENT,
-        (params + 2 * bn_channels) * BYTES_PER_ELEMENT,
-        0 if get("activation", "none") == "none" else 1,
-        1 if feeds_add else 0,
-        len(node.inputs),
-    )
+def _conv_kind(groups: int, kernel: int, in_channels: int, out_channels: int) -> str:
+    if groups == 1:
+        return "conv_1x1" if kernel == 1 else "conv_kxk"
+    return "conv_dw" if groups == in_channels == out_channels else "conv_grouped"
 
 
 def block_counts(block: Any) -> list[tuple[str, str, tuple[int, ...]]]:
-    """``(node name, kind, features as integers)`` for every node of one lowered block."""
-    from archkit.ops import PRIMITIVES
+    """``(node name, kind, features as integers)`` for every node of one lowered block.
 
+    The features are in :data:`FEATURES` order (``float`` of each is the feature row; every
+    value is an integer well below 2**53, so the conversion is exact).
+    """
+    # A prediction calls this for every new block: each attribute is read once, and no float
+    # is made here (a prediction converts all its new kernels at once).
     nodes = block.nodes
     read_by_add = {i for n in nodes if n.prim == "add" for i in n.inputs}
-    return [(node.name, kernel_kind(node), _counts(node, node.name in read_by_add, PRIMITIVES))
-            for node in nodes]
+    counted = []
+    for node in nodes:
+        shapes = node.in_shapes
+        x = shapes[0]
+        y = node.out_shape
+        attrs = node.attrs
+        prim = node.prim
+        x_channels, x_height, x_width = x.channels, x.height, x.width
+        out_channels, out_height, out_width = y.channels, y.height, y.width
+        if len(shapes) == 1:
+            in_channels, in_elements = x_channels, x_channels * x_height * x_width
+        else:
+            in_channels = sum(s.channels for s in shapes)
+            in_elements = sum(s.channels * s.height * s.width for s in shapes)
+        madds, params, bn_channels = PRIMITIVES[prim].costs(node)
+        if prim == "conv":
+            kernel, stride, groups = attrs["kernel"], attrs["stride"], attrs["groups"]
+            kind = _conv_kind(groups, kernel, x_channels, out_channels)
+        else:
+            get = attrs.get
+            kernel, stride, groups = get("kernel", 0), get("stride", 1), get("groups", 1)
+            kind = prim
+        counted.append((node.name, kind, (
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            groups,
+            x_height,
+            x_width,
+            out_height,
+            out_width,
+            madds,
+            in_elements * BYTES_PER_ELEMENT,
+            out_channels * out_height * out_width * BYTES_PER_ELEMENT,
+            (params + 2 * bn_channels) * BYTES_PER_ELEMENT,
+            0 if attrs.get("activation", "none") == "none" else 1,
+            1 if node.name in read_by_add else 0,
+            len(node.inputs),
+        )))
+    return counted
 
 
 def block_kernels(block: Any) -> list[tuple[str, str, tuple[float, ...]]]:

@@ -36,6 +36,7 @@ from archkit.device._latency._conditions import Conditions, TimingProtocol
 from archkit.device._latency._errors import LatencyModelError
 from archkit.device._latency._kernels import FEATURES, block_counts
 from archkit.device._latency._trees import tree_sums
+from archkit.ops import OPERATORS, lower
 
 __all__ = ["FORMAT", "LatencyModel", "Prediction", "fit_model"]
 
@@ -132,11 +133,13 @@ class _Regressors:
         self.linear = np.asarray([kind.linear for kind in kinds.values()], dtype=np.float64)
         self.trees = tree_sums([kind.booster_json for kind in kinds.values()], len(FEATURES))
 
-    def predict_us(self, x: Any) -> Any:
-        """Kernel times in us of the rows ``x``."""
+    def predict_us(self, x: Any, kinds: Any = None) -> Any:
+        """Kernel times in us of the rows ``x`` (``kinds``: their last column as indices)."""
         import numpy as np
 
-        linear = self.linear[x[:, -1].astype(np.intp)]
+        if kinds is None:
+            kinds = x[:, -1].astype(np.intp)
+        linear = self.linear[kinds]
         base = np.einsum("ij,ij->i", x[:, _LINEAR_COLUMNS], linear[:, :-1]) + linear[:, -1]
         # A kind without trees has margin 0: (base + 1) * 1 - 1 is its line (to rounding).
         return np.maximum((base + 1.0) * np.exp(self.trees.margin(x)) - 1.0, 0.0)
@@ -466,7 +469,7 @@ class LatencyModel:
         # (kind, features as integers) -> (corrected ms, features outside the measured
         # ranges): channel counts are rounded to multiples of 8 and resolutions stepped, so a
         # new block is mostly made of kernels seen before.
-        self._kernels: dict[tuple[str, tuple[int, ...]], tuple[float, tuple]] = {}
+        self._kernels: dict[tuple[int, ...], tuple[float, tuple]] = {}
         self._forest_cache: _Regressors | None = None
 
     @property
@@ -506,8 +509,6 @@ class LatencyModel:
         # shape it receives. Output-stride dilation, ``from:`` and heads go through lower().
         if spec.output_stride is not None:
             return False
-        from archkit.ops import OPERATORS
-
         return all(r.from_feature is None and not OPERATORS[r.op].head for r in spec.rows)
 
     def predict(self, spec: Any) -> float:
@@ -517,30 +518,31 @@ class LatencyModel:
             LatencyModelError: The network has a kernel kind the model never measured.
         """
         blocks, row_ids = self._blocks, self._row_ids
-        if self._walkable(spec):
+        walkable = self._walkable(spec)
+        if walkable:
             consts = (spec.width, spec.divisor, spec.min_ratio, spec.num_classes)
             shape = (spec.in_channels, spec.resolution, spec.resolution)
             total = self._offset_ms
             for row in spec.rows:
                 row_id = row_ids.get(row)
                 if row_id is None:
-                    return self.explain(spec).latency_ms
+                    return self._explain(spec, walkable).latency_ms
                 for repeat in range(row.repeats):
                     entry = blocks.get((consts, row_id, repeat == 0, shape))
                     if entry is None:
-                        return self.explain(spec).latency_ms
+                        return self._explain(spec, walkable).latency_ms
                     total += entry[0]
                     shape = entry[1]
             return total
-        return self.explain(spec).latency_ms
+        return self._explain(spec, walkable).latency_ms
 
     def explain(self, spec: Any) -> Prediction:
         """The prediction with per-block parts and extrapolation notes (lowers the spec)."""
-        from archkit.ops import OPERATORS, lower
+        return self._explain(spec, self._walkable(spec))
 
+    def _explain(self, spec: Any, walkable: bool) -> Prediction:
         network = lower(spec)
         consts = (spec.width, spec.divisor, spec.min_ratio, spec.num_classes)
-        walkable = self._walkable(spec)
         blocks, by_shape, row_ids = self._blocks, self._blocks_by_shape, self._row_ids
         # Per block its part, or (an int) its position among the blocks this prediction
         # computes (repeats of a row often share one). A row is hashed once per row (its id
@@ -585,37 +587,44 @@ class LatencyModel:
     def _fill(self, new_blocks: list[tuple[Any, tuple, tuple | None]]) -> list[tuple]:
         """Predict blocks never seen, into the block caches; their parts, in order.
 
-        Each block's kernels are looked up in the kernel cache by their integer features
-        (cheaper to make and to hash than floats); the new ones are predicted all at once.
+        Each block's kernels are looked up in the kernel cache by their integer features and
+        kind index (cheaper to make and to hash than floats); the new ones are predicted all
+        at once.
         """
-        kernels, kinds = self._kernels, self.kinds
-        # Per block, per kernel: (node name, kind, cached value or index into the new ones).
+        kernels = self._kernels
+        kind_ids = self._forest.index
+        # Per block: its kernels, and per kernel its cached value or its index among the new.
         listed = []
-        new: dict[tuple[str, tuple[int, ...]], int] = {}
+        new: dict[tuple[int, ...], int] = {}
         for block, _, _ in new_blocks:
-            entries = []
-            for name, kind, counts in block_counts(block):
-                if kind not in kinds:
-                    known = ", ".join(sorted(kinds))
+            counted = block_counts(block)
+            refs = []
+            for name, kind, counts in counted:
+                kind_id = kind_ids.get(kind)
+                if kind_id is None:
                     raise LatencyModelError(
                         f"the {self.device}/{self.runtime} latency model never measured a "
                         f"{kind!r} kernel (row {block.row.index}, {block.row.op}, node {name}); "
-                        f"it knows: {known}. Build it from a search space with such rows: "
-                        f"archkit latency build {self.device} --runtime {self.runtime} "
-                        "--space FILE"
+                        f"it knows: {', '.join(sorted(kind_ids))}. Build it from a search space "
+                        f"with such rows: archkit latency build {self.device} --runtime "
+                        f"{self.runtime} --space FILE"
                     )
-                kernel = (kind, counts)
-                cached = kernels.get(kernel)
-                entries.append((name, kind, new.setdefault(kernel, len(new))
-                                if cached is None else cached))
-            listed.append(entries)
+                kernel = (*counts, kind_id)
+                ref = kernels.get(kernel)
+                if ref is None:
+                    ref = new.get(kernel)
+                    if ref is None:
+                        ref = new[kernel] = len(new)
+                refs.append(ref)
+            listed.append((counted, refs))
         predicted = self._predict_kernels(list(new)) if new else []
+        blocks, by_shape = self._blocks, self._blocks_by_shape
         parts = []
-        for (block, key, shape_key), entries in zip(new_blocks, listed, strict=True):
+        for (block, key, shape_key), (counted, refs) in zip(new_blocks, listed, strict=True):
             total_ms = 0.0
-            notes = []
-            for name, kind, kernel in entries:
-                kernel_ms, outside = predicted[kernel] if isinstance(kernel, int) else kernel
+            notes: list[str] = []
+            for (name, kind, _), ref in zip(counted, refs, strict=True):
+                kernel_ms, outside = predicted[ref] if ref.__class__ is int else ref
                 total_ms += kernel_ms
                 if outside:
                     notes += [f"row {block.row.index} ({block.row.op}) {name}: {kind} {feature} "
@@ -623,22 +632,22 @@ class LatencyModel:
                               for feature, value, lo, hi in outside]
             s = block.out_shape
             part = (total_ms, (s.channels, s.height, s.width), tuple(notes))
-            self._blocks[key] = part
+            blocks[key] = part
             if shape_key is not None:
-                self._blocks_by_shape[shape_key] = part
+                by_shape[shape_key] = part
             parts.append(part)
         return parts
 
-    def _predict_kernels(self, new: list[tuple[str, tuple[int, ...]]]) -> list[tuple]:
-        """Predict kernels never seen, all kinds at once, into the kernel cache; their
-        ``(corrected ms, features outside the measured ranges)``, in order."""
+    def _predict_kernels(self, new: list[tuple[int, ...]]) -> list[tuple]:
+        """Predict kernels never seen (rows of integer features and the kind's index), all
+        kinds at once, into the kernel cache; their ``(corrected ms, features outside the
+        measured ranges)``, in order."""
         import numpy as np
 
         forest = self._forest
-        index = forest.index
-        x = np.array([(*counts, index[kind]) for kind, counts in new], dtype=np.float64)
+        x = np.array(new, dtype=np.float64)
         kinds = x[:, -1].astype(np.intp)
-        kernel_us = forest.predict_us(x)
+        kernel_us = forest.predict_us(x, kinds)
         scale = self._kind_scale[kinds]
         if self._size_edges_us:
             scale = scale * self._size_scale[np.searchsorted(self._size_edges, kernel_us)]
