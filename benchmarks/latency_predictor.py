@@ -15,7 +15,9 @@ Steps:
   evaluated on the held-out networks of ``adapt``: what adapting from 20 networks gives up.
 - ``speed``: prediction time for MobileNetV2 1.0/224, cold (a spec never seen, no block or
   kernel cached) and warm, and per candidate over a stream of random candidates (each timed
-  right after it is made, as in a search). ``benchmarks/predictor_speed.py`` compares tree
+  right after it is made, as in a search); then a ``--search-trials`` latency-budget search
+  with the model, in this process: each prediction's time inside it and their share of the
+  search's time. ``benchmarks/predictor_speed.py`` compares tree
   ensembles for accuracy and these times on a build's recorded networks, without a device.
 - ``tvm``: build ``host``/tvm from ``--tvm-networks`` networks and evaluate on ``--tvm-eval``.
   TVM compiles take 15-60 s per network; ``--tvm-precompile`` compiles the libraries first
@@ -165,12 +167,93 @@ def step_speed(args, cache: Path, out_dir: Path) -> dict[str, Any]:
         **{k: statistics.median(r[k] for r in rounds) for k in timed},
         "rounds": len(rounds),
         "spread": {k: [min(r[k] for r in rounds), max(r[k] for r in rounds)] for k in timed},
+        "in_search": search_share(cache, args.search_trials, out_dir),
+    }
+
+
+def search_share(cache: Path, trials: int, out_dir: Path) -> dict[str, Any]:
+    """What the predictions cost inside a real search: ``archkit search --budget-latency 3ms
+    --device host --runtime onnxruntime --latency model --verify 0`` run in this process (its
+    run directory under ``out_dir``, removed afterwards), every ``LatencyModel.predict`` call
+    timed, the garbage collector on as in any search."""
+    import contextlib
+    import io
+    import os
+    import shutil
+
+    import archkit.device._latency._model as model_module
+    from archkit.cli import main as cli
+
+    calls: list[float] = []
+    predict = model_module.LatencyModel.predict
+
+    def timed(self, spec):
+        start = time.perf_counter()
+        try:
+            return predict(self, spec)
+        finally:
+            calls.append(time.perf_counter() - start)
+
+    run_dir = out_dir / "_speed_search"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    old_cache = os.environ.get("ARCHKIT_CACHE_DIR")
+    os.environ["ARCHKIT_CACHE_DIR"] = str(cache)
+    model_module.LatencyModel.predict = timed
+    start = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the search prints its table
+            code = cli(["search", "--budget-latency", "3ms", "--device", "host",
+                        "--runtime", "onnxruntime", "--latency", "model", "--verify", "0",
+                        "--trials", str(trials), "--run-dir", str(run_dir), "--no-progress",
+                        "--format", "json"])
+    finally:
+        seconds = time.perf_counter() - start
+        model_module.LatencyModel.predict = predict
+        if old_cache is None:
+            os.environ.pop("ARCHKIT_CACHE_DIR", None)
+        else:
+            os.environ["ARCHKIT_CACHE_DIR"] = old_cache
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if code != 0 or not calls:
+        raise RuntimeError(f"the search exited with {code} after {len(calls)} predictions")
+    rest = calls[1:]
+    return {
+        "trials": trials,
+        "ms_per_trial": seconds / trials * 1e3,
+        "first_prediction_ms": calls[0] * 1e3,
+        "prediction_median_us": statistics.median(rest) * 1e6,
+        "prediction_mean_us": statistics.mean(rest) * 1e6,
+        "share_of_search": sum(calls) / seconds,
     }
 
 
 def prediction_times(model: Any, stream: int = 1000, warm_calls: int = 2000) -> dict[str, Any]:
     """Prediction time of ``model`` for MobileNetV2 1.0/224 (cold and warm) and per candidate
-    over a stream of random candidates of the three spaces (caches emptied first)."""
+    over a stream of random candidates of the three spaces (caches emptied first).
+
+    The garbage collector is off while timing, as ``timeit`` does: a full collection of this
+    process's ~200,000 objects takes ~100 ms here, and which call it lands in depends on
+    everything the process allocated, not on the prediction (two such calls moved a stream's
+    mean from 195 to 370 us).
+    """
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        return _prediction_times(model, stream, warm_calls)
+    finally:
+        gc.enable()
+
+
+#: Written between the calls of the evicted stream: more than this host's L2 caches (2 x 1 MiB)
+#: and a good part of its L3 (32 MiB).
+_FLUSH_BYTES = 16 * 2**20
+
+
+def _prediction_times(model: Any, stream: int, warm_calls: int) -> dict[str, Any]:
+    import numpy as np
+
     from archkit.ops import lower
     from archkit.spec import apply_overrides, load_spec
 
@@ -208,8 +291,23 @@ def prediction_times(model: Any, stream: int = 1000, warm_calls: int = 2000) -> 
         start = time.perf_counter()
         model.predict(s)
         times.append(time.perf_counter() - start)
+    # The same stream again (caches emptied) with the CPU's caches flushed before each call,
+    # as a search's own work between predictions does (Optuna's sampler, its storage): the
+    # trees are then read from memory.
+    evicted = []
+    model._forget()
+    candidates = _candidates(7)
+    flush = np.zeros(_FLUSH_BYTES // 8)
+    for _ in range(stream):
+        s = next(candidates).spec
+        flush += 1.0
+        start = time.perf_counter()
+        model.predict(s)
+        evicted.append(time.perf_counter() - start)
     us = 1e6
     return {
+        "evicted_stream_median_us": statistics.median(evicted) * us,
+        "evicted_stream_mean_us": statistics.mean(evicted) * us,
         "mobilenetv2_cold_us": statistics.median(cold) * us,
         "mobilenetv2_warm_us": statistics.median(warm) * us,
         "mobilenetv2_warm_new_spec_object_us": statistics.median(new_object) * us,
@@ -350,7 +448,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             "## Prediction time",
             "",
             f"Medians over {s.get('rounds', 1)} rounds (each with the model loaded afresh), "
-            "range in parentheses.",
+            "range in parentheses; the garbage collector off while timing, as `timeit` does.",
             "",
             f"- MobileNetV2 1.0/224, warm (blocks cached, same spec): "
             f"{s['mobilenetv2_warm_us']:.1f} us; a new but equal spec object: "
@@ -364,8 +462,25 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             f"(first 100: {s['random_stream_first100_mean_us']:.0f} us, last 100: "
             f"{s['random_stream_last100_mean_us']:.0f} us; {s['blocks_cached_after_stream']:,} "
             f"blocks and {s.get('kernels_cached_after_stream', 0):,} kernels cached).",
-            "",
         ]
+        if "evicted_stream_median_us" in s:
+            lines += [
+                f"- The same stream with the CPU's caches flushed before each call (16 MiB "
+                f"written), as a search's own work between predictions flushes them: median "
+                f"{s['evicted_stream_median_us']:.0f} us{rng('evicted_stream_median_us')}.",
+            ]
+        q = s.get("in_search")
+        if q:
+            lines += [
+                f"- Inside a {q['trials']:,}-trial latency-budget search with the model "
+                f"(garbage collector on, Optuna working between calls): prediction median "
+                f"{q['prediction_median_us']:.0f} us, mean {q['prediction_mean_us']:.0f} us "
+                f"(the first, which loads onnxruntime and builds the tree ensemble: "
+                f"{q['first_prediction_ms']:.0f} ms); all predictions together "
+                f"{q['share_of_search']:.1%} of the search's {q['ms_per_trial']:.1f} ms per "
+                "trial.",
+            ]
+        lines += [""]
     if "notes" in results:
         lines += ["## Notes", "", *results["notes"], ""]
     path.write_text("\n".join(lines))
@@ -397,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adapt-eval", type=int, default=60)
     ap.add_argument("--scratch-minutes", type=float, default=15.0)
     ap.add_argument("--speed-rounds", type=int, default=5)
+    ap.add_argument("--search-trials", type=int, default=1000)
     ap.add_argument("--tvm-networks", type=int, default=45)
     ap.add_argument("--tvm-eval", type=int, default=30)
     ap.add_argument("--tvm-minutes", type=float, default=30.0)

@@ -22,7 +22,7 @@ Stored as JSON: conditions, protocol, the correction, per kind the feature range
 xgboost's own JSON model. No pickle: a file written by one xgboost loads in the next.
 Predicting reads the trees from that JSON (:mod:`~archkit.device._latency._trees`: onnxruntime's
 tree ensemble where installed, a numpy walk otherwise) and evaluates every kind in one call: no
-xgboost at prediction time, and a cold MobileNetV2 (no kernel seen) costs about two hundred
+xgboost at prediction time, and a cold MobileNetV2 (no kernel seen) costs about 190
 microseconds, not one ~100 us xgboost call per kind.
 """
 
