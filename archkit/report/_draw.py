@@ -8,6 +8,7 @@ installs Debian's) and hands it to kaleido through ``BROWSER_PATH``.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -353,6 +354,35 @@ def find_browser() -> str | None:
     return None
 
 
+class _DropIgnoredMessages(logging.Filter):
+    """Drops choreographer's "JSONError decoding message. Ignoring" records.
+
+    kaleido talks to the browser through choreographer, which skips a message it cannot decode
+    and carries on, but logs the skip with a full traceback on stderr. The export still succeeds
+    (a real failure raises from ``write_image``), so that traceback would only make a
+    successful ``archkit plot`` look broken.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Ignoring" not in str(record.msg)
+
+
+_IGNORED_MESSAGES = _DropIgnoredMessages()
+
+
+def quiet_browser_channel() -> None:
+    """Install :class:`_DropIgnoredMessages` on choreographer's pipe logger (idempotent)."""
+    # Through choreographer's own module: its logger is logistro's subclass (with debug2),
+    # which a plain logging.getLogger made first would shadow.
+    try:
+        from choreographer.channels import pipe
+    except ImportError:  # no kaleido: write_image reports it
+        return
+    logger = pipe._logger
+    if _IGNORED_MESSAGES not in logger.filters:
+        logger.addFilter(_IGNORED_MESSAGES)
+
+
 def save(
     fig,
     stem: str | Path,
@@ -393,6 +423,7 @@ def save(
                 "scripts/chromium.sh, or set BROWSER_PATH; --no-png writes the HTML only"
             )
         os.environ["BROWSER_PATH"] = browser
+        quiet_browser_channel()
         path = stem.with_suffix(".png")
         width, height = size
         fig.write_image(path, format="png", width=width, height=height, scale=1)

@@ -124,3 +124,27 @@ def test_html_renders_its_traces_in_headless_chromium(plotted, chromium: str, tm
     assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
     assert png_size(shot) == (1200, 800)
     assert drawn_fraction(shot) > 0.01
+
+
+def test_a_skipped_browser_message_is_not_printed_but_other_browser_errors_are(caplog):
+    """choreographer (kaleido's browser channel) logs a message it cannot decode and skips,
+    with a traceback; PNG export silences that record only (a CI run printed it once)."""
+    import logging
+
+    from choreographer.channels import pipe
+
+    from archkit.report._draw import quiet_browser_channel
+
+    logger = pipe._logger
+    quiet_browser_channel()
+    quiet_browser_channel()  # idempotent
+    assert len([f for f in logger.filters if type(f).__name__ == "_DropIgnoredMessages"]) == 1
+    with caplog.at_level(logging.DEBUG, logger="choreographer.channels.pipe"):
+        try:
+            raise ValueError("Expecting property name enclosed in double quotes")
+        except ValueError:
+            # choreographer's own lines (channels/pipe.py, read_jsons).
+            logger.exception("JSONError decoding message. Ignoring")
+            logger.exception("Error in trying to decode JSON off our read.")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["Error in trying to decode JSON off our read."]
