@@ -170,6 +170,71 @@ def step_speed(args, cache: Path, out_dir: Path) -> dict[str, Any]:
         "rounds": len(rounds),
         "spread": {k: [min(r[k] for r in rounds), max(r[k] for r in rounds)] for k in timed},
         "in_search": search_share(cache, args.search_trials, out_dir),
+        "against_analytic": against_analytic(cache, args.search_trials, out_dir,
+                                             args.speed_rounds),
+    }
+
+
+#: The latency-budget search that ``search_share`` and ``against_analytic`` time.
+_MODEL_SEARCH = ("--budget-latency", "3ms", "--device", "host", "--runtime", "onnxruntime",
+                 "--latency", "model", "--verify", "0")
+#: Its analytic counterpart: the same search with a MAdds budget (no latency at all).
+_ANALYTIC_SEARCH = ("--budget-madds", "300M")
+
+
+def _search_ms_per_trial(cache: Path, trials: int, out_dir: Path, options: tuple[str, ...]
+                         ) -> float:
+    """``archkit search OPTIONS --trials TRIALS`` in this process: its milliseconds per trial
+    (its run directory under ``out_dir``, removed afterwards)."""
+    import contextlib
+    import io
+    import os
+    import shutil
+
+    from archkit.cli import main as cli
+
+    run_dir = out_dir / "_speed_search"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    old_cache = os.environ.get("ARCHKIT_CACHE_DIR")
+    os.environ["ARCHKIT_CACHE_DIR"] = str(cache)
+    start = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the search prints its table
+            code = cli(["search", *options, "--trials", str(trials), "--run-dir", str(run_dir),
+                        "--no-progress", "--format", "json"])
+    finally:
+        seconds = time.perf_counter() - start
+        if old_cache is None:
+            os.environ.pop("ARCHKIT_CACHE_DIR", None)
+        else:
+            os.environ["ARCHKIT_CACHE_DIR"] = old_cache
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if code != 0:
+        raise RuntimeError(f"archkit search {' '.join(options)} exited with {code}")
+    return seconds / trials * 1e3
+
+
+def against_analytic(cache: Path, trials: int, out_dir: Path, rounds: int) -> dict[str, Any]:
+    """Does a latency-budget search with the model run at analytic speed? ``rounds`` times,
+    alternating: the search ``search_share`` times and the same search with a MAdds budget
+    instead (``_ANALYTIC_SEARCH``), each ``trials`` trials; milliseconds per trial, medians and
+    ranges, and the median of the per-round ratios."""
+    model, analytic = [], []
+    for _ in range(rounds):
+        model.append(_search_ms_per_trial(cache, trials, out_dir, _MODEL_SEARCH))
+        analytic.append(_search_ms_per_trial(cache, trials, out_dir, _ANALYTIC_SEARCH))
+    ratios = [m / a for m, a in zip(model, analytic, strict=True)]
+    return {
+        "trials": trials,
+        "rounds": rounds,
+        "model_search": " ".join(_MODEL_SEARCH),
+        "analytic_search": " ".join(_ANALYTIC_SEARCH),
+        "model_ms_per_trial": statistics.median(model),
+        "model_ms_per_trial_range": [min(model), max(model)],
+        "analytic_ms_per_trial": statistics.median(analytic),
+        "analytic_ms_per_trial_range": [min(analytic), max(analytic)],
+        "ratio_median": statistics.median(ratios),
+        "ratio_range": [min(ratios), max(ratios)],
     }
 
 
@@ -178,13 +243,7 @@ def search_share(cache: Path, trials: int, out_dir: Path) -> dict[str, Any]:
     --device host --runtime onnxruntime --latency model --verify 0`` run in this process (its
     run directory under ``out_dir``, removed afterwards), every ``LatencyModel.predict`` call
     timed, the garbage collector on as in any search."""
-    import contextlib
-    import io
-    import os
-    import shutil
-
     import archkit.device._latency._model as model_module
-    from archkit.cli import main as cli
 
     calls: list[float] = []
     predict = model_module.LatencyModel.predict
@@ -196,32 +255,18 @@ def search_share(cache: Path, trials: int, out_dir: Path) -> dict[str, Any]:
         finally:
             calls.append(time.perf_counter() - start)
 
-    run_dir = out_dir / "_speed_search"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    old_cache = os.environ.get("ARCHKIT_CACHE_DIR")
-    os.environ["ARCHKIT_CACHE_DIR"] = str(cache)
     model_module.LatencyModel.predict = timed
-    start = time.perf_counter()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the search prints its table
-            code = cli(["search", "--budget-latency", "3ms", "--device", "host",
-                        "--runtime", "onnxruntime", "--latency", "model", "--verify", "0",
-                        "--trials", str(trials), "--run-dir", str(run_dir), "--no-progress",
-                        "--format", "json"])
+        ms_per_trial = _search_ms_per_trial(cache, trials, out_dir, _MODEL_SEARCH)
     finally:
-        seconds = time.perf_counter() - start
         model_module.LatencyModel.predict = predict
-        if old_cache is None:
-            os.environ.pop("ARCHKIT_CACHE_DIR", None)
-        else:
-            os.environ["ARCHKIT_CACHE_DIR"] = old_cache
-        shutil.rmtree(run_dir, ignore_errors=True)
-    if code != 0 or not calls:
-        raise RuntimeError(f"the search exited with {code} after {len(calls)} predictions")
+    if not calls:
+        raise RuntimeError("the search made no prediction")
+    seconds = ms_per_trial * trials / 1e3
     rest = calls[1:]
     return {
         "trials": trials,
-        "ms_per_trial": seconds / trials * 1e3,
+        "ms_per_trial": ms_per_trial,
         "first_prediction_ms": calls[0] * 1e3,
         "prediction_median_us": statistics.median(rest) * 1e6,
         "prediction_mean_us": statistics.mean(rest) * 1e6,
@@ -503,6 +548,19 @@ def write_report(results: dict[str, Any], path: Path) -> None:
                 f"{q['first_prediction_ms']:.0f} ms); all predictions together "
                 f"{q['share_of_search']:.1%} of the search's {q['ms_per_trial']:.1f} ms per "
                 "trial.",
+            ]
+        a = s.get("against_analytic")
+        if a:
+            lines += [
+                f"- Against analytic speed ({a['rounds']} rounds of {a['trials']:,} trials, "
+                f"alternating): `archkit search {a['model_search']}` "
+                f"{a['model_ms_per_trial']:.2f} ms per trial "
+                f"({a['model_ms_per_trial_range'][0]:.2f}-{a['model_ms_per_trial_range'][1]:.2f}"
+                f"), the same search with `{a['analytic_search']}` instead (no latency) "
+                f"{a['analytic_ms_per_trial']:.2f} ms "
+                f"({a['analytic_ms_per_trial_range'][0]:.2f}-"
+                f"{a['analytic_ms_per_trial_range'][1]:.2f}): ratio "
+                f"{a['ratio_median']:.2f} ({a['ratio_range'][0]:.2f}-{a['ratio_range'][1]:.2f}).",
             ]
         lines += [""]
     if "notes" in results:
