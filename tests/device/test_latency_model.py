@@ -51,7 +51,8 @@ TINY_SPACE = textwrap.dedent(
     """
 )
 #: A protocol short enough for tests (the numbers are not meant to be accurate).
-FAST = TimingProtocol(warmup_runs=2, repeats=3, min_repeat_ms=2.0, interleave=3, profile_runs=3)
+FAST = TimingProtocol(warmup_runs=2, repeats=3, min_repeat_ms=2.0, interleave=3, profile_runs=3,
+                      probe_pause_s=0.0)
 HOST_1T = "name: host-1t\ntarget: host\nthreads: 1\nconnection: {kind: local}\n"
 
 
@@ -267,6 +268,53 @@ def test_evaluate_measures_held_out_networks_twice(built, space):
         assert row["error"] == pytest.approx(
             abs(row["predicted_ms"] - row["measured_ms"]) / row["measured_ms"])
     assert 0.0 <= evaluation.summary["noise_floor"]["within_10pct"] <= 1.0
+    for row in evaluation.rows:  # both passes timed with the probe
+        assert row["probe_ratio"] >= 1.0 and row["probe_ratio_again"] >= 1.0
+        assert 2 <= row["timings"] <= 2 * (FAST.probe_retries + 1)
+
+
+def test_every_group_is_timed_with_the_probe(built):
+    """Each record keeps its group's probe time, the probe's ratio to the fastest it had run
+    so far (so the fastest never rises) and how many timings the group took."""
+    _, _, records = built
+    fastest = [r["probe_ms"] / r["probe_ratio"] for r in records]
+    for record, baseline in zip(records, fastest, strict=True):
+        assert record["probe_ms"] > 0 and record["probe_ratio"] >= 1.0
+        assert baseline <= record["probe_ms"] * (1 + 1e-12)
+        assert 1 <= record["timings"] <= FAST.probe_retries + 1
+        if record["timings"] <= FAST.probe_retries:  # accepted: the probe was within tolerance
+            assert record["probe_ratio"] <= 1.0 + FAST.probe_tolerance
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(fastest, fastest[1:], strict=False))
+
+
+def test_a_group_timed_in_a_slow_spell_is_timed_again(space):
+    """A group whose probe runs slower than tolerated is timed again, at most
+    ``probe_retries`` more times; the last timing is kept with the probe's ratio. The spell is
+    made by telling the baseline that the probe once ran twice as fast as it does."""
+    from dataclasses import replace as replaced
+
+    from archkit.device import load_device
+
+    device = replaced(load_device("host"), name="host-probe-test")
+    protocol = replace(FAST, probe_retries=2)
+    key = _runtimes.probe_key(device, protocol)
+    spec = next(random_candidates([space], seed=1)).spec
+    try:
+        [calm] = _runtimes.measure_group([spec], device, "onnxruntime", protocol, kernels=False)
+        _runtimes.PROBE_BASELINES.seed(key, [calm.probe_ms / 2])
+        [slow] = _runtimes.measure_group([spec], device, "onnxruntime", protocol, kernels=False)
+    finally:
+        _runtimes.PROBE_BASELINES.forget(key)
+    assert slow.timings == protocol.probe_retries + 1
+    assert slow.probe_ratio == pytest.approx(2 * slow.probe_ms / calm.probe_ms, rel=1e-9)
+    assert slow.probe_ratio > 1.0 + protocol.probe_tolerance and slow.e2e_ms > 0
+
+
+def test_probe_is_onnxruntime_only_and_absent_from_older_files():
+    assert TimingProtocol.default("onnxruntime").probe_tolerance == 0.05
+    assert TimingProtocol.default("tvm").probe_tolerance is None
+    older = {k: v for k, v in TimingProtocol().to_dict().items() if not k.startswith("probe")}
+    assert TimingProtocol.from_dict(older).probe_tolerance is None
 
 
 def test_correction_recovers_known_parameters():

@@ -24,7 +24,8 @@ base: {SPECS / "mobilenetv2.yaml"}
 width: {{low: 0.35, high: 0.5}}
 resolution: {{low: 96, high: 128, step: 32}}
 """
-FAST = TimingProtocol(warmup_runs=2, repeats=3, min_repeat_ms=2.0, interleave=3, profile_runs=3)
+FAST = TimingProtocol(warmup_runs=2, repeats=3, min_repeat_ms=2.0, interleave=3, profile_runs=3,
+                      probe_pause_s=0.0)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,12 @@ from archkit.device._latency._predict import (
     load_latency_model,
     resolve_device,
 )
-from archkit.device._latency._runtimes import Measured, measure_group
+from archkit.device._latency._runtimes import (
+    PROBE_BASELINES,
+    Measured,
+    measure_group,
+    probe_key,
+)
 from archkit.device._latency._store import (
     append_record,
     compiled_dir,
@@ -96,6 +101,9 @@ def _record(candidate: Any, network: Any, measured: Measured) -> dict[str, Any]:
         "kernels_us": measured.kernels_us,
         "seconds": round(measured.seconds, 3),
         "server": measured.server,
+        "probe_ms": measured.probe_ms,
+        "probe_ratio": measured.probe_ratio,
+        "timings": measured.timings,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -330,8 +338,9 @@ def build_latency_model(
         _, stored_protocol, old_records = read_records(path)
         protocol = stored_protocol
         seen = {r["fingerprint"] for r in old_records}
+        PROBE_BASELINES.seed(probe_key(device, protocol), [r.get("probe_ms") for r in old_records])
     else:
-        protocol = protocol or TimingProtocol()
+        protocol = protocol or TimingProtocol.default(runtime)
         start_data(path, now, protocol)
 
     base = None
@@ -394,7 +403,9 @@ class Evaluation:
         rows: One dict per network: ``name``, ``space``, ``params``, ``predicted_ms``,
             ``measured_ms`` (first measurement), ``measured_again_ms`` (second),
             ``error`` (relative, predicted vs the first measurement), ``repeat_error``
-            (second vs first), ``extrapolated``.
+            (second vs first), ``extrapolated``, ``probe_ratio`` and ``probe_ratio_again``
+            (each measurement's probe against its fastest, None without a probe) and
+            ``timings`` (group timings both took; more than 2: a probe was slow).
         summary: Shares within +-5% and +-10% and mean/worst error, for the prediction and for
             the device's own repeatability (the noise floor), with the counts.
     """
@@ -443,14 +454,17 @@ def evaluate_latency_model(
     model = load_latency_model(device, runtime=runtime, cache_dir=cache_dir)
     path = data_path(device.name, runtime, cache_dir)
     seen: set[str] = set()
+    protocol = model.protocol
     if path.exists():
-        seen = {r["fingerprint"] for r in read_records(path)[2]}
+        records = read_records(path)[2]
+        seen = {r["fingerprint"] for r in records}
+        # The fastest the probe ran while the model's networks were measured.
+        PROBE_BASELINES.seed(probe_key(device, protocol), [r.get("probe_ms") for r in records])
     chosen = []
     for candidate, network in _fresh(candidates, seen):
         chosen.append((candidate, network))
         if len(chosen) >= networks:
             break
-    protocol = model.protocol
     libraries = compiled_dir(model.conditions, cache_dir) if runtime == "tvm" else None
     specs = [c.spec for c, _ in chosen]
     group = protocol.interleave
@@ -489,11 +503,13 @@ def evaluate_latency_model(
         if isinstance(m1, MeasurementError):
             rows.append({"name": candidate.name, "error_message": m1.reason})
             continue
+        m2 = None
         if two_passes:
             m2 = second[i]
             again_ms = None if isinstance(m2, MeasurementError) else m2.e2e_ms
         else:
             again_ms = m1.rounds_ms[1] if len(m1.rounds_ms) > 1 else None
+        probes = [m.probe_ratio if isinstance(m, Measured) else None for m in (m1, m2)]
         explained = model.explain(candidate.spec)
         measured = m1.e2e_ms
         rows.append({
@@ -507,6 +523,9 @@ def evaluate_latency_model(
             "signed_error": (explained.latency_ms - measured) / measured,
             "repeat_error": None if again_ms is None else abs(again_ms - measured) / measured,
             "extrapolated": len(explained.extrapolations),
+            "probe_ratio": probes[0],
+            "probe_ratio_again": probes[1],
+            "timings": m1.timings + (m2.timings if isinstance(m2, Measured) else 0),
         })
     ok = [r for r in rows if "error" in r]
     errors = [r["error"] for r in ok]
@@ -574,7 +593,7 @@ def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxrunti
     if runtime not in RUNTIMES:
         raise LatencyModelError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     device = resolve_device(device)
-    protocol = protocol or TimingProtocol()
+    protocol = protocol or TimingProtocol.default(runtime)
     database = None
     if runtime == "tvm":
         from archkit.device._latency._runtimes import tuning_state

@@ -52,6 +52,17 @@ class TimingProtocol:
     eight rounds of one network (MobileNetV2 1.0/160, 2 threads) spread 6.9x with spinning and
     1.35x without, in the same minute.
 
+    Whole-machine slow spells (another process on the shared cores, tens of seconds long)
+    slow every network of a group alike, so neither medians nor interleaving remove them. With
+    ``probe_tolerance`` set (onnxruntime on a local device), every group is timed with a fixed
+    probe network (:data:`~archkit.device._latency._runtimes.PROBE`, MobileNetV2 0.5/128) as
+    one more member; a group whose probe ran more than ``probe_tolerance`` slower than the
+    fastest the probe has run under these conditions was timed in a spell, and is timed again
+    after ``probe_pause_s``, up to ``probe_retries`` times (the last timing is kept, its probe
+    ratio recorded). Measured here: 40 networks timed in two passes, 7 disagreed by more than
+    10%, all 7 in groups whose probe was 14-43% slow; the 32 networks whose groups' probes
+    were within 5% agreed, all of them.
+
     Attributes:
         warmup_runs: Untimed runs before timing.
         repeats: Timed repeats (the statistic is over these).
@@ -63,6 +74,10 @@ class TimingProtocol:
         tvm_spin_count: ``TVM_THREAD_POOL_SPIN_COUNT`` for TVM's worker threads (0: sleep at
             once, like ``spinning`` False; None: TVM's default, which spins). TVM reads it
             once per process, at its thread pool's first use.
+        probe_tolerance: How much slower than its fastest the probe may run before a group
+            is timed again (None: no probe).
+        probe_retries: Timings of a group after its first, at most.
+        probe_pause_s: Wait before timing a group again (spells last tens of seconds).
     """
 
     warmup_runs: int = 10
@@ -73,14 +88,24 @@ class TimingProtocol:
     profile_runs: int = 10
     spinning: bool = False
     tvm_spin_count: int | None = 0
+    probe_tolerance: float | None = 0.05
+    probe_retries: int = 3
+    probe_pause_s: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TimingProtocol:
-        # Files from before a field existed were measured with the runtime's default.
-        return cls(**{"tvm_spin_count": None, **data})
+        # Files from before a field existed were measured with the runtime's default, and
+        # without a probe.
+        return cls(**{"tvm_spin_count": None, "probe_tolerance": None, **data})
+
+    @classmethod
+    def default(cls, runtime: str) -> TimingProtocol:
+        """The protocol a new build uses: the probe only for onnxruntime (TVM timings repeat
+        within 1-3% here, and a probe would be one more network to compile)."""
+        return cls() if runtime == "onnxruntime" else cls(probe_tolerance=None)
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,19 @@
   ``VirtualMachine.set_instrument`` (TVM 0.27 removed the VM profiler): a callback before and
   after every call instruction of a whole-network run.
 
-End-to-end times of a group of networks are taken round-robin (see :class:`TimingProtocol`).
+End-to-end times of a group of networks are taken round-robin (see :class:`TimingProtocol`),
+with onnxruntime and a local device together with :data:`PROBE`, a fixed network whose time
+says whether the whole machine was slow while the group was timed.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +39,8 @@ from archkit.device._ort_remote import instrumented_runs
 _attribute_tvm_calls = attribute_tvm_calls
 
 __all__ = [
+    "PROBE",
+    "PROBE_BASELINES",
     "Measured",
     "count_tuning_records",
     "measure_group",
@@ -56,6 +62,9 @@ class Measured:
             is ``e2e_ms``); later rounds start after the whole group's earlier rounds and
             its profiled runs, each with its own warm-up.
         server: The board's RPC server (``host:port``) when measured over RPC.
+        probe_ms: The probe's time in the group's kept timing (None: no probe).
+        probe_ratio: ``probe_ms`` over the fastest the probe has run under these conditions.
+        timings: How many times the group was timed (more than 1: its probe was slow).
     """
 
     e2e_ms: float
@@ -64,6 +73,9 @@ class Measured:
     rounds_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
     server: str | None = None
+    probe_ms: float | None = None
+    probe_ratio: float | None = None
+    timings: int = 1
 
 
 class _Prepared:
@@ -214,6 +226,103 @@ def _prepare_tvm(spec: Any, device: Any, protocol: TimingProtocol, kernels: bool
     return _Prepared(lambda: vm.invoke_stateful("main"), profile if kernels else None)
 
 
+# ---------------------------------------------------------------- the probe
+
+#: The probe of :attr:`TimingProtocol.probe_tolerance`: MobileNetV2 at width 0.5 and
+#: resolution 128 (0.65 ms at 2 threads here, a small part of a group's time), made of the
+#: kernels the networks it watches are made of.
+PROBE = {"spec": "mobilenetv2", "width": 0.5, "resolution": 128}
+
+
+def probe_spec() -> Any:
+    """The spec of :data:`PROBE`."""
+    from archkit._data import shipped_file
+    from archkit.spec import apply_overrides, load_spec
+
+    base = load_spec(shipped_file("specs", PROBE["spec"]))
+    return apply_overrides(base, width=PROBE["width"], resolution=PROBE["resolution"])
+
+
+class ProbeBaselines:
+    """Per device, thread count and spinning: the fastest the probe has run (ms), in this
+    process or in the measurements it was seeded with (a resumed build's file, the file of the
+    model being evaluated)."""
+
+    def __init__(self) -> None:
+        self._fastest: dict[tuple, float] = {}
+        self._lock = threading.Lock()
+
+    def seed(self, key: tuple, times_ms: Any) -> None:
+        """Take earlier probe times under the same conditions into account."""
+        times = [t for t in times_ms if t]
+        if times:
+            with self._lock:
+                self._fastest[key] = min(self._fastest.get(key, min(times)), min(times))
+
+    def ratio(self, key: tuple, probe_ms: float) -> float:
+        """``probe_ms`` over the fastest probe time so far (this one included)."""
+        with self._lock:
+            fastest = min(self._fastest.get(key, probe_ms), probe_ms)
+            self._fastest[key] = fastest
+        return probe_ms / fastest
+
+    def forget(self, key: tuple) -> None:
+        with self._lock:
+            self._fastest.pop(key, None)
+
+
+#: This process's probe baselines.
+PROBE_BASELINES = ProbeBaselines()
+
+
+def probe_key(device: Any, protocol: TimingProtocol) -> tuple:
+    """What a probe baseline is kept per: the device and what changes the probe's time."""
+    return (device.name, device.threads, protocol.spinning)
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_onnx() -> bytes:
+    """The probe exported to ONNX, once per process (an export takes seconds)."""
+    from archkit.build import export_onnx
+
+    spec = probe_spec()
+    with tempfile.TemporaryDirectory(prefix="archkit-probe-") as tmp:
+        return export_onnx(spec, Path(tmp) / "probe.onnx", model=_model(spec)).read_bytes()
+
+
+def _prepare_probe(threads: int, protocol: TimingProtocol) -> _Prepared:
+    import numpy as np
+    import onnxruntime as ort
+
+    from archkit.build import example_input
+
+    feed = {"input": example_input(probe_spec()).numpy().astype(np.float32)}
+    session = ort.InferenceSession(_probe_onnx(), _ort_options(threads, protocol),
+                                   providers=["CPUExecutionProvider"])
+    return _Prepared(lambda: session.run(None, feed), None)
+
+
+def _time_watched(prepared: list[_Prepared], probe: _Prepared | None, key: tuple,
+                  protocol: TimingProtocol) -> tuple[list[list[float]], float | None,
+                                                     float | None, int]:
+    """:func:`_time_group` with the probe as one more member, the group timed again (after
+    ``probe_pause_s``) while the probe runs more than ``probe_tolerance`` slower than its
+    fastest, at most ``probe_retries`` more times. Returns the kept samples, the probe's time
+    and ratio in them, and how many timings were taken."""
+    if probe is None or protocol.probe_tolerance is None:
+        return _time_group(prepared, protocol), None, None, 1
+    timings = 0
+    while True:
+        if timings:
+            time.sleep(protocol.probe_pause_s)
+        samples = _time_group([probe, *prepared], protocol)
+        timings += 1
+        probe_ms = statistics.median(samples.pop(0))
+        ratio = PROBE_BASELINES.ratio(key, probe_ms)
+        if ratio <= 1.0 + protocol.probe_tolerance or timings > protocol.probe_retries:
+            return samples, probe_ms, ratio, timings
+
+
 # ---------------------------------------------------------------- shared protocol
 
 
@@ -295,8 +404,13 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
                                                   job=spec.name, stage="compile"))
                 seconds.append(time.perf_counter() - start)
             ready = [s for s in slots if isinstance(s, _Prepared)]
+            probe = None
+            if ready and runtime == "onnxruntime" and protocol.probe_tolerance is not None:
+                probe = _prepare_probe(device.threads, protocol)
+            key = probe_key(device, protocol)
             start = time.perf_counter()
-            first = _time_group(ready, protocol) if ready else []
+            first, probe_ms, probe_ratio, timings = (
+                _time_watched(ready, probe, key, protocol) if ready else ([], None, None, 0))
             timing_share = (time.perf_counter() - start) / max(1, len(ready))
             profiles = []
             for slot in ready:
@@ -304,7 +418,8 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
                 profiles.append(slot.profile() if slot.profile is not None else None)
                 seconds_profile = time.perf_counter() - start
                 profiles[-1] = (profiles[-1], seconds_profile)
-            later = [_time_group(ready, protocol) for _ in range(rounds - 1)] if ready else []
+            later = ([_time_watched(ready, probe, key, protocol)[0] for _ in range(rounds - 1)]
+                     if ready else [])
             out: list[Measured | MeasurementError] = []
             position = 0
             for slot, prep_s in zip(slots, seconds, strict=True):
@@ -320,6 +435,9 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
                     kernels_us=kernel_times,
                     seconds=prep_s + timing_share * rounds + profile_s,
                     rounds_ms=[e2e, *(statistics.median(r[position]) for r in later)],
+                    probe_ms=probe_ms,
+                    probe_ratio=probe_ratio,
+                    timings=timings,
                 ))
                 slot.close()
                 position += 1
