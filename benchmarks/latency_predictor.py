@@ -60,7 +60,7 @@ def _candidates(seed: int):
 
 def _evaluate(device: str, runtime: str, networks: int, seed: int, cache: Path,
               out_dir: Path, suffix: str = "") -> dict[str, Any]:
-    from archkit.device import evaluate_latency_model
+    from archkit.device import evaluate_latency_model, load_latency_model
     from archkit.report import draw_latency_scatter, latency_scatter_data, save
 
     start = time.monotonic()
@@ -84,8 +84,23 @@ def _evaluate(device: str, runtime: str, networks: int, seed: int, cache: Path,
     # Where errors come from: are the worst predictions also networks the device does not
     # repeat (noise), or ones it repeats well (model error)?
     noisy = ok["repeat_error"] > 0.05
+    probe = {}
+    protocol = load_latency_model(device, runtime=runtime, cache_dir=cache).protocol
+    tolerance = protocol.probe_tolerance
+    if tolerance is not None and "probe_ratio" in ok:
+        # The protocol's probe: how often a group was timed again, and how slow the probe was
+        # in the timings that were kept (beyond tolerance: every retry was slow too).
+        kept = ok[["probe_ratio", "probe_ratio_again"]].max(axis=1)
+        probe = {"probe": {
+            "networks_retimed": int((ok["timings"] > 2).sum()),
+            "extra_timings": int((ok["timings"] - 2).sum()),
+            "kept_probe_ratio_max": float(kept.max()),
+            "networks_kept_slow": int((kept > 1.0 + tolerance).sum()),
+            "tolerance": tolerance,
+        }}
     return {
         **evaluation.summary,
+        **probe,
         "minutes": minutes,
         "per_space": per_space,
         "worst": worst[["name", "predicted_ms", "measured_ms", "measured_again_ms", "error",
@@ -483,6 +498,12 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             f"- Evaluation: {e['networks']} held-out networks, measured "
             f"{e['measured_ms_range'][0]:.2f}-{e['measured_ms_range'][1]:.2f} ms, second "
             f"measurement: {e['second_measurement']}; {e['minutes']:.1f} min.",
+            *([f"- Probe (protocol): {e['probe']['networks_retimed']} of {e['networks']} "
+               f"networks had a group timed again ({e['probe']['extra_timings']} extra "
+               f"timings); {e['probe']['networks_kept_slow']} kept a timing whose probe was "
+               f"still more than {e['probe']['tolerance']:.0%} slow (worst "
+               f"{e['probe']['kept_probe_ratio_max']:.2f}x)."]
+              if e.get("probe") else []),
             f"- Within +-10% of the mean of the two measurements: "
             f"{_pct(e['error_vs_mean_of_two'])}. On the {e['repeatable_networks']} networks "
             f"whose two measurements agree within 5%: mean error "

@@ -269,28 +269,27 @@ def test_evaluate_measures_held_out_networks_twice(built, space):
             abs(row["predicted_ms"] - row["measured_ms"]) / row["measured_ms"])
     assert 0.0 <= evaluation.summary["noise_floor"]["within_10pct"] <= 1.0
     for row in evaluation.rows:  # both passes timed with the probe
-        assert row["probe_ratio"] >= 1.0 and row["probe_ratio_again"] >= 1.0
+        assert row["probe_ratio"] > 0 and row["probe_ratio_again"] > 0
         assert 2 <= row["timings"] <= 2 * (FAST.probe_retries + 1)
 
 
 def test_every_group_is_timed_with_the_probe(built):
-    """Each record keeps its group's probe time, the probe's ratio to the fastest it had run
-    so far (so the fastest never rises) and how many timings the group took."""
+    """Each record keeps its group's probe time, the probe's ratio to its baseline and how
+    many timings the group took: a group is timed again only while its probe is slow."""
     _, _, records = built
-    fastest = [r["probe_ms"] / r["probe_ratio"] for r in records]
-    for record, baseline in zip(records, fastest, strict=True):
-        assert record["probe_ms"] > 0 and record["probe_ratio"] >= 1.0
-        assert baseline <= record["probe_ms"] * (1 + 1e-12)
+    for record in records:
+        assert record["probe_ms"] > 0 and record["probe_ratio"] > 0
         assert 1 <= record["timings"] <= FAST.probe_retries + 1
-        if record["timings"] <= FAST.probe_retries:  # accepted: the probe was within tolerance
+        if record["timings"] <= FAST.probe_retries:  # kept: the probe was within tolerance
             assert record["probe_ratio"] <= 1.0 + FAST.probe_tolerance
-    assert all(b <= a * (1 + 1e-12) for a, b in zip(fastest, fastest[1:], strict=False))
+    # The members of one group share its probe.
+    assert len({r["probe_ms"] for r in records}) <= -(-len(records) // FAST.interleave)
 
 
 def test_a_group_timed_in_a_slow_spell_is_timed_again(space):
     """A group whose probe runs slower than tolerated is timed again, at most
     ``probe_retries`` more times; the last timing is kept with the probe's ratio. The spell is
-    made by telling the baseline that the probe once ran twice as fast as it does."""
+    made by telling the baseline that the probe usually runs twice as fast as it does."""
     from dataclasses import replace as replaced
 
     from archkit.device import load_device
@@ -301,7 +300,7 @@ def test_a_group_timed_in_a_slow_spell_is_timed_again(space):
     spec = next(random_candidates([space], seed=1)).spec
     try:
         [calm] = _runtimes.measure_group([spec], device, "onnxruntime", protocol, kernels=False)
-        _runtimes.PROBE_BASELINES.seed(key, [calm.probe_ms / 2])
+        _runtimes.PROBE_BASELINES.seed(key, [calm.probe_ms / 2] * 10)
         [slow] = _runtimes.measure_group([spec], device, "onnxruntime", protocol, kernels=False)
     finally:
         _runtimes.PROBE_BASELINES.forget(key)
@@ -311,7 +310,7 @@ def test_a_group_timed_in_a_slow_spell_is_timed_again(space):
 
 
 def test_probe_is_onnxruntime_only_and_absent_from_older_files():
-    assert TimingProtocol.default("onnxruntime").probe_tolerance == 0.05
+    assert TimingProtocol.default("onnxruntime").probe_tolerance == 0.10
     assert TimingProtocol.default("tvm").probe_tolerance is None
     older = {k: v for k, v in TimingProtocol().to_dict().items() if not k.startswith("probe")}
     assert TimingProtocol.from_dict(older).probe_tolerance is None

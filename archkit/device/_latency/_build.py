@@ -404,7 +404,7 @@ class Evaluation:
             ``measured_ms`` (first measurement), ``measured_again_ms`` (second),
             ``error`` (relative, predicted vs the first measurement), ``repeat_error``
             (second vs first), ``extrapolated``, ``probe_ratio`` and ``probe_ratio_again``
-            (each measurement's probe against its fastest, None without a probe) and
+            (each measurement's probe against its baseline, None without a probe) and
             ``timings`` (group timings both took; more than 2: a probe was slow).
         summary: Shares within +-5% and +-10% and mean/worst error, for the prediction and for
             the device's own repeatability (the noise floor), with the counts.
@@ -458,7 +458,7 @@ def evaluate_latency_model(
     if path.exists():
         records = read_records(path)[2]
         seen = {r["fingerprint"] for r in records}
-        # The fastest the probe ran while the model's networks were measured.
+        # The probe's times while the model's networks were measured: its baseline.
         PROBE_BASELINES.seed(probe_key(device, protocol), [r.get("probe_ms") for r in records])
     chosen = []
     for candidate, network in _fresh(candidates, seen):
