@@ -5,6 +5,7 @@ the fitting pieces recover known answers."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -270,6 +271,10 @@ def test_evaluate_measures_held_out_networks_twice(built, space):
     assert 0.0 <= evaluation.summary["noise_floor"]["within_10pct"] <= 1.0
     for row in evaluation.rows:  # both passes timed with the probe
         assert row["probe_ratio"] > 0 and row["probe_ratio_again"] > 0
+        assert row["measured_ms"] == pytest.approx(row["measured_raw_ms"] / row["probe_ratio"],
+                                                   rel=1e-12)
+        assert row["measured_again_ms"] == pytest.approx(
+            row["measured_again_raw_ms"] / row["probe_ratio_again"], rel=1e-12)
         assert 2 <= row["timings"] <= 2 * (FAST.probe_retries + 1)
 
 
@@ -284,6 +289,12 @@ def test_every_group_is_timed_with_the_probe(built):
             assert record["probe_ratio"] <= 1.0 + FAST.probe_tolerance
     # The members of one group share its probe.
     assert len({r["probe_ms"] for r in records}) <= -(-len(records) // FAST.interleave)
+    for record in records:  # each time as taken, divided by its probe's ratio
+        # (repeats are stored rounded to 1e-5 ms)
+        assert record["e2e_raw_ms"] == pytest.approx(statistics.median(record["repeats_ms"]),
+                                                     abs=1e-5)
+        assert record["e2e_ms"] == pytest.approx(record["e2e_raw_ms"] / record["probe_ratio"],
+                                                 rel=1e-12)
 
 
 def test_a_group_timed_in_a_slow_spell_is_timed_again(space):
@@ -306,7 +317,9 @@ def test_a_group_timed_in_a_slow_spell_is_timed_again(space):
         _runtimes.PROBE_BASELINES.forget(key)
     assert slow.timings == protocol.probe_retries + 1
     assert slow.probe_ratio == pytest.approx(2 * slow.probe_ms / calm.probe_ms, rel=1e-9)
-    assert slow.probe_ratio > 1.0 + protocol.probe_tolerance and slow.e2e_ms > 0
+    assert slow.probe_ratio > 1.0 + protocol.probe_tolerance
+    assert slow.e2e_ms == pytest.approx(slow.raw_ms / slow.probe_ratio, rel=1e-12)
+    assert slow.raw_ms == pytest.approx(statistics.median(slow.repeats_ms), rel=1e-12)
 
 
 def test_probe_is_onnxruntime_only_and_absent_from_older_files():
@@ -314,6 +327,7 @@ def test_probe_is_onnxruntime_only_and_absent_from_older_files():
     assert TimingProtocol.default("tvm").probe_tolerance is None
     older = {k: v for k, v in TimingProtocol().to_dict().items() if not k.startswith("probe")}
     assert TimingProtocol.from_dict(older).probe_tolerance is None
+    assert TimingProtocol.from_dict(older).probe_normalize is False
 
 
 def test_correction_recovers_known_parameters():

@@ -95,6 +95,7 @@ def _record(candidate: Any, network: Any, measured: Measured) -> dict[str, Any]:
         "params": getattr(candidate, "params", None),
         "fingerprint": network_fingerprint(network),
         "e2e_ms": measured.e2e_ms,
+        "e2e_raw_ms": measured.raw_ms,
         "repeats_ms": [round(v, 5) for v in measured.repeats_ms],
         "rounds_ms": measured.rounds_ms,
         "kernels": [[b, n, k, list(f)] for b, n, k, f in kernel_rows(network)],
@@ -404,7 +405,9 @@ class Evaluation:
             ``measured_ms`` (first measurement), ``measured_again_ms`` (second),
             ``error`` (relative, predicted vs the first measurement), ``repeat_error``
             (second vs first), ``extrapolated``, ``probe_ratio`` and ``probe_ratio_again``
-            (each measurement's probe against its baseline, None without a probe) and
+            (each measurement's probe against its baseline, None without a probe),
+            ``measured_raw_ms`` and ``measured_again_raw_ms`` (as timed, before dividing by
+            the probe ratio) and
             ``timings`` (group timings both took; more than 2: a probe was slow).
         summary: Shares within +-5% and +-10% and mean/worst error, for the prediction and for
             the device's own repeatability (the noise floor), with the counts.
@@ -525,6 +528,8 @@ def evaluate_latency_model(
             "extrapolated": len(explained.extrapolations),
             "probe_ratio": probes[0],
             "probe_ratio_again": probes[1],
+            "measured_raw_ms": m1.raw_ms,
+            "measured_again_raw_ms": m2.raw_ms if isinstance(m2, Measured) else None,
             "timings": m1.timings + (m2.timings if isinstance(m2, Measured) else 0),
         })
     ok = [r for r in rows if "error" in r]

@@ -56,8 +56,10 @@ class Measured:
     """One network measured once.
 
     Attributes:
-        e2e_ms: End-to-end latency (the protocol's statistic over its repeats).
-        repeats_ms: Every timed repeat (ms per run).
+        e2e_ms: End-to-end latency (the protocol's statistic over its repeats, divided by the
+            probe ratio with ``probe_normalize``).
+        repeats_ms: Every timed repeat (ms per run, as timed).
+        raw_ms: The statistic as timed (before dividing by the probe ratio).
         kernels_us: ``"<block>:<node>" -> us`` from the profiled runs (None when not profiled);
             the key ``network`` holds time no node owns.
         seconds: Wall time this network took to prepare and measure.
@@ -73,6 +75,7 @@ class Measured:
 
     e2e_ms: float
     repeats_ms: list[float]
+    raw_ms: float | None = None
     kernels_us: dict[str, float] | None = None
     rounds_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
@@ -425,8 +428,13 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
                 profiles.append(slot.profile() if slot.profile is not None else None)
                 seconds_profile = time.perf_counter() - start
                 profiles[-1] = (profiles[-1], seconds_profile)
-            later = ([_time_watched(ready, probe, key, protocol)[0] for _ in range(rounds - 1)]
+            later = ([_time_watched(ready, probe, key, protocol) for _ in range(rounds - 1)]
                      if ready else [])
+
+            def statistic(samples: list[float], ratio: float | None) -> float:
+                value = statistics.median(samples)
+                return value / ratio if protocol.probe_normalize and ratio else value
+
             out: list[Measured | MeasurementError] = []
             position = 0
             for slot, prep_s in zip(slots, seconds, strict=True):
@@ -435,13 +443,14 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
                     continue
                 repeats = first[position]
                 kernel_times, profile_s = profiles[position]
-                e2e = statistics.median(repeats)
+                e2e = statistic(repeats, probe_ratio)
                 out.append(Measured(
                     e2e_ms=e2e,
                     repeats_ms=repeats,
+                    raw_ms=statistics.median(repeats),
                     kernels_us=kernel_times,
                     seconds=prep_s + timing_share * rounds + profile_s,
-                    rounds_ms=[e2e, *(statistics.median(r[position]) for r in later)],
+                    rounds_ms=[e2e, *(statistic(r[0][position], r[2]) for r in later)],
                     probe_ms=probe_ms,
                     probe_ratio=probe_ratio,
                     timings=timings,
