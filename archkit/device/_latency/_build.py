@@ -407,8 +407,8 @@ class Evaluation:
             (second vs first), ``extrapolated``, ``probe_ratio`` and ``probe_ratio_again``
             (each measurement's probe against its baseline, None without a probe),
             ``measured_raw_ms`` and ``measured_again_raw_ms`` (as timed, before dividing by
-            the probe ratio) and
-            ``timings`` (group timings both took; more than 2: a probe was slow).
+            the probe ratio) and ``timings`` (group timings both took; more than 2: a probe
+            was slow).
         summary: Shares within +-5% and +-10% and mean/worst error, for the prediction and for
             the device's own repeatability (the noise floor), with the counts.
     """
