@@ -180,7 +180,7 @@ def _predict(profiles, device: str, runtime: str, measure: bool) -> list[dict[st
         })
     if measure:
         measured = measure_networks([p.spec for p in profiles], model.device, runtime=runtime,
-                                    protocol=model.protocol)
+                                    model=model)
         for entry, value in zip(out, measured, strict=True):
             if isinstance(value, float):
                 entry["latency_ms"] = value

@@ -100,8 +100,7 @@ class LatencyMeter:
             return []
         from archkit.device import measure_networks
 
-        measured = measure_networks(specs, self.device, runtime=self.runtime,
-                                    protocol=self.model.protocol)
+        measured = measure_networks(specs, self.device, runtime=self.runtime, model=self.model)
         out = []
         for spec, value in zip(specs, measured, strict=True):
             predicted = self.model.predict(spec)

@@ -25,7 +25,8 @@ from archkit.device._latency import (
     load_latency_model,
     predict_latency,
 )
-from archkit.device._latency._model import _fit_correction
+from archkit.device._latency._model import _fit_correction, fit_model
+from archkit.device._latency._store import data_path, read_records
 from archkit.search import parse_search_space, random_candidates
 from archkit.spec import apply_overrides, load_spec
 
@@ -254,6 +255,9 @@ def test_adapting_to_another_device(built, space, tmp_path):
             new = carried["xgboost"]["learner"]["gradient_booster"]["model"]["trees"]
             assert len(new) >= len(old) and new[: len(old)] == old
     assert model.correction != base.correction
+    # Its times are at the new device's own probe reference (3 networks: the fastest probe).
+    assert model.probe_reference_ms == min(r["probe_ms"] for r in records)
+    assert model.probe_reference_ms != base.probe_reference_ms
     spec = next(random_candidates([space], seed=0)).spec
     assert predict_latency(spec, device, cache_dir=cache) > 0
 
@@ -269,13 +273,46 @@ def test_evaluate_measures_held_out_networks_twice(built, space):
         assert row["error"] == pytest.approx(
             abs(row["predicted_ms"] - row["measured_ms"]) / row["measured_ms"])
     assert 0.0 <= evaluation.summary["noise_floor"]["within_10pct"] <= 1.0
-    for row in evaluation.rows:  # both passes timed with the probe
+    # Both passes are timed with the probe, and scaled to the model's probe reference: the
+    # lower quartile of the probe's times over the networks the model was built from (those
+    # of the build and of any test that resumed it).
+    data = read_records(data_path("host", "onnxruntime", cache))[2]
+    reference = statistics.quantiles([r["probe_ms"] for r in data], n=4)[0]
+    assert evaluation.summary["probe_reference_ms"] == pytest.approx(reference, rel=1e-12)
+    for row in evaluation.rows:
         assert row["probe_ratio"] > 0 and row["probe_ratio_again"] > 0
-        assert row["measured_ms"] == pytest.approx(row["measured_raw_ms"] / row["probe_ratio"],
-                                                   rel=1e-12)
+        assert row["measured_ms"] == pytest.approx(
+            row["measured_raw_ms"] * reference / row["probe_ms"], rel=1e-12)
         assert row["measured_again_ms"] == pytest.approx(
-            row["measured_again_raw_ms"] / row["probe_ratio_again"], rel=1e-12)
+            row["measured_again_raw_ms"] * reference / row["probe_ms_again"], rel=1e-12)
         assert 2 <= row["timings"] <= 2 * (FAST.probe_retries + 1)
+
+
+def test_a_model_is_fitted_at_one_probe_reference(built):
+    """The end-to-end times a model is fitted on are each network's time as taken, scaled by
+    one probe reference over its group's probe time, not divided by the baseline of the
+    moment (which moves as a build goes on): a build whose networks were all timed in a
+    spell that slowed them and the probe alike fits the same model."""
+    _, result, records = built
+    reference = statistics.quantiles([r["probe_ms"] for r in records], n=4)[0]
+    assert result.model.probe_reference_ms == pytest.approx(reference, rel=1e-12)
+    assert LatencyModel.from_json(result.model.to_json()).probe_reference_ms == pytest.approx(
+        reference, rel=1e-12)
+    # The same networks, the slower half of them timed in a spell that made them and the
+    # probe 1.5x slower (the reference, from the faster probe times, stays), and stored
+    # divided by a baseline that had not moved.
+    slow = {id(r) for r in sorted(records, key=lambda r: r["probe_ms"])[len(records) // 2:]}
+    slowed = [dict(r, e2e_raw_ms=1.5 * r["e2e_raw_ms"], probe_ms=1.5 * r["probe_ms"],
+                   e2e_ms=1.5 * r["e2e_ms"]) if id(r) in slow else r for r in records]
+    assert statistics.quantiles([r["probe_ms"] for r in slowed], n=4)[0] == reference
+    calm, _ = fit_model(records, result.model.conditions, FAST, {})
+    spell, _ = fit_model(slowed, result.model.conditions, FAST, {})
+    assert spell.correction["offset_ms"] == pytest.approx(calm.correction["offset_ms"], rel=1e-6)
+    assert spell.correction["scale"] == pytest.approx(calm.correction["scale"], rel=1e-6)
+    # Without the probe (normalize off) the spell is in the fit.
+    plain = replace(FAST, probe_normalize=False)
+    assert (fit_model(slowed, result.model.conditions, plain, {})[0].correction["scale"]
+            != pytest.approx(calm.correction["scale"], rel=1e-3))
 
 
 def test_every_group_is_timed_with_the_probe(built):

@@ -402,13 +402,14 @@ class Evaluation:
 
     Attributes:
         rows: One dict per network: ``name``, ``space``, ``params``, ``predicted_ms``,
-            ``measured_ms`` (first measurement), ``measured_again_ms`` (second),
-            ``error`` (relative, predicted vs the first measurement), ``repeat_error``
-            (second vs first), ``extrapolated``, ``probe_ratio`` and ``probe_ratio_again``
-            (each measurement's probe against its baseline, None without a probe),
-            ``measured_raw_ms`` and ``measured_again_raw_ms`` (as timed, before dividing by
-            the probe ratio) and ``timings`` (group timings both took; more than 2: a probe
-            was slow).
+            ``measured_ms`` (first measurement), ``measured_again_ms`` (second), both at
+            the model's probe reference (:meth:`LatencyModel.measured_ms`), ``error``
+            (relative, predicted vs the first measurement), ``repeat_error`` (second vs
+            first), ``extrapolated``, ``probe_ms`` and ``probe_ms_again`` (the probe's time
+            in each measurement's group, None without a probe), ``probe_ratio`` and
+            ``probe_ratio_again`` (those against the baseline that decided retries),
+            ``measured_raw_ms`` and ``measured_again_raw_ms`` (as timed) and ``timings``
+            (group timings both took; more than 2: a probe was slow).
         summary: Shares within +-5% and +-10% and mean/worst error, for the prediction and for
             the device's own repeatability (the noise floor), with the counts.
     """
@@ -509,12 +510,12 @@ def evaluate_latency_model(
         m2 = None
         if two_passes:
             m2 = second[i]
-            again_ms = None if isinstance(m2, MeasurementError) else m2.e2e_ms
+            again_ms = None if isinstance(m2, MeasurementError) else model.measured_ms(m2)
         else:
             again_ms = m1.rounds_ms[1] if len(m1.rounds_ms) > 1 else None
-        probes = [m.probe_ratio if isinstance(m, Measured) else None for m in (m1, m2)]
+        probes = [m if isinstance(m, Measured) else None for m in (m1, m2)]
         explained = model.explain(candidate.spec)
-        measured = m1.e2e_ms
+        measured = model.measured_ms(m1)
         rows.append({
             "name": candidate.name,
             "space": getattr(candidate, "space", None),
@@ -526,8 +527,10 @@ def evaluate_latency_model(
             "signed_error": (explained.latency_ms - measured) / measured,
             "repeat_error": None if again_ms is None else abs(again_ms - measured) / measured,
             "extrapolated": len(explained.extrapolations),
-            "probe_ratio": probes[0],
-            "probe_ratio_again": probes[1],
+            "probe_ratio": probes[0] and probes[0].probe_ratio,
+            "probe_ratio_again": probes[1] and probes[1].probe_ratio,
+            "probe_ms": probes[0] and probes[0].probe_ms,
+            "probe_ms_again": probes[1] and probes[1].probe_ms,
             "measured_raw_ms": m1.raw_ms,
             "measured_again_raw_ms": m2.raw_ms if isinstance(m2, Measured) else None,
             "timings": m1.timings + (m2.timings if isinstance(m2, Measured) else 0),
@@ -545,6 +548,7 @@ def evaluate_latency_model(
         "noise_floor_networks": len(repeat),
         "second_measurement": "separate pass" if two_passes else "separate timing round",
         "model_networks": model.built.get("networks"),
+        "probe_reference_ms": model.probe_reference_ms,
     }
     return Evaluation(rows, summary)
 
@@ -586,11 +590,14 @@ def prepare_tvm_libraries(device: Any, candidates: Iterable[Any], networks: int,
 
 
 def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxruntime",
-                     protocol: TimingProtocol | None = None) -> list[float | MeasurementError]:
+                     protocol: TimingProtocol | None = None,
+                     model: LatencyModel | None = None) -> list[float | MeasurementError]:
     """End-to-end latency (ms) of each spec on a local device, under a model's protocol.
 
     What a search calls to check its winners against the model's predictions: the same
     runtime, thread count and timing protocol the model was built with, so the two compare.
+    With ``model`` (its protocol then is the default) each time is at the model's probe
+    reference (:meth:`LatencyModel.measured_ms`).
 
     Returns:
         Per spec, the median latency in ms or the :class:`MeasurementError` it failed with.
@@ -598,7 +605,8 @@ def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxrunti
     if runtime not in RUNTIMES:
         raise LatencyModelError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     device = resolve_device(device)
-    protocol = protocol or TimingProtocol.default(runtime)
+    protocol = protocol or (model.protocol if model is not None else
+                            TimingProtocol.default(runtime))
     database = None
     if runtime == "tvm":
         from archkit.device._latency._runtimes import tuning_state
@@ -610,5 +618,8 @@ def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxrunti
         group = specs[start:start + protocol.interleave]
         for result in measure_group(group, device, runtime, protocol, kernels=False,
                                     database=database):
-            out.append(result if isinstance(result, MeasurementError) else result.e2e_ms)
+            if isinstance(result, MeasurementError):
+                out.append(result)
+            else:
+                out.append(result.e2e_ms if model is None else model.measured_ms(result))
     return out

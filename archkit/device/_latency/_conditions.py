@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import statistics
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -24,8 +25,10 @@ __all__ = [
     "RUNTIMES",
     "Conditions",
     "TimingProtocol",
+    "at_probe_reference",
     "current_conditions",
     "differences",
+    "probe_reference",
 ]
 
 #: Runtimes a latency model can be built for.
@@ -116,6 +119,24 @@ class TimingProtocol:
         """The protocol a new build uses: the probe only for onnxruntime (TVM timings repeat
         within 1-3% here, and a probe would be one more network to compile)."""
         return cls() if runtime == "onnxruntime" else cls(probe_tolerance=None)
+
+
+def probe_reference(times_ms: Any) -> float | None:
+    """The probe's usual time among ``times_ms`` (ms; empty values skipped): their lower
+    quartile, the fastest of fewer than four; None for none."""
+    times = [t for t in times_ms if t]
+    if not times:
+        return None
+    return statistics.quantiles(times, n=4)[0] if len(times) >= 4 else min(times)
+
+
+def at_probe_reference(raw_ms: float | None, probe_ms: float | None,
+                       reference_ms: float | None) -> float | None:
+    """A time taken while the probe ran ``probe_ms``, at the probe speed ``reference_ms``
+    (a model's: see ``LatencyModel.probe_reference_ms``); None where a value is missing."""
+    if not (raw_ms and probe_ms and reference_ms):
+        return None
+    return raw_ms * reference_ms / probe_ms
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from archkit.device._latency._conditions import Conditions, TimingProtocol
+from archkit.device._latency._conditions import (
+    Conditions,
+    TimingProtocol,
+    at_probe_reference,
+    probe_reference,
+)
 from archkit.device._latency._errors import LatencyModelError
 from archkit.device._latency._kernels import FEATURES, block_counts
 from archkit.device._latency._trees import tree_sums
@@ -435,6 +440,28 @@ def _fit_size_correction(kernel_us: Any, of_record: Any, counts: Any, y_ms: Any,
     }
 
 
+def _end_to_end(records: list[dict[str, Any]], protocol: TimingProtocol) -> tuple[Any, Any]:
+    """The records' end-to-end times (ms) at one probe speed, and that speed.
+
+    With ``probe_normalize`` each time as taken is scaled by the probe's reference time (the
+    lower quartile of the probe's times over these records) over its group's probe time.
+    A record's stored ``e2e_ms`` is divided by its probe's ratio to the baseline *at the time*,
+    which moves as a build goes on (from its first few probe times to the quartile of
+    hundreds); the reference is one number for the whole model, stored with it, and the
+    evaluation and a search's check of its winners scale their measurements to it too.
+    Records without a probe (TVM, RPC boards, files from before it) keep ``e2e_ms``.
+    """
+    import numpy as np
+
+    reference = (probe_reference([r.get("probe_ms") for r in records])
+                 if protocol.probe_normalize else None)
+    times = []
+    for r in records:
+        scaled = at_probe_reference(r.get("e2e_raw_ms"), r.get("probe_ms"), reference)
+        times.append(r["e2e_ms"] if scaled is None else scaled)
+    return np.asarray(times, dtype=np.float64), reference
+
+
 class LatencyModel:
     """A fitted latency model for one (device, runtime); see the module docstring.
 
@@ -502,6 +529,19 @@ class LatencyModel:
     @property
     def runtime(self) -> str:
         return self.conditions.runtime
+
+    @property
+    def probe_reference_ms(self) -> float | None:
+        """The probe's time the model's latencies are expressed at (None: no probe)."""
+        return self.correction.get("probe_reference_ms")
+
+    def measured_ms(self, measured: Any) -> float:
+        """A :class:`~archkit.device._latency._runtimes.Measured` network's time at the
+        model's probe reference (its ``e2e_ms`` where either has no probe): what a prediction
+        is compared with."""
+        scaled = (at_probe_reference(measured.raw_ms, measured.probe_ms, self.probe_reference_ms)
+                  if self.protocol.probe_normalize else None)
+        return measured.e2e_ms if scaled is None else scaled
 
     @staticmethod
     def _walkable(spec: Any) -> bool:
@@ -700,7 +740,7 @@ class LatencyModel:
                 rows.append(features)
                 of_kind.append(forest.index[kind])
                 of_record.append(i)
-        y = np.asarray([r["e2e_ms"] for r in records])
+        y, reference = _end_to_end(records, self.protocol)
         if rows:
             kernel_us = forest.predict_us(np.column_stack([np.asarray(rows, dtype=np.float64),
                                                            of_kind]))
@@ -709,11 +749,11 @@ class LatencyModel:
         else:  # no kernels to scale: the offset alone
             correction = _fit_correction(np.zeros((len(records), len(kinds))), counts, y, kinds,
                                          prior=self.correction)
+        correction["probe_reference_ms"] = reference
         return LatencyModel(conditions, self.protocol, self.kinds, correction, built)
 
     def _adapted_from_kernels(self, records: list[dict[str, Any]], conditions: Conditions,
                               built: dict[str, Any], folds: int = 5) -> LatencyModel:
-        import numpy as np
 
         table = _kernel_table(records)
         unknown = sorted(set(table) - set(self.kinds))
@@ -726,8 +766,9 @@ class LatencyModel:
             table, len(records), min(folds, len(records)),
             lambda kind, rows, ys: _continue_kind(self.kinds[kind], rows, ys))
         sums, counts = _network_sums(records, kinds, out_of_fold)
-        correction = _fit_correction(sums, counts, np.asarray([r["e2e_ms"] for r in records]),
-                                     kinds)
+        y, reference = _end_to_end(records, self.protocol)
+        correction = _fit_correction(sums, counts, y, kinds)
+        correction["probe_reference_ms"] = reference
         carried = {kind: _continue_kind(old, *table[kind][:2]) if kind in table else old
                    for kind, old in self.kinds.items()}
         return LatencyModel(conditions, self.protocol, carried, correction, built)
@@ -827,8 +868,9 @@ def fit_model(records: list[dict[str, Any]], conditions: Conditions, protocol: T
     out_of_fold = _out_of_fold(table, len(profiled), folds,
                                lambda kind, rows, ys: _train_kind(rows, ys) if rows else None)
     sums, counts = _network_sums(profiled, kinds, out_of_fold)
-    y = np.asarray([r["e2e_ms"] for r in profiled])
+    y, reference = _end_to_end(profiled, protocol)
     correction = _fit_correction(sums, counts, y, kinds)
+    correction["probe_reference_ms"] = reference
     fitted = {kind: _train_kind(table[kind][0], table[kind][1]) for kind in kinds}
     model = LatencyModel(conditions, protocol, fitted, correction, built)
 

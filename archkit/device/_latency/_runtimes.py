@@ -32,7 +32,7 @@ from typing import Any
 
 from archkit.device._errors import MeasurementError
 from archkit.device._kernel_times import attribute_tvm_calls, onnx_output_owners, ort_kernel_times
-from archkit.device._latency._conditions import TimingProtocol
+from archkit.device._latency._conditions import TimingProtocol, probe_reference
 from archkit.device._ort_remote import instrumented_runs
 
 #: The attribution's old name here (tests call it): one home, ``_kernel_times``.
@@ -272,8 +272,7 @@ class ProbeBaselines:
         with self._lock:
             times = self._times.setdefault(key, [])
             times.append(probe_ms)
-            baseline = (statistics.quantiles(times, n=4)[0] if len(times) >= 4
-                        else min(times))
+            baseline = probe_reference(times)
         return probe_ms / baseline
 
     def forget(self, key: tuple) -> None:
