@@ -1,14 +1,14 @@
-"""Untuned TVM runs serial kernels; how much would parallelizing them give on this host?
+"""Untuned TVM: TVM's serial default schedules against archkit's untuned build.
 
 TVM 0.27's default CPU pipeline (``tvm/relax/backend/cpu_generic/pipeline.py``) schedules
-nothing, so an untuned module launches no parallel work and runs the same at 1 and 2 threads
-(reports/latency_predictor.md, ``adapt_tvm``). This compiles MobileNetV2 twice through that
-pipeline's own pass lists, as ``tvm.compile`` runs them:
+nothing, so ``tvm.compile`` gives a module that launches no parallel work and runs the same at
+1 and 2 threads (reports/latency_predictor.md, stop 19's ``adapt_tvm``). This compiles
+MobileNetV2 both ways:
 
-- as archkit compiles it today (untuned: the passes unchanged);
-- with one schedule step added after the kernels are fused: in every block of every kernel, the
-  two outermost loops (batch 1 and the first spatial axis) fused and marked parallel (a block
-  whose loops cannot be is left serial).
+- ``tvm.compile`` alone (how archkit compiled untuned networks before ``parallel-outer``);
+- ``archkit.device._compile.build`` without a database: the same pipeline's pass lists with one
+  schedule step added after the kernels are fused (``parallelize_outer_loops``: in every block
+  of every kernel, the two outermost loops fused and marked parallel).
 
 Both run in this process with TVM's thread pool at the machine's cores; both outputs are
 compared with PyTorch's (max abs diff relative to the largest output, printed); times are
@@ -34,46 +34,21 @@ sys.path.insert(0, str(ROOT))
 SIZES = ((0.5, 128), (1.0, 224))
 
 
-def _parallelize(mod):
-    """Each kernel's blocks with their two outermost loops fused and parallel; and how many."""
-    from tvm import s_tir, tirx
-
-    count = 0
-    out = mod
-    for gv, func in mod.functions_items():
-        if not isinstance(func, tirx.PrimFunc):
-            continue
-        sch = s_tir.Schedule(func)
-        try:
-            blocks = sch.get_child_blocks(sch.get_sblock("root"))
-        except Exception:  # noqa: BLE001 - a kernel without a root block stays as it is
-            continue
-        for block in blocks:
-            loops = sch.get_loops(block)
-            if not loops:
-                continue
-            try:
-                sch.parallel(sch.fuse(loops[0], loops[1]) if len(loops) > 1 else loops[0])
-                count += 1
-            except Exception:  # noqa: BLE001 - a reduction axis outermost: leave it serial
-                pass
-        out[gv] = sch.mod["main"]
-    return out, count
-
-
-def _compile(mod, target, parallel: bool):
+def _compile(program, target_dict, parallel: bool):
+    """As ``tvm.compile`` compiles (serial kernels) or as archkit's untuned build does."""
     import tvm
     from tvm.relax.backend.cpu_generic import pipeline
 
-    with target:
-        mod = tvm.transform.Sequential(pipeline.library_dispatch_passes(target)
-                                       + pipeline.legalize_passes(target))(mod)
-        count = 0
-        if parallel:
-            mod, count = _parallelize(mod)
-        mod = tvm.transform.Sequential(pipeline.dataflow_lower_passes(target)
-                                       + pipeline.finalize_passes(target))(mod)
-    return tvm.compile(mod, target=target, relax_pipeline=None), count
+    from archkit.device import _compile as archkit_compile
+
+    target = tvm.target.Target(target_dict)
+    if not parallel:
+        return tvm.compile(program.mod, target=target), 0
+    with target:  # how many blocks the step parallelizes (on a copy of the fused module)
+        fused = tvm.transform.Sequential(pipeline.library_dispatch_passes(target)
+                                         + pipeline.legalize_passes(target))(program.mod)
+        count = archkit_compile.parallelize_outer_loops(fused)[1]
+    return archkit_compile.build(program, target_dict), count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     tvm.get_global_func("runtime.config_threadpool")(-3, cores, [str(i) for i in range(cores)])
     print(f"TVM {tvm.__version__}, thread pool: {tvm.get_global_func('runtime.NumThreads')()} "
           "threads")
-    target = tvm.target.Target({"kind": "llvm", "num-cores": cores})
+    target = {"kind": "llvm", "num-cores": cores}
     for width, resolution in SIZES:
         spec = apply_overrides(load_spec(ROOT / "specs" / "mobilenetv2.yaml"), width=width,
                                resolution=resolution)
@@ -104,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         data = tvm.runtime.tensor(x.numpy())
         timers = {}
         for parallel in (False, True):
-            executable, count = _compile(program.mod, target, parallel)
+            executable, count = _compile(program, target, parallel)
             vm = relax.VirtualMachine(executable, tvm.cpu())
             out = vm["main"](data)
             out = out if hasattr(out, "numpy") else out[0]  # the VM returns a tuple

@@ -438,7 +438,9 @@ def measure_latency(
         finally:
             remote.close()
 
-    tuning_meta: dict[str, Any] = {"state": "untuned", "trials": 0}
+    # Untuned: TVM's default schedules with the outer loops parallel (_compile.build).
+    tuning_meta: dict[str, Any] = {"state": "untuned", "trials": 0,
+                                   "schedule": _compile.UNTUNED_SCHEDULE}
     if tuning is not None:
         tuning_meta = {
             "state": "tuned" if tuning.records_after else "untuned",

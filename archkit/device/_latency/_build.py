@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archkit.device._errors import MeasurementError
-from archkit.device._latency._conditions import RUNTIMES, Conditions, TimingProtocol, differences
+from archkit.device._latency._conditions import (
+    RUNTIMES,
+    UNTUNED,
+    Conditions,
+    TimingProtocol,
+    differences,
+)
 from archkit.device._latency._errors import LatencyModelError
 from archkit.device._latency._kernels import kernel_rows, network_fingerprint
 from archkit.device._latency._model import LatencyModel, fit_model
@@ -328,7 +334,7 @@ def build_latency_model(
         check_reachable(device, runtime=runtime, kernels=True)
     now, database_folder = conditions_now(device, runtime, for_build=True)
     database = None
-    if runtime == "tvm" and now.tuning != "untuned":
+    if runtime == "tvm" and now.tuning != UNTUNED:
         from archkit.device._latency._runtimes import tuning_state
 
         _, database = tuning_state(database_folder)
@@ -569,7 +575,7 @@ def prepare_tvm_libraries(device: Any, candidates: Iterable[Any], networks: int,
 
     device = resolve_device(device)
     now, folder = conditions_now(device, "tvm", for_build=True)
-    database = tuning_state(folder)[1] if now.tuning != "untuned" else None
+    database = tuning_state(folder)[1] if now.tuning != UNTUNED else None
     path = data_path(device.name, "tvm", cache_dir)
     seen = {r["fingerprint"] for r in read_records(path)[2]} if path.exists() else set()
     target = compiled_dir(now, cache_dir)
@@ -612,7 +618,7 @@ def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxrunti
         from archkit.device._latency._runtimes import tuning_state
 
         now, folder = conditions_now(device, runtime, for_build=True)
-        database = tuning_state(folder)[1] if now.tuning != "untuned" else None
+        database = tuning_state(folder)[1] if now.tuning != UNTUNED else None
     out: list[float | MeasurementError] = []
     for start in range(0, len(specs), protocol.interleave):
         group = specs[start:start + protocol.interleave]

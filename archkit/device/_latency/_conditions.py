@@ -18,18 +18,24 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from archkit.device._compile import UNTUNED_SCHEDULE
 from archkit.device._farm import RUNTIMES
 from archkit.device._latency._kernels import FEATURES_VERSION
 
 __all__ = [
     "RUNTIMES",
     "Conditions",
+    "UNTUNED",
     "TimingProtocol",
     "at_probe_reference",
     "current_conditions",
     "differences",
     "probe_reference",
 ]
+
+#: A TVM model's tuning state without tuning records: the untuned build's schedule named
+#: (models of TVM's serial default schedules said ``untuned``, and are refused).
+UNTUNED = f"untuned:{UNTUNED_SCHEDULE}"
 
 #: Runtimes a latency model can be built for.
 
@@ -152,7 +158,8 @@ class Conditions:
         cpu: The CPU model (``/proc/cpuinfo``) for local devices; the profile's target for boards.
         target: The device profile's target as written (``host`` or a TVM target dict).
         governor: The CPU frequency governor where readable (None otherwise).
-        tuning: TVM only: ``untuned``, or ``tuned:<records>`` (records in the device database).
+        tuning: TVM only: :data:`UNTUNED`, or ``tuned:<records>`` (records in the device
+            database).
         features_version: Version of the kernel features.
     """
 
@@ -223,7 +230,7 @@ def current_conditions(device: Any, runtime: str, *, tuning: str | None = None) 
     Args:
         device: A :class:`~archkit.device.DeviceProfile`.
         runtime: ``onnxruntime`` or ``tvm``.
-        tuning: TVM's tuning state (``untuned`` or ``tuned:<records>``), if known.
+        tuning: TVM's tuning state (:data:`UNTUNED` or ``tuned:<records>``), if known.
     """
     local = not device.is_remote
     target = device.target if isinstance(device.target, str) else dict(device.target)

@@ -32,7 +32,7 @@ from typing import Any
 
 from archkit.device._errors import MeasurementError
 from archkit.device._kernel_times import attribute_tvm_calls, onnx_output_owners, ort_kernel_times
-from archkit.device._latency._conditions import TimingProtocol, probe_reference
+from archkit.device._latency._conditions import UNTUNED, TimingProtocol, probe_reference
 from archkit.device._ort_remote import instrumented_runs
 
 #: The attribution's old name here (tests call it): one home, ``_kernel_times``.
@@ -172,14 +172,14 @@ def count_tuning_records(folder: str | Path | None) -> int:
 
 
 def tuning_state(folder: Path) -> tuple[str, Any]:
-    """``("untuned" | "tuned:<records>", database or None)`` for a tuning database folder.
+    """``(UNTUNED | "tuned:<records>", database or None)`` for a tuning database folder.
 
     Opening the database tunes nothing; a compile with it applies the records it has (layers
     without a record compile with TVM's default schedules).
     """
     records = count_tuning_records(folder)
     if not records:
-        return "untuned", None
+        return UNTUNED, None
     from tvm.s_tir import meta_schedule as ms
 
     return f"tuned:{records}", ms.database.JSONDatabase(work_dir=str(folder))
