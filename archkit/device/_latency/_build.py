@@ -513,13 +513,12 @@ def evaluate_latency_model(
         if isinstance(m1, MeasurementError):
             rows.append({"name": candidate.name, "error_message": m1.reason})
             continue
-        m2 = None
+        # The second pass's measurement (None: one pass, or it failed).
+        m2 = second[i] if two_passes and isinstance(second[i], Measured) else None
         if two_passes:
-            m2 = second[i]
-            again_ms = None if isinstance(m2, MeasurementError) else model.measured_ms(m2)
+            again_ms = None if m2 is None else model.measured_ms(m2)
         else:
             again_ms = m1.rounds_ms[1] if len(m1.rounds_ms) > 1 else None
-        probes = [m if isinstance(m, Measured) else None for m in (m1, m2)]
         explained = model.explain(candidate.spec)
         measured = model.measured_ms(m1)
         rows.append({
@@ -533,13 +532,13 @@ def evaluate_latency_model(
             "signed_error": (explained.latency_ms - measured) / measured,
             "repeat_error": None if again_ms is None else abs(again_ms - measured) / measured,
             "extrapolated": len(explained.extrapolations),
-            "probe_ratio": probes[0] and probes[0].probe_ratio,
-            "probe_ratio_again": probes[1] and probes[1].probe_ratio,
-            "probe_ms": probes[0] and probes[0].probe_ms,
-            "probe_ms_again": probes[1] and probes[1].probe_ms,
+            "probe_ratio": m1.probe_ratio,
+            "probe_ratio_again": None if m2 is None else m2.probe_ratio,
+            "probe_ms": m1.probe_ms,
+            "probe_ms_again": None if m2 is None else m2.probe_ms,
             "measured_raw_ms": m1.raw_ms,
-            "measured_again_raw_ms": m2.raw_ms if isinstance(m2, Measured) else None,
-            "timings": m1.timings + (m2.timings if isinstance(m2, Measured) else 0),
+            "measured_again_raw_ms": None if m2 is None else m2.raw_ms,
+            "timings": m1.timings + (0 if m2 is None else m2.timings),
         })
     ok = [r for r in rows if "error" in r]
     errors = [r["error"] for r in ok]

@@ -754,7 +754,6 @@ class LatencyModel:
 
     def _adapted_from_kernels(self, records: list[dict[str, Any]], conditions: Conditions,
                               built: dict[str, Any], folds: int = 5) -> LatencyModel:
-
         table = _kernel_table(records)
         unknown = sorted(set(table) - set(self.kinds))
         if unknown:
