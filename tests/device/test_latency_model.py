@@ -625,6 +625,21 @@ def test_blocks_shared_by_widths_predict_as_from_scratch(built, space):
         assert got.extrapolations == expected.extrapolations
 
 
+def test_early_stopping_validates_on_whole_networks():
+    """Early stopping holds out every fifth network's kernels, never some kernels of a network:
+    a kernel held out alone has its twin from another network in training."""
+    from archkit.device._latency._model import _validation_fifth
+
+    networks = [7, 7, 7, 3, 3, 9, 1, 1, 1, 1, 4, 5, 5, 8, 2, 2, 6, 0, 0, 7]
+    valid = _validation_fifth(networks)
+    by_network = {}
+    for network, held in zip(networks, valid, strict=True):
+        by_network.setdefault(network, set()).add(bool(held))
+    assert all(len(flags) == 1 for flags in by_network.values())
+    held_out = sorted(n for n, flags in by_network.items() if flags == {True})
+    assert held_out == [5, 7]  # the 1st and 6th networks to appear: 7 3 9 1 4 5 8 2 6 0
+
+
 def test_cold_prediction_is_its_kernels_predicted_one_by_one(built, space):
     """The prediction path (integer features as cache keys, every new kernel of a spec in one
     batch, repeated blocks computed once) gives what the training path's float feature rows
