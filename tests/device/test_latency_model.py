@@ -625,6 +625,34 @@ def test_blocks_shared_by_widths_predict_as_from_scratch(built, space):
         assert got.extrapolations == expected.extrapolations
 
 
+def test_rows_that_differ_only_in_repeats_share_blocks(built, space):
+    """A search over per-stage repeats makes rows equal but for ``n``: their blocks are the
+    same (a block depends on its row's other fields, whether it is the first repeat and the
+    shape it receives), so they come from the cache and predict as from scratch."""
+    _, result, _ = built
+    model = LatencyModel.from_json(result.model.to_json())
+    fresh = LatencyModel.from_json(result.model.to_json())
+    base = space.base
+    stage = next(i for i, r in enumerate(base.rows) if r.op == "bottleneck" and r.repeats == 2)
+    specs = []
+    for n in (1, 2, 3, 4):
+        rows = list(base.rows)
+        rows[stage] = replace(rows[stage], repeats=n)
+        specs.append(replace(base, rows=tuple(rows)))
+    for spec in specs:
+        model.predict(spec)
+    assert len(model._row_ids) == len(base.rows) + 3  # four versions of one row...
+    assert len(model._row_configs) == len(base.rows)  # ...with one configuration
+    blocks = len(model._blocks)
+    assert blocks == len(base.rows) + 1  # the stage's first and later repeats
+    for spec in specs:
+        fresh._forget()
+        assert model.predict(spec) == pytest.approx(fresh.predict(spec), rel=1e-12)
+        assert model.explain(spec).blocks_ms == pytest.approx(fresh.explain(spec).blocks_ms,
+                                                              rel=1e-12)
+    assert len(model._blocks) == blocks
+
+
 def test_early_stopping_validates_on_whole_networks():
     """Early stopping holds out every fifth network's kernels, never some kernels of a network:
     a kernel held out alone has its twin from another network in training."""
@@ -794,3 +822,29 @@ def test_adapted_model_predicts_with_its_size_scales(built, space):
     expected = (np.where(kernel_us < 8.0, 1.0, 2.0) * kernel_us).sum() / 1e3
     assert model.predict(spec) == pytest.approx(expected, rel=1e-9)
     assert model.explain(spec).latency_ms == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2", "mobilenetv1", "shufflenet_g3"])
+def test_kernel_features_add_up_to_the_built_model(name):
+    """Every kernel's features, checked in total against independent counts: MAdds against the
+    paper's Table 3 convention as fvcore counts the built model (tests/cost check cost_table
+    against it), weight bytes against torch's own parameter count (BatchNorm's weight and bias
+    included), output bytes against the activations the built model's layers produce."""
+    import torch
+
+    from archkit.build import build_model, example_input
+    from archkit.cost import cost_table
+    from archkit.device._latency._kernels import BYTES_PER_ELEMENT, FEATURES, kernel_rows
+    from archkit.ops import lower
+
+    spec = load_spec(REPO / "specs" / f"{name}.yaml")
+    rows = [features for *_, features in kernel_rows(lower(spec))]
+    column = {feature: i for i, feature in enumerate(FEATURES)}
+    assert sum(r[column["madds"]] for r in rows) == cost_table(spec).madds
+    model = build_model(spec).eval()
+    parameters = sum(p.numel() for p in model.parameters())
+    assert sum(r[column["weight_bytes"]] for r in rows) == parameters * BYTES_PER_ELEMENT
+    # The network's output is the last kernel's output.
+    with torch.no_grad():
+        out = model(example_input(spec))
+    assert rows[-1][column["out_bytes"]] == out[0].numel() * BYTES_PER_ELEMENT

@@ -29,8 +29,9 @@ microseconds, not one ~100 us xgboost call per kind.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from itertools import chain
+from typing import Any, NoReturn
 
 from archkit.device._latency._conditions import (
     Conditions,
@@ -39,9 +40,10 @@ from archkit.device._latency._conditions import (
     probe_reference,
 )
 from archkit.device._latency._errors import LatencyModelError
-from archkit.device._latency._kernels import FEATURES, block_counts
+from archkit.device._latency._kernels import FEATURES, block_counts, block_rows
 from archkit.device._latency._trees import tree_sums
 from archkit.ops import OPERATORS, lower
+from archkit.spec import Row
 
 __all__ = ["FORMAT", "LatencyModel", "Prediction", "fit_model"]
 
@@ -85,6 +87,13 @@ def _validation_fifth(networks: Any) -> Any:
 
     order = {n: i for i, n in enumerate(dict.fromkeys(np.asarray(networks).tolist()))}
     return np.asarray([order[n] % 5 == 0 for n in np.asarray(networks).tolist()], dtype=bool)
+
+
+#: The fields of a spec row that its blocks' nodes depend on (with the block's first-repeat
+#: flag, the shape it receives and the spec's channel rules): all but how often it repeats,
+#: where it is and its feature-map name.
+_ROW_CONFIG = tuple(f.name for f in fields(Row) if f.name not in ("repeats", "index", "name"))
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -506,20 +515,23 @@ class LatencyModel:
         # An adapted model's scales by kernel size (see _fit_size_correction); none: one bin.
         self._size_edges_us = tuple(correction.get("size_edges_us", ()))
         self._size_scale: Any = tuple(correction.get("size_scale", (1.0,)))
-        # block key -> (contribution ms, output shape (c, h, w), extrapolation notes)
-        self._blocks: dict[tuple, tuple[float, tuple[int, int, int], tuple[str, ...]]] = {}
-        # The same parts keyed by what a block's lowering reads from the spec (its row's
+        # block key -> (contribution ms, output shape (c, h, w))
+        self._blocks: dict[tuple, tuple[float, tuple[int, int, int]]] = {}
+        # The same parts keyed by what a block's lowering reads from the spec (its output
         # channels after the width multiplier and rounding, the rounding rule) instead of the
         # width: random widths share most blocks' channels (about half the blocks of 1,000
         # random candidates of the three MobileNet spaces).
-        self._blocks_by_shape: dict[tuple, tuple[float, tuple[int, int, int], tuple[str, ...]]] = {}
+        self._blocks_by_shape: dict[tuple, tuple[float, tuple[int, int, int]]] = {}
         # Row -> a small int standing for it in block keys: a row is a dataclass of ~30 fields
-        # whose hash is recomputed at every lookup, an int's is free.
+        # whose hash is recomputed at every lookup, an int's is free. Rows that differ only in
+        # what no block of theirs depends on (repeats, index, name) share one: a search over
+        # per-stage repeats makes such rows all the time.
         self._row_ids: dict[Any, int] = {}
-        # (kind, features as integers) -> (corrected ms, features outside the measured
-        # ranges): channel counts are rounded to multiples of 8 and resolutions stepped, so a
-        # new block is mostly made of kernels seen before.
-        self._kernels: dict[tuple[int, ...], tuple[float, tuple]] = {}
+        self._row_configs: dict[tuple, int] = {}
+        # (features as integers, kind index) -> corrected ms: channel counts are rounded to
+        # multiples of 8 and resolutions stepped, so a new block is mostly made of kernels
+        # seen before.
+        self._kernels: dict[tuple[int, ...], float] = {}
         self._forest_cache: _Regressors | None = None
 
     @property
@@ -589,23 +601,43 @@ class LatencyModel:
             for row in spec.rows:
                 row_id = row_ids.get(row)
                 if row_id is None:
-                    return self._explain(spec, walkable).latency_ms
+                    return self._offset_ms + sum(self._blocks_ms(spec, walkable))
                 for repeat in range(row.repeats):
                     entry = blocks.get((consts, row_id, repeat == 0, shape))
                     if entry is None:
-                        return self._explain(spec, walkable).latency_ms
+                        return self._offset_ms + sum(self._blocks_ms(spec, walkable))
                     total += entry[0]
                     shape = entry[1]
             return total
-        return self._explain(spec, walkable).latency_ms
+        return self._offset_ms + sum(self._blocks_ms(spec, walkable))
 
     def explain(self, spec: Any) -> Prediction:
         """The prediction with per-block parts and extrapolation notes (lowers the spec)."""
-        return self._explain(spec, self._walkable(spec))
+        blocks_ms = self._blocks_ms(spec, self._walkable(spec))
+        return Prediction(self._offset_ms + sum(blocks_ms), blocks_ms, self._offset_ms,
+                          self._extrapolations(spec))
 
-    def _explain(self, spec: Any, walkable: bool) -> Prediction:
+    def _extrapolations(self, spec: Any) -> tuple[str, ...]:
+        """A note per kernel feature of ``spec`` outside the range the model measured for the
+        kernel's kind (only :meth:`explain` checks: a search's :meth:`predict` does not pay for
+        it)."""
+        kind_ids = self._forest.index  # (building the ranges on first use)
+        low, high = self._low.tolist(), self._high.tolist()
+        notes = []
+        for block in lower(spec).blocks:
+            for name, kind, counts in block_counts(block):
+                k = kind_ids[kind]
+                notes += [f"row {block.row.index} ({block.row.op}) {name}: {kind} {FEATURES[j]} "
+                          f"{value:g} outside the measured {low[k][j]:g}..{high[k][j]:g}"
+                          for j, value in enumerate(counts[:_CHECKED])
+                          if not low[k][j] <= value <= high[k][j]]
+        return tuple(dict.fromkeys(notes))
+
+    def _blocks_ms(self, spec: Any, walkable: bool) -> tuple[float, ...]:
+        """Each block's part of the prediction, from the block caches or predicted."""
         network = lower(spec)
         consts = (spec.width, spec.divisor, spec.min_ratio, spec.num_classes)
+        rules = (spec.divisor, spec.min_ratio)
         blocks, by_shape, row_ids = self._blocks, self._blocks_by_shape, self._row_ids
         # Per block its part, or (an int) its position among the blocks this prediction
         # computes (repeats of a row often share one). A row is hashed once per row (its id
@@ -613,12 +645,14 @@ class LatencyModel:
         parts: list[Any] = []
         missing: dict[tuple, int] = {}
         new_blocks: list[tuple[Any, tuple, tuple | None]] = []
-        row = row_id = out_channels = None
+        row = row_id = None
         for block in network.blocks:
             if block.row is not row:
                 row = block.row
-                row_id = row_ids.setdefault(row, len(row_ids))
-                out_channels = None
+                row_id = row_ids.get(row)
+                if row_id is None:
+                    row_id = row_ids[row] = self._row_configs.setdefault(
+                        tuple(getattr(row, name) for name in _ROW_CONFIG), len(self._row_configs))
             s = block.in_shape
             key = (consts, row_id, block.repeat == 0, (s.channels, s.height, s.width))
             if not walkable:
@@ -629,10 +663,10 @@ class LatencyModel:
             if part is None:
                 shape_key = None
                 if walkable:
-                    # Another width whose channel rounding gives this block the same channels.
-                    if out_channels is None:
-                        out_channels = OPERATORS[row.op].out_channels(spec, row)
-                    shape_key = (out_channels, *key[1:], spec.divisor, spec.min_ratio)
+                    # Another width whose channel rounding gives this block the same channels
+                    # (the block's nodes follow from its row, the shape it receives, its
+                    # output channels and the rounding rule).
+                    shape_key = (block.out_shape.channels, *key[1:], rules)
                     part = by_shape.get(shape_key)
                 if part is None:
                     part = missing[key] = len(new_blocks)
@@ -642,96 +676,74 @@ class LatencyModel:
             parts.append(part)
         if new_blocks:
             filled = self._fill(new_blocks)
-            parts = [filled[part] if isinstance(part, int) else part for part in parts]
-        notes = tuple(dict.fromkeys(note for part in parts for note in part[2]))
-        blocks_ms = tuple(part[0] for part in parts)
-        return Prediction(self._offset_ms + sum(blocks_ms), blocks_ms, self._offset_ms, notes)
+            parts = [filled[part] if part.__class__ is int else part for part in parts]
+        return tuple(part[0] for part in parts)
 
     def _fill(self, new_blocks: list[tuple[Any, tuple, tuple | None]]) -> list[tuple]:
         """Predict blocks never seen, into the block caches; their parts, in order.
 
         Each block's kernels are looked up in the kernel cache by their integer features and
         kind index (cheaper to make and to hash than floats); the new ones are predicted all
-        at once.
+        at once, then every block sums its kernels from the cache.
         """
-        kernels = self._kernels
-        kind_ids = self._forest.index
-        # Per block: its kernels, and per kernel its cached value or its index among the new.
+        kernels, kind_ids = self._kernels, self._forest.index
         listed = []
-        new: dict[tuple[int, ...], int] = {}
+        new: dict[tuple[int, ...], None] = {}  # kernels never seen, in order
         for block, _, _ in new_blocks:
-            counted = block_counts(block)
-            refs = []
-            for name, kind, counts in counted:
-                kind_id = kind_ids.get(kind)
-                if kind_id is None:
-                    raise LatencyModelError(
-                        f"the {self.device}/{self.runtime} latency model never measured a "
-                        f"{kind!r} kernel (row {block.row.index}, {block.row.op}, node {name}); "
-                        f"it knows: {', '.join(sorted(kind_ids))}. Build it from a search space "
-                        f"with such rows: archkit latency build {self.device} --runtime "
-                        f"{self.runtime} --space FILE"
-                    )
-                kernel = (*counts, kind_id)
-                ref = kernels.get(kernel)
-                if ref is None:
-                    ref = new.get(kernel)
-                    if ref is None:
-                        ref = new[kernel] = len(new)
-                refs.append(ref)
-            listed.append((counted, refs))
-        predicted = self._predict_kernels(list(new)) if new else []
+            try:
+                rows = block_rows(block, kind_ids)
+            except KeyError:
+                self._unknown_kind(block)
+            listed.append(rows)
+            for kernel in rows:
+                if kernel not in kernels:
+                    new[kernel] = None
+        if new:
+            self._predict_kernels(list(new))
         blocks, by_shape = self._blocks, self._blocks_by_shape
         parts = []
-        for (block, key, shape_key), (counted, refs) in zip(new_blocks, listed, strict=True):
-            total_ms = 0.0
-            notes: list[str] = []
-            for (name, kind, _), ref in zip(counted, refs, strict=True):
-                kernel_ms, outside = predicted[ref] if ref.__class__ is int else ref
-                total_ms += kernel_ms
-                if outside:
-                    notes += [f"row {block.row.index} ({block.row.op}) {name}: {kind} {feature} "
-                              f"{value:g} outside the measured {lo:g}..{hi:g}"
-                              for feature, value, lo, hi in outside]
+        for (block, key, shape_key), rows in zip(new_blocks, listed, strict=True):
             s = block.out_shape
-            part = (total_ms, (s.channels, s.height, s.width), tuple(notes))
+            part = (sum(map(kernels.__getitem__, rows)), (s.channels, s.height, s.width))
             blocks[key] = part
             if shape_key is not None:
                 by_shape[shape_key] = part
             parts.append(part)
         return parts
 
-    def _predict_kernels(self, new: list[tuple[int, ...]]) -> list[tuple]:
+    def _unknown_kind(self, block: Any) -> NoReturn:
+        kind_ids = self._forest.index
+        name, kind = next((name, kind) for name, kind, _ in block_counts(block)
+                          if kind not in kind_ids)
+        raise LatencyModelError(
+            f"the {self.device}/{self.runtime} latency model never measured a {kind!r} kernel "
+            f"(row {block.row.index}, {block.row.op}, node {name}); it knows: "
+            f"{', '.join(sorted(kind_ids))}. Build it from a search space with such rows: "
+            f"archkit latency build {self.device} --runtime {self.runtime} --space FILE"
+        )
+
+    def _predict_kernels(self, new: list[tuple[int, ...]]) -> None:
         """Predict kernels never seen (rows of integer features and the kind's index), all
-        kinds at once, into the kernel cache; their ``(corrected ms, features outside the
-        measured ranges)``, in order."""
+        kinds at once, into the kernel cache (corrected ms)."""
         import numpy as np
 
         forest = self._forest
-        x = np.array(new, dtype=np.float64)
+        x = np.fromiter(chain.from_iterable(new), dtype=np.float64, count=len(new) * len(new[0]))
+        x = x.reshape(len(new), -1)
         kinds = x[:, -1].astype(np.intp)
         kernel_us = forest.predict_us(x, kinds)
         scale = self._kind_scale[kinds]
         if self._size_edges_us:
             scale = scale * self._size_scale[np.searchsorted(self._size_edges, kernel_us)]
-        kernel_ms = (scale * kernel_us / 1e3 + self._per_kernel_ms).tolist()
-        checked = x[:, :_CHECKED]
-        low, high = self._low[kinds], self._high[kinds]
-        outside = (checked < low) | (checked > high)
-        values: list[tuple] = [(ms, ()) for ms in kernel_ms]
-        if outside.any():
-            for i in np.flatnonzero(outside.any(axis=1)):
-                notes = tuple((FEATURES[j], float(checked[i, j]), float(low[i, j]),
-                               float(high[i, j])) for j in np.flatnonzero(outside[i]))
-                values[i] = (kernel_ms[i], notes)
-        self._kernels.update(zip(new, values, strict=True))
-        return values
+        self._kernels.update(zip(new, (scale * kernel_us / 1e3 + self._per_kernel_ms).tolist(),
+                                 strict=True))
 
     def _forget(self) -> None:
         """Empty the block and kernel caches (benchmarks time cold predictions with it)."""
         self._blocks.clear()
         self._blocks_by_shape.clear()
         self._row_ids.clear()
+        self._row_configs.clear()
         self._kernels.clear()
 
     # ------------------------------------------------------------------ adapting
