@@ -654,18 +654,27 @@ def test_rows_that_differ_only_in_repeats_share_blocks(built, space):
 
 
 def test_early_stopping_validates_on_whole_networks():
-    """Early stopping holds out every fifth network's kernels, never some kernels of a network:
-    a kernel held out alone has its twin from another network in training."""
-    from archkit.device._latency._model import _validation_fifth
+    """With enough networks, early stopping holds out every fifth network's kernels, never some
+    kernels of a network (a kernel held out alone has its twin from another network in
+    training); with an adaptation's few, every fifth kernel."""
+    from archkit.device._latency._model import _GROUPED_FROM, _validation_fifth
 
-    networks = [7, 7, 7, 3, 3, 9, 1, 1, 1, 1, 4, 5, 5, 8, 2, 2, 6, 0, 0, 7]
+    # Networks 0..59 in a shuffled order of appearance, 1 to 3 kernels each, interleaved.
+    order = [(7 * i) % 60 for i in range(60)]
+    networks = [n for n in order for _ in range(1 + n % 3)]
+    networks = networks[1::2] + networks[::2]
     valid = _validation_fifth(networks)
     by_network = {}
     for network, held in zip(networks, valid, strict=True):
         by_network.setdefault(network, set()).add(bool(held))
     assert all(len(flags) == 1 for flags in by_network.values())
-    held_out = sorted(n for n, flags in by_network.items() if flags == {True})
-    assert held_out == [5, 7]  # the 1st and 6th networks to appear: 7 3 9 1 4 5 8 2 6 0
+    appearance = list(dict.fromkeys(networks))
+    held_out = {n for n, flags in by_network.items() if flags == {True}}
+    assert held_out == set(appearance[::5]) and len(held_out) == 12
+
+    few = networks[: networks.index(appearance[_GROUPED_FROM - 1])]
+    assert len(set(few)) == _GROUPED_FROM - 1
+    assert _validation_fifth(few).tolist() == [i % 5 == 0 for i in range(len(few))]
 
 
 def test_cold_prediction_is_its_kernels_predicted_one_by_one(built, space):
