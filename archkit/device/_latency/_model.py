@@ -22,8 +22,9 @@ Stored as JSON: conditions, protocol, the correction, per kind the feature range
 xgboost's own JSON model. No pickle: a file written by one xgboost loads in the next.
 Predicting reads the trees from that JSON (:mod:`~archkit.device._latency._trees`: onnxruntime's
 tree ensemble where installed, a numpy walk otherwise) and evaluates every kind in one call: no
-xgboost at prediction time, and a cold MobileNetV2 (no kernel seen) costs about 190
-microseconds, not one ~100 us xgboost call per kind.
+xgboost at prediction time, and a cold MobileNetV2 1.0/224 (no block or kernel seen) costs about
+150 microseconds on this host (reports/latency_predictor.md), not one ~100 us xgboost call per
+kind.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, fields
 from itertools import chain
+from operator import attrgetter
 from typing import Any, NoReturn
 
 from archkit.device._latency._conditions import (
@@ -102,9 +104,10 @@ def _validation_fifth(networks: Any) -> Any:
 
 
 #: The fields of a spec row that its blocks' nodes depend on (with the block's first-repeat
-#: flag, the shape it receives and the spec's channel rules): all but how often it repeats,
-#: where it is and its feature-map name.
-_ROW_CONFIG = tuple(f.name for f in fields(Row) if f.name not in ("repeats", "index", "name"))
+#: flag, the shape it receives and the spec's channel rules), as one tuple: all but how often
+#: it repeats, where it is and its feature-map name.
+_ROW_CONFIG = attrgetter(*(f.name for f in fields(Row)
+                           if f.name not in ("repeats", "index", "name")))
 
 
 @dataclass(frozen=True)
@@ -664,7 +667,7 @@ class LatencyModel:
                 row_id = row_ids.get(row)
                 if row_id is None:
                     row_id = row_ids[row] = self._row_configs.setdefault(
-                        tuple(getattr(row, name) for name in _ROW_CONFIG), len(self._row_configs))
+                        _ROW_CONFIG(row), len(self._row_configs))
             s = block.in_shape
             key = (consts, row_id, block.repeat == 0, (s.channels, s.height, s.width))
             if not walkable:

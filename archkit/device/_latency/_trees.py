@@ -10,10 +10,11 @@ Two evaluators, one chosen:
 - :class:`OnnxTrees`, where ``onnx`` and ``onnxruntime`` are installed: every kind's trees in one
   onnxruntime ``TreeEnsembleRegressor``, built in memory on the first prediction that needs
   trees (both are imported then, not when a model loads). It is what predictions use: a cold
-  MobileNetV2 1.0/224's 38 new kernels in ~24 us, one kernel in ~4 us.
+  MobileNetV2 1.0/224's 38 new kernels in ~12 us on the host model (41 trees for its two
+  convolution kinds), one kernel in ~5 us.
 - :class:`NumpyTrees`, the fallback: the ``tvm`` and ``search`` installs have no onnxruntime,
-  and predicting must work there too. It walks padded trees level by level (~65 us for the same
-  38 kernels, ~15 us for one). Tests check both against xgboost's own ``inplace_predict``.
+  and predicting must work there too. It walks padded trees level by level (~35 us for the same
+  38 kernels, ~16 us for one). Tests check both against xgboost's own ``inplace_predict``.
 
 Both compare in float32 as xgboost does (``x < split`` goes left; features are never missing),
 so both reach xgboost's leaves; the numpy walk sums them in float64, onnxruntime in double
