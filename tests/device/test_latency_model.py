@@ -344,7 +344,7 @@ def test_a_group_timed_in_a_slow_spell_is_timed_again(space):
 
     device = replaced(load_device("host"), name="host-probe-test")
     protocol = replace(FAST, probe_retries=2)
-    key = _runtimes.probe_key(device, protocol)
+    key = _runtimes.probe_key(device, protocol, "onnxruntime")
     spec = next(random_candidates([space], seed=1)).spec
     try:
         [calm] = _runtimes.measure_group([spec], device, "onnxruntime", protocol, kernels=False)
@@ -359,9 +359,9 @@ def test_a_group_timed_in_a_slow_spell_is_timed_again(space):
     assert slow.raw_ms == pytest.approx(statistics.median(slow.repeats_ms), rel=1e-12)
 
 
-def test_probe_is_onnxruntime_only_and_absent_from_older_files():
+def test_probe_is_the_default_and_absent_from_older_files():
     assert TimingProtocol.default("onnxruntime").probe_tolerance == 0.10
-    assert TimingProtocol.default("tvm").probe_tolerance is None
+    assert TimingProtocol.default("tvm").probe_tolerance == 0.10
     older = {k: v for k, v in TimingProtocol().to_dict().items() if not k.startswith("probe")}
     assert TimingProtocol.from_dict(older).probe_tolerance is None
     assert TimingProtocol.from_dict(older).probe_normalize is False
@@ -426,18 +426,25 @@ def test_tvm_calls_are_attributed_to_archkit_nodes(space):
     assert got == pytest.approx(expected)
 
 
-def test_tvm_times_every_kernel_of_a_whole_network_run(space, tmp_path):
+def test_tvm_times_every_kernel_of_a_whole_network_run(space, tmp_path, monkeypatch):
+    """A TVM group is timed with the probe compiled as its networks are (here a tiny network
+    stands in for MobileNetV2 0.5/128, a minute's compile), kept with their libraries."""
     from archkit.device import load_device
     from archkit.ops import lower
 
-    spec = next(random_candidates([space], seed=4)).spec
+    spec, probe = [c.spec for _, c in zip(range(2), random_candidates([space], seed=4),
+                                          strict=False)]
+    monkeypatch.setattr(_runtimes, "probe_spec", lambda: probe)
     [measured] = _runtimes.measure_group([spec], load_device("host"), "tvm", FAST,
                                          kernels=True, compiled_dir=tmp_path)
     assert measured.e2e_ms > 0
     network = lower(spec)
     convs = {f"{b.index}:{n.name}" for b in network.blocks for n in b.nodes if n.prim == "conv"}
     assert convs <= set(measured.kernels_us)
-    assert len(list(tmp_path.glob("*.so"))) == 1  # compiled once, reused by later runs
+    assert measured.probe_ms > 0 and 1 <= measured.timings <= FAST.probe_retries + 1
+    assert measured.e2e_ms == pytest.approx(measured.raw_ms / measured.probe_ratio, rel=1e-12)
+    # Compiled once each (the network and the probe), reused by later runs.
+    assert len(list(tmp_path.glob("*.so"))) == 2
 
 
 def _random_kernels(rng, n: int, noise: float = 0.05):

@@ -345,7 +345,8 @@ def build_latency_model(
         _, stored_protocol, old_records = read_records(path)
         protocol = stored_protocol
         seen = {r["fingerprint"] for r in old_records}
-        PROBE_BASELINES.seed(probe_key(device, protocol), [r.get("probe_ms") for r in old_records])
+        PROBE_BASELINES.seed(probe_key(device, protocol, runtime),
+                             [r.get("probe_ms") for r in old_records])
     else:
         protocol = protocol or TimingProtocol.default(runtime)
         start_data(path, now, protocol)
@@ -469,7 +470,8 @@ def evaluate_latency_model(
         records = read_records(path)[2]
         seen = {r["fingerprint"] for r in records}
         # The probe's times while the model's networks were measured: its baseline.
-        PROBE_BASELINES.seed(probe_key(device, protocol), [r.get("probe_ms") for r in records])
+        PROBE_BASELINES.seed(probe_key(device, protocol, runtime),
+                             [r.get("probe_ms") for r in records])
     chosen = []
     for candidate, network in _fresh(candidates, seen):
         chosen.append((candidate, network))

@@ -63,7 +63,7 @@ class TimingProtocol:
 
     Whole-machine slow spells (another process on the shared cores, tens of seconds long)
     slow every network of a group alike, so neither medians nor interleaving remove them. With
-    ``probe_tolerance`` set (onnxruntime on a local device), every group is timed with a fixed
+    ``probe_tolerance`` set (a local device, either runtime), every group is timed with a fixed
     probe network (:data:`~archkit.device._latency._runtimes.PROBE`, MobileNetV2 0.5/128) as
     one more member; a group whose probe ran more than ``probe_tolerance`` slower than its
     baseline under these conditions (the lower quartile of its times so far) was timed in a
@@ -122,9 +122,9 @@ class TimingProtocol:
 
     @classmethod
     def default(cls, runtime: str) -> TimingProtocol:
-        """The protocol a new build uses: the probe only for onnxruntime (TVM timings repeat
-        within 1-3% here, and a probe would be one more network to compile)."""
-        return cls() if runtime == "onnxruntime" else cls(probe_tolerance=None)
+        """The protocol a new build uses, for either runtime (TVM's probe is compiled once per
+        device, target and tuning state, with the networks' libraries)."""
+        return cls()
 
 
 def probe_reference(times_ms: Any) -> float | None:

@@ -284,9 +284,10 @@ class ProbeBaselines:
 PROBE_BASELINES = ProbeBaselines()
 
 
-def probe_key(device: Any, protocol: TimingProtocol) -> tuple:
-    """What a probe baseline is kept per: the device and what changes the probe's time."""
-    return (device.name, device.threads, protocol.spinning)
+def probe_key(device: Any, protocol: TimingProtocol, runtime: str) -> tuple:
+    """What a probe baseline is kept per: the device, the runtime and what changes the probe's
+    time."""
+    return (device.name, runtime, device.threads, protocol.spinning)
 
 
 @functools.lru_cache(maxsize=1)
@@ -309,6 +310,21 @@ def _prepare_probe(threads: int, protocol: TimingProtocol) -> _Prepared:
     session = ort.InferenceSession(_probe_onnx(), _ort_options(threads, protocol),
                                    providers=["CPUExecutionProvider"])
     return _Prepared(lambda: session.run(None, feed), None)
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_library_dir() -> Path:
+    """Where the TVM probe is compiled when the caller keeps no library folder: once per
+    process (a compile takes most of a minute)."""
+    return Path(tempfile.mkdtemp(prefix="archkit-probe-"))
+
+
+def _prepare_tvm_probe(device: Any, protocol: TimingProtocol, database: Any, tmp: Path,
+                       folder: Path | None) -> _Prepared:
+    """The probe compiled as the networks it watches are (same target, same tuning records),
+    its library kept with theirs."""
+    return _prepare_tvm(probe_spec(), device, protocol, False, database, tmp,
+                        folder if folder is not None else _probe_library_dir())
 
 
 def _time_watched(prepared: list[_Prepared], probe: _Prepared | None, key: tuple,
@@ -414,9 +430,14 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
                 seconds.append(time.perf_counter() - start)
             ready = [s for s in slots if isinstance(s, _Prepared)]
             probe = None
-            if ready and runtime == "onnxruntime" and protocol.probe_tolerance is not None:
-                probe = _prepare_probe(device.threads, protocol)
-            key = probe_key(device, protocol)
+            if ready and protocol.probe_tolerance is not None:
+                if runtime == "onnxruntime":
+                    probe = _prepare_probe(device.threads, protocol)
+                else:
+                    (Path(tmp_root) / "probe").mkdir()
+                    probe = _prepare_tvm_probe(device, protocol, database,
+                                               Path(tmp_root) / "probe", compiled_dir)
+            key = probe_key(device, protocol, runtime)
             start = time.perf_counter()
             first, probe_ms, probe_ratio, timings = (
                 _time_watched(ready, probe, key, protocol) if ready else ([], None, None, 0))
