@@ -436,13 +436,20 @@ def test_tvm_times_every_kernel_of_a_whole_network_run(space, tmp_path, monkeypa
                                           strict=False)]
     monkeypatch.setattr(_runtimes, "probe_spec", lambda: probe)
     [measured] = _runtimes.measure_group([spec], load_device("host"), "tvm", FAST,
-                                         kernels=True, compiled_dir=tmp_path)
+                                         kernels=True, compiled_dir=tmp_path, rounds=2)
     assert measured.e2e_ms > 0
     network = lower(spec)
     convs = {f"{b.index}:{n.name}" for b in network.blocks for n in b.nodes if n.prim == "conv"}
     assert convs <= set(measured.kernels_us)
     assert measured.probe_ms > 0 and 1 <= measured.timings <= FAST.probe_retries + 1
     assert measured.e2e_ms == pytest.approx(measured.raw_ms / measured.probe_ratio, rel=1e-12)
+    # The second timing round is a measurement of its own, with its own probe time (an
+    # evaluation scales it to the model's probe reference as it does the first).
+    again = measured.again
+    assert again.probe_ms > 0 and again.probe_ms != measured.probe_ms
+    assert again.raw_ms == pytest.approx(statistics.median(again.repeats_ms), rel=1e-12)
+    assert again.e2e_ms == pytest.approx(again.raw_ms / again.probe_ratio, rel=1e-12)
+    assert measured.rounds_ms == pytest.approx([measured.e2e_ms, again.e2e_ms], rel=1e-12)
     # Compiled once each (the network and the probe), reused by later runs.
     assert len(list(tmp_path.glob("*.so"))) == 2
 

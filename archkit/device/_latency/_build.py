@@ -515,12 +515,16 @@ def evaluate_latency_model(
         if isinstance(m1, MeasurementError):
             rows.append({"name": candidate.name, "error_message": m1.reason})
             continue
-        # The second pass's measurement (None: one pass, or it failed).
-        m2 = second[i] if two_passes and isinstance(second[i], Measured) else None
+        # The second measurement: the second pass's, or (one pass) the second timing round's;
+        # None where it failed, or over RPC, where the rounds' times come without their own.
         if two_passes:
-            again_ms = None if m2 is None else model.measured_ms(m2)
+            m2 = second[i] if isinstance(second[i], Measured) else None
         else:
-            again_ms = m1.rounds_ms[1] if len(m1.rounds_ms) > 1 else None
+            m2 = m1.again
+        if m2 is not None:
+            again_ms = model.measured_ms(m2)
+        else:
+            again_ms = m1.rounds_ms[1] if not two_passes and len(m1.rounds_ms) > 1 else None
         explained = model.explain(candidate.spec)
         measured = model.measured_ms(m1)
         rows.append({

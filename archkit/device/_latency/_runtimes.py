@@ -71,6 +71,8 @@ class Measured:
         probe_ratio: ``probe_ms`` over the probe's baseline under these conditions (the lower
             quartile of its times, :class:`ProbeBaselines`).
         timings: How many times the group was timed (more than 1: its probe was slow).
+        again: The second timing round (``rounds`` > 1 on a local device) as a measurement of
+            its own, with its own probe time (what a noise floor compares ``e2e_ms`` with).
     """
 
     e2e_ms: float
@@ -83,6 +85,7 @@ class Measured:
     probe_ms: float | None = None
     probe_ratio: float | None = None
     timings: int = 1
+    again: Measured | None = None
 
 
 class _Prepared:
@@ -464,6 +467,17 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
                 repeats = first[position]
                 kernel_times, profile_s = profiles[position]
                 e2e = statistic(repeats, probe_ratio)
+                again = None
+                if later:
+                    samples, again_probe_ms, again_ratio, again_timings = later[0]
+                    again = Measured(
+                        e2e_ms=statistic(samples[position], again_ratio),
+                        repeats_ms=samples[position],
+                        raw_ms=statistics.median(samples[position]),
+                        probe_ms=again_probe_ms,
+                        probe_ratio=again_ratio,
+                        timings=again_timings,
+                    )
                 out.append(Measured(
                     e2e_ms=e2e,
                     repeats_ms=repeats,
@@ -474,6 +488,7 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
                     probe_ms=probe_ms,
                     probe_ratio=probe_ratio,
                     timings=timings,
+                    again=again,
                 ))
                 slot.close()
                 position += 1
