@@ -10,10 +10,16 @@ the median over the same stream with the CPU's caches flushed before each call (
 own work between predictions flushes them: the trees are then read from memory, and their size
 is what the prediction costs).
 
+With ``--held-out CSV`` (an evaluation's CSV, ``reports/latency_host_onnxruntime.csv``) each
+variant is also scored on that evaluation's held-out networks, against the times measured then,
+each brought to the variant's own probe reference (``measured_raw_ms`` times the reference over
+the network's ``probe_ms``), so data of another build can be scored on them.
+
 Run (from the repo root)::
 
     .venv/bin/python benchmarks/predictor_speed.py \
-        --data ~/.cache/archkit/latency/host-onnxruntime.jsonl
+        --data ~/.cache/archkit/latency/host-onnxruntime.jsonl \
+        --held-out reports/latency_host_onnxruntime.csv
 
 Prints one table; ``--output`` writes the numbers as JSON.
 """
@@ -32,10 +38,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 #: name -> (xgboost rounds (at most, with early stopping), parameters that differ from the
-#: model's own (None: no trees), early stopping rounds).
-VARIANTS: dict[str, tuple[int, dict[str, Any] | None, int]] = {
+#: model's own (None: no trees), early stopping rounds[, networks from which early stopping
+#: validates on whole networks: 10**9 never, the model's own otherwise]).
+VARIANTS: dict[str, tuple] = {
     "400 trees depth 6 eta 0.08 (before)": (400, {"eta": 0.08}, 0),
-    "early stopping depth 6 eta 0.3 (<= 200; the model's own)": (200, {"eta": 0.3}, 20),
+    "early stopping on whole networks, depth 6 eta 0.3 (<= 200; the model's own)":
+        (200, {"eta": 0.3}, 20),
+    "early stopping on every fifth kernel, depth 6 eta 0.3 (<= 200; stop 21's)":
+        (200, {"eta": 0.3}, 20, 10**9),
     "early stopping depth 6 eta 0.15 (<= 400)": (400, {"eta": 0.15}, 20),
     "150 trees depth 6 eta 0.2": (150, {"eta": 0.2}, 0),
     "80 trees depth 6 eta 0.3": (80, {"eta": 0.3}, 0),
@@ -93,35 +103,68 @@ def _booster(model_json: Any) -> Any:
     return booster
 
 
-def run(data: Path, stream: int) -> list[dict[str, Any]]:
+def _held_out(path: Path) -> tuple[list[Any], Any, Any]:
+    """An evaluation CSV's networks (rebuilt from their space and parameters), the times
+    measured for them as taken (ms) and their groups' probe times (ms)."""
+    import ast
+
+    import pandas as pd
+    from latency_predictor import SPACES, _spaces
+
+    spaces = dict(zip(SPACES, _spaces(), strict=True))
+    frame = pd.read_csv(path).dropna(subset=["measured_raw_ms", "probe_ms"])
+    specs = [spaces[r.space].candidate(ast.literal_eval(r.params)) for r in frame.itertuples()]
+    return specs, frame["measured_raw_ms"].to_numpy(), frame["probe_ms"].to_numpy()
+
+
+def _scored(model: Any, held_out: tuple[list[Any], Any, Any] | None) -> dict[str, float]:
+    if held_out is None:
+        return {}
+    import numpy as np
+
+    specs, raw_ms, probe_ms = held_out
+    measured = raw_ms * model.probe_reference_ms / probe_ms  # at this model's probe reference
+    error = np.abs(np.array([model.predict(s) for s in specs]) / measured - 1)
+    model._forget()
+    return {"held_out_networks": len(specs),
+            "held_out_within_10pct": float((error <= 0.10).mean()),
+            "held_out_within_5pct": float((error <= 0.05).mean()),
+            "held_out_mean_error": float(error.mean()),
+            "held_out_worst_error": float(error.max())}
+
+
+def run(data: Path, stream: int, held_out_csv: Path | None = None) -> list[dict[str, Any]]:
     from latency_predictor import prediction_times
 
     from archkit.device._latency import _model
     from archkit.device._latency._store import read_records
 
     conditions, protocol, records = read_records(data)
+    held_out = _held_out(held_out_csv) if held_out_csv else None
     defaults = (dict(_model._XGB_PARAMS), _model._XGB_ROUNDS, _model._MIN_SAMPLES,
-                _model._XGB_EARLY_STOPPING)
+                _model._XGB_EARLY_STOPPING, _model._GROUPED_FROM)
     rows = []
-    for name, (rounds, params, early_stopping) in VARIANTS.items():
+    for name, (rounds, params, early_stopping, *grouped_from) in VARIANTS.items():
         start = time.monotonic()
         try:
             _model._XGB_PARAMS = {**defaults[0], **(params or {})}
             _model._XGB_ROUNDS = rounds
             _model._MIN_SAMPLES = defaults[2] if params is not None else 10**9
             _model._XGB_EARLY_STOPPING = early_stopping
+            _model._GROUPED_FROM = grouped_from[0] if grouped_from else defaults[4]
             model, stats = _model.fit_model(records, conditions, protocol, {})
         finally:
             (_model._XGB_PARAMS, _model._XGB_ROUNDS, _model._MIN_SAMPLES,
-             _model._XGB_EARLY_STOPPING) = defaults
+             _model._XGB_EARLY_STOPPING, _model._GROUPED_FROM) = defaults
         fit_s = time.monotonic() - start
         # Through JSON, as a search loads it.
         model = _model.LatencyModel.from_json(json.loads(json.dumps(model.to_json())))
+        scores = _scored(model, held_out)
         times = prediction_times(model, stream=stream, warm_calls=500)
         trees = {k: len(v.booster_json["learner"]["gradient_booster"]["model"]["trees"])
                  for k, v in model.kinds.items() if v.booster_json is not None}
         rows.append({"variant": name, "evaluation": "all kinds in one pass",
-                     "fit_s": fit_s, "trees": trees, **stats, **times})
+                     "fit_s": fit_s, "trees": trees, **stats, **scores, **times})
         print(_line(rows[-1]), flush=True)
         if name.endswith("(before)"):
             model._forget()
@@ -130,7 +173,7 @@ def run(data: Path, stream: int) -> list[dict[str, Any]]:
             model._forest_cache = _XgboostPerKind(model)
             times = prediction_times(model, stream=stream, warm_calls=500)
             rows.append({"variant": name, "evaluation": "xgboost, one call per kind",
-                         "fit_s": fit_s, "trees": trees, **stats, **times})
+                         "fit_s": fit_s, "trees": trees, **stats, **scores, **times})
             print(_line(rows[-1]), flush=True)
     return rows
 
@@ -141,7 +184,10 @@ def _line(r: dict[str, Any]) -> str:
             f"{r['mobilenetv2_warm_us']:.1f} | {r['random_stream_mean_us']:.0f} | "
             f"{r['random_stream_median_us']:.0f} | {r['evicted_stream_median_us']:.0f} | "
             f"{r['out_of_fold_within_10pct']:.1%} | {r['out_of_fold_within_5pct']:.1%} | "
-            f"{r['out_of_fold_mean_error']:.1%} | {r['out_of_fold_worst_error']:.1%} |")
+            f"{r['out_of_fold_mean_error']:.1%} | {r['out_of_fold_worst_error']:.1%} | "
+            + (f"{r['held_out_within_10pct']:.1%} | {r['held_out_within_5pct']:.1%} | "
+               f"{r['held_out_mean_error']:.1%} | {r['held_out_worst_error']:.1%} |"
+               if "held_out_within_10pct" in r else "- | - | - | - |"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,13 +196,16 @@ def main(argv: list[str] | None = None) -> int:
                     default=Path.home() / ".cache" / "archkit" / "latency" /
                     "host-onnxruntime.jsonl")
     ap.add_argument("--stream", type=int, default=1000)
+    ap.add_argument("--held-out", type=Path, help="an evaluation's CSV to score variants on")
     ap.add_argument("--output", type=Path)
     args = ap.parse_args(argv)
     print("| variant | trees per kind | evaluation | cold us | warm us | stream mean us | "
-          "stream median us | flushed-cache stream median us | within +-10% | within +-5% | "
+          "stream median us | flushed-cache stream median us | out of fold within +-10% | "
+          "within +-5% | mean error | worst error | held out within +-10% | within +-5% | "
           "mean error | worst error |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
-    rows = run(args.data, args.stream)
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+          flush=True)
+    rows = run(args.data, args.stream, args.held_out)
     if args.output:
         args.output.write_text(json.dumps(rows, indent=2))
     return 0
