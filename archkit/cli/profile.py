@@ -37,7 +37,8 @@ __all__ = ["command"]
 @click.option("--tune", type=int, default=0, show_default=True,
               help="MetaSchedule tuning trials on the device before timing.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Tuning database root [default: $ARCHKIT_CACHE_DIR or ~/.cache/archkit].")
+              help="Cache root: tuning databases, and latency models with --predict "
+                   "[default: $ARCHKIT_CACHE_DIR or ~/.cache/archkit].")
 @click.option("--repeats", type=click.IntRange(min=3), default=30, show_default=True,
               help="Timed repeats on the device (median and p90 over them).")
 @click.option("--emulated", is_flag=True, default=None,
@@ -91,7 +92,7 @@ def command(specs: tuple[str, ...], width: float | None, resolution: int | None,
     if measure is None:
         measure = not predict
     if device is not None and predict:
-        latencies = _predict(profiles, device, runtime, measure)
+        latencies = _predict(profiles, device, runtime, measure, cache_dir)
     elif device is not None and measure:
         from archkit.device import load_device, measure_specs
         from archkit.device._kernel_times import DEFAULT_PROFILE_RUNS
@@ -154,13 +155,14 @@ def layer_rows(profile) -> list[dict[str, Any]]:
     ]
 
 
-def _predict(profiles, device: str, runtime: str, measure: bool) -> list[dict[str, Any]]:
-    """Predicted latency (total and per stage row) from the device's model; measured too
-    (under the model's protocol) with ``measure``."""
+def _predict(profiles, device: str, runtime: str, measure: bool,
+             cache_dir: str | None) -> list[dict[str, Any]]:
+    """Predicted latency (total and per stage row) from the device's model in ``cache_dir``
+    (None: the default cache); measured too (under the model's protocol) with ``measure``."""
     from archkit.device import load_latency_model, measure_networks
     from archkit.ops import lower
 
-    model = load_latency_model(device, runtime=runtime)
+    model = load_latency_model(device, runtime=runtime, cache_dir=cache_dir)
     out = []
     for p in profiles:
         explained = model.explain(p.spec)
@@ -180,7 +182,7 @@ def _predict(profiles, device: str, runtime: str, measure: bool) -> list[dict[st
         })
     if measure:
         measured = measure_networks([p.spec for p in profiles], model.device, runtime=runtime,
-                                    model=model)
+                                    model=model, cache_dir=cache_dir)
         for entry, value in zip(out, measured, strict=True):
             if isinstance(value, float):
                 entry["latency_ms"] = value

@@ -454,6 +454,30 @@ def test_tvm_times_every_kernel_of_a_whole_network_run(space, tmp_path, monkeypa
     assert len(list(tmp_path.glob("*.so"))) == 2
 
 
+def test_checking_tvm_networks_reuses_the_cache_libraries(space, tmp_path, monkeypatch):
+    """A search's check of its winners (measure_networks) compiles its TVM libraries, the
+    probe's too, into the cache folder builds use, and a second check compiles nothing."""
+    from archkit.device import _compile, load_device, measure_networks
+    from archkit.device._latency._predict import conditions_now
+    from archkit.device._latency._store import compiled_dir
+
+    spec, probe = [c.spec for _, c in zip(range(2), random_candidates([space], seed=6),
+                                          strict=False)]
+    monkeypatch.setattr(_runtimes, "probe_spec", lambda: probe)
+    device = load_device("host")
+    [first] = measure_networks([spec], device, runtime="tvm", protocol=FAST, cache_dir=tmp_path)
+    folder = compiled_dir(conditions_now(device, "tvm", for_build=True)[0], tmp_path)
+    assert len(list(folder.glob("*.so"))) == 2  # the network and the probe
+
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(_compile, "build", no_compiling)
+    [second] = measure_networks([spec], device, runtime="tvm", protocol=FAST,
+                                cache_dir=tmp_path)
+    assert isinstance(first, float) and isinstance(second, float) and second > 0
+
+
 def _random_kernels(rng, n: int, noise: float = 0.05):
     """Feature rows shaped like conv kernels, and times (us) with a non-linear part."""
     import numpy as np

@@ -602,13 +602,17 @@ def prepare_tvm_libraries(device: Any, candidates: Iterable[Any], networks: int,
 
 def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxruntime",
                      protocol: TimingProtocol | None = None,
-                     model: LatencyModel | None = None) -> list[float | MeasurementError]:
+                     model: LatencyModel | None = None,
+                     cache_dir: Any = None) -> list[float | MeasurementError]:
     """End-to-end latency (ms) of each spec on a local device, under a model's protocol.
 
     What a search calls to check its winners against the model's predictions: the same
     runtime, thread count and timing protocol the model was built with, so the two compare.
     With ``model`` (its protocol then is the default) each time is at the model's probe
-    reference (:meth:`LatencyModel.measured_ms`).
+    reference (:meth:`LatencyModel.measured_ms`). TVM libraries, the probe's among them, are
+    compiled into the cache's folder for the device's conditions (``cache_dir``, else the
+    default cache), where builds keep theirs: a network a build or an earlier check compiled,
+    and the probe, are not compiled again (about a minute each).
 
     Returns:
         Per spec, the median latency in ms or the :class:`MeasurementError` it failed with.
@@ -618,17 +622,18 @@ def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxrunti
     device = resolve_device(device)
     protocol = protocol or (model.protocol if model is not None else
                             TimingProtocol.default(runtime))
-    database = None
+    database = libraries = None
     if runtime == "tvm":
         from archkit.device._latency._runtimes import tuning_state
 
         now, folder = conditions_now(device, runtime, for_build=True)
         database = tuning_state(folder)[1] if now.tuning != UNTUNED else None
+        libraries = compiled_dir(now, cache_dir)
     out: list[float | MeasurementError] = []
     for start in range(0, len(specs), protocol.interleave):
         group = specs[start:start + protocol.interleave]
         for result in measure_group(group, device, runtime, protocol, kernels=False,
-                                    database=database):
+                                    database=database, compiled_dir=libraries):
             if isinstance(result, MeasurementError):
                 out.append(result)
             else:
