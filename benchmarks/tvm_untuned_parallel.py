@@ -15,9 +15,16 @@ compared with PyTorch's (max abs diff relative to the largest output, printed); 
 TVM's time evaluator, median of 7 repeats of 3 runs, the two variants alternating over
 ``--rounds`` rounds.
 
+With ``--tuned TRIALS`` it compares tuned builds instead: MobileNetV2 0.5/128 tuned for the
+host with TRIALS MetaSchedule trials (a fresh database; a small budget leaves kernels without
+a record), then compiled with that database by MetaSchedule's ``compile_relax`` (the kernels
+without a record keep TVM's serial default) and by ``archkit.device._compile.build`` (those
+kernels get the parallel outer loops), timed the same way.
+
 Run (from the repo root)::
 
     .venv/bin/python benchmarks/tvm_untuned_parallel.py --rounds 3
+    .venv/bin/python benchmarks/tvm_untuned_parallel.py --tuned 64 --rounds 5
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import os
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -51,9 +59,85 @@ def _compile(program, target_dict, parallel: bool):
     return archkit_compile.build(program, target_dict), count
 
 
+def _diff(vm, data, reference) -> float:
+    """Max |TVM - PyTorch| relative to the largest output (an untrained network's logits are
+    tiny)."""
+    import numpy as np
+
+    out = vm["main"](data)
+    out = out if hasattr(out, "numpy") else out[0]  # the VM returns a tuple
+    return float(np.abs(out.numpy() - reference).max() / np.abs(reference).max())
+
+
+def _alternating(timers: dict[str, Any], data, rounds: int) -> dict[str, list[float]]:
+    """Each timer's medians (ms) over ``rounds`` rounds, the order reversed every round."""
+    times: dict[str, list[float]] = {name: [] for name in timers}
+    names = list(timers)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            times[name].append(timers[name](data).median * 1e3)
+    return times
+
+
+def tuned(trials: int, rounds: int, cores: int) -> None:
+    """MobileNetV2 0.5/128 tuned with ``trials`` trials, compiled by ``compile_relax`` and by
+    archkit's ``build`` with the same database."""
+    import tempfile
+
+    import tvm
+    from tvm import relax, tirx
+    from tvm.s_tir.meta_schedule.relax_integration import compile_relax
+
+    from archkit.build import build_model, example_input
+    from archkit.device import _compile as archkit_compile
+    from archkit.device import load_device
+    from archkit.device._tune import _prepare, tune
+    from archkit.spec import apply_overrides, load_spec
+
+    device = load_device("host")
+    target = device.target_dict()
+    spec = apply_overrides(load_spec(ROOT / "specs" / "mobilenetv2.yaml"), width=0.5,
+                           resolution=128)
+    model = build_model(spec).eval()
+    x = example_input(spec)
+    reference = model(x).detach().numpy()
+    program = archkit_compile.to_relax(model, x)
+    data = tvm.runtime.tensor(x.numpy())
+    with tempfile.TemporaryDirectory(prefix="archkit-tuned-") as cache:
+        database, stats = tune(program.mod, device, target, trials, Path(cache), progress=False)
+        tgt = tvm.target.Target(target)
+        # Kernels with a record: scheduled by the database; the rest: left to the default.
+        fused = _prepare(program.mod, tgt)
+        with tgt, database, tvm.transform.PassContext(opt_level=3):
+            applied = relax.transform.MetaScheduleApplyDatabase()(fused)
+        kernels = [f for _, f in applied.functions_items() if isinstance(f, tirx.PrimFunc)]
+        scheduled = sum(1 for f in kernels
+                        if f.attrs is not None and f.attrs.get("tirx.is_scheduled"))
+        builds = {
+            "compile_relax": compile_relax(database, program.mod, tgt, params=None),
+            "archkit build": archkit_compile.build(program, target, database),
+        }
+    print(f"MobileNetV2 0.5/128 tuned with {stats.trials_run} trials: {scheduled} of "
+          f"{len(kernels)} kernels with a record")
+    timers, diffs = {}, {}
+    for name, executable in builds.items():
+        vm = relax.VirtualMachine(executable, tvm.cpu())
+        diffs[name] = _diff(vm, data, reference)
+        timers[name] = vm.time_evaluator("main", tvm.cpu(), number=3, repeat=7)
+    times = _alternating(timers, data, rounds)
+    serial, par = (statistics.median(times[n]) for n in builds)
+    for name in builds:
+        print(f"  {name}: {statistics.median(times[name]):.2f} ms "
+              f"({min(times[name]):.2f}-{max(times[name]):.2f}), max |diff| vs PyTorch, "
+              f"relative to the largest output, {diffs[name]:.1e}")
+    print(f"  compile_relax / archkit build: {serial / par:.2f}x ({cores} threads)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tuned", type=int, default=0, metavar="TRIALS",
+                    help="compare tuned builds (this many trials) instead of untuned ones")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -68,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     tvm.get_global_func("runtime.config_threadpool")(-3, cores, [str(i) for i in range(cores)])
     print(f"TVM {tvm.__version__}, thread pool: {tvm.get_global_func('runtime.NumThreads')()} "
           "threads")
+    if args.tuned:
+        tuned(args.tuned, args.rounds, cores)
+        return 0
     target = {"kind": "llvm", "num-cores": cores}
     for width, resolution in SIZES:
         spec = apply_overrides(load_spec(ROOT / "specs" / "mobilenetv2.yaml"), width=width,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from archkit.device._devices import DeviceProfile
 
 __all__ = ["UNTUNED_SCHEDULE", "RelaxProgram", "build", "export_library", "flatten_outputs",
-           "parallelize_outer_loops", "to_relax"]
+           "parallelize_outer_loops", "schedule_kernels", "to_relax"]
 
 #: What an untuned build does to TVM's default CPU schedules (see
 #: :func:`parallelize_outer_loops`); part of a TVM latency model's tuning state, so models and
@@ -167,27 +167,58 @@ def parallelize_outer_loops(mod: Any) -> tuple[Any, int]:
     return mod, count
 
 
-def _compile_untuned(mod: Any, tgt: Any) -> Any:
-    """``tvm.compile(mod, target=tgt)`` with :func:`parallelize_outer_loops` between the
-    default CPU pipeline's fusion and its lowering (the pipeline's own pass lists, in its
-    order)."""
+def _scope(tgt: Any, database: Any) -> Any:
+    """The contexts a compile runs in: the target; with a database, the database and
+    ``opt_level=3``, as MetaSchedule's ``compile_relax`` has them."""
+    import contextlib
+
+    import tvm
+
+    scope = contextlib.ExitStack()
+    scope.enter_context(tgt)
+    if database is not None:
+        scope.enter_context(database)
+        scope.enter_context(tvm.transform.PassContext(opt_level=3))
+    return scope
+
+
+def schedule_kernels(mod: Any, tgt: Any, database: Any = None) -> Any:
+    """``mod`` through the default CPU pipeline's dispatch and fusion passes (its own pass
+    lists, in its order), the database's records applied to the fused kernels (as
+    MetaSchedule's ``compile_relax`` applies them, after the same passes, so the kernels' keys
+    are the ones tuning extracted), and every kernel without a record given
+    :func:`parallelize_outer_loops`' schedule (``compile_relax`` leaves those serial)."""
     import tvm
     from tvm.relax.backend.cpu_generic import pipeline
 
-    with tgt:
+    with _scope(tgt, database):
         mod = tvm.transform.Sequential(pipeline.library_dispatch_passes(tgt)
                                        + pipeline.legalize_passes(tgt))(mod)
-        mod, _ = parallelize_outer_loops(mod)
+        if database is not None:
+            mod = tvm.relax.transform.MetaScheduleApplyDatabase()(mod)
+        return parallelize_outer_loops(mod)[0]
+
+
+def _compile(mod: Any, tgt: Any, database: Any = None) -> Any:
+    """:func:`schedule_kernels`, then the default CPU pipeline's lowering passes and
+    ``tvm.compile`` (measured: ``benchmarks/tvm_untuned_parallel.py``, untuned and
+    ``--tuned``)."""
+    import tvm
+    from tvm.relax.backend.cpu_generic import pipeline
+
+    with _scope(tgt, database):
+        mod = schedule_kernels(mod, tgt, database)
         mod = tvm.transform.Sequential(pipeline.dataflow_lower_passes(tgt)
                                        + pipeline.finalize_passes(tgt))(mod)
-    return tvm.compile(mod, target=tgt, relax_pipeline=None)
+        return tvm.compile(mod, target=tgt, relax_pipeline=None)
 
 
 def build(program: RelaxProgram, target: dict[str, Any], database: Any = None) -> Any:
     """Compile a Relax program for ``target`` (a JSON dict); apply tuning records if given.
 
-    Without ``database`` (untuned) the kernels get :func:`parallelize_outer_loops`' schedule
-    instead of TVM's serial default (:data:`UNTUNED_SCHEDULE`).
+    Kernels without a tuning record (every kernel without ``database``) get
+    :func:`parallelize_outer_loops`' schedule instead of TVM's serial default
+    (:data:`UNTUNED_SCHEDULE`); with ``database`` the rest get their tuned schedules.
 
     Args:
         program: Output of :func:`to_relax`.
@@ -202,11 +233,7 @@ def build(program: RelaxProgram, target: dict[str, Any], database: Any = None) -
     tgt = tvm.target.Target(target)
     try:
         with COMPILE_LOCK:
-            if database is None:
-                return _compile_untuned(program.mod, tgt)
-            from tvm.s_tir.meta_schedule.relax_integration import compile_relax
-
-            return compile_relax(database, program.mod, tgt, params=None)
+            return _compile(program.mod, tgt, database)
     except Exception as err:
         raise MeasurementError(
             f"TVM could not compile the model for {target}: {type(err).__name__}: {err}",

@@ -438,13 +438,15 @@ def measure_latency(
         finally:
             remote.close()
 
-    # Untuned: TVM's default schedules with the outer loops parallel (_compile.build).
+    # Kernels without a tuning record (all of them untuned): TVM's default schedules with the
+    # outer loops parallel (_compile.build).
     tuning_meta: dict[str, Any] = {"state": "untuned", "trials": 0,
                                    "schedule": _compile.UNTUNED_SCHEDULE}
     if tuning is not None:
         tuning_meta = {
             "state": "tuned" if tuning.records_after else "untuned",
             "trials": tuning.trials_run,
+            "schedule": _compile.UNTUNED_SCHEDULE,
             **tuning.to_dict(),
         }
     metadata = {

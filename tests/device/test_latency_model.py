@@ -895,3 +895,24 @@ def test_kernel_features_add_up_to_the_built_model(name):
     with torch.no_grad():
         out = model(example_input(spec))
     assert rows[-1][column["out_bytes"]] == out[0].numel() * BYTES_PER_ELEMENT
+
+
+def test_models_of_tuned_builds_with_serial_leftovers_are_refused():
+    """A tuned TVM build's kernels without a record ran serial before they got the parallel
+    outer loops: a model of such a build (tuning state ``tuned:<records>``) differs from
+    today's build with the same records."""
+    from archkit.device._latency._conditions import (
+        UNTUNED,
+        Conditions,
+        differences,
+        tuning_label,
+    )
+
+    assert tuning_label(0) == UNTUNED == "untuned:parallel-outer"
+    assert tuning_label(12) == "tuned:12:parallel-outer"
+    fields = {"device": "host", "runtime": "tvm", "runtime_version": "0.27.0.post1",
+              "torch_version": "2.13.0", "threads": 2, "cpu": "cpu", "target": "host",
+              "governor": None}
+    then = Conditions(**fields, tuning="tuned:12")
+    now = Conditions(**fields, tuning=tuning_label(12))
+    assert differences(then, now) == ["tuning: built with tuned:12, now tuned:12:parallel-outer"]

@@ -31,11 +31,20 @@ __all__ = [
     "current_conditions",
     "differences",
     "probe_reference",
+    "tuning_label",
 ]
 
 #: A TVM model's tuning state without tuning records: the untuned build's schedule named
 #: (models of TVM's serial default schedules said ``untuned``, and are refused).
 UNTUNED = f"untuned:{UNTUNED_SCHEDULE}"
+
+
+def tuning_label(records: int) -> str:
+    """A TVM model's tuning state for a database of ``records`` records: :data:`UNTUNED`
+    without any, else ``tuned:<records>:<schedule>``, the schedule of the kernels without a
+    record named (models of tuned builds whose other kernels ran serial said
+    ``tuned:<records>``, and are refused)."""
+    return f"tuned:{records}:{UNTUNED_SCHEDULE}" if records else UNTUNED
 
 #: Runtimes a latency model can be built for.
 
@@ -158,8 +167,7 @@ class Conditions:
         cpu: The CPU model (``/proc/cpuinfo``) for local devices; the profile's target for boards.
         target: The device profile's target as written (``host`` or a TVM target dict).
         governor: The CPU frequency governor where readable (None otherwise).
-        tuning: TVM only: :data:`UNTUNED`, or ``tuned:<records>`` (records in the device
-            database).
+        tuning: TVM only: :func:`tuning_label` of the records in the device database.
         features_version: Version of the kernel features.
     """
 
@@ -230,7 +238,7 @@ def current_conditions(device: Any, runtime: str, *, tuning: str | None = None) 
     Args:
         device: A :class:`~archkit.device.DeviceProfile`.
         runtime: ``onnxruntime`` or ``tvm``.
-        tuning: TVM's tuning state (:data:`UNTUNED` or ``tuned:<records>``), if known.
+        tuning: TVM's tuning state (:func:`tuning_label`), if known.
     """
     local = not device.is_remote
     target = device.target if isinstance(device.target, str) else dict(device.target)

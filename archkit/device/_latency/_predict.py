@@ -12,10 +12,10 @@ from typing import Any
 
 from archkit.device._latency._conditions import (
     RUNTIMES,
-    UNTUNED,
     Conditions,
     current_conditions,
     differences,
+    tuning_label,
 )
 from archkit.device._latency._errors import LatencyModelError
 from archkit.device._latency._model import LatencyModel
@@ -49,7 +49,7 @@ def conditions_now(device: Any, runtime: str, *, for_build: bool = False,
         if for_build:
             database_folder = str(tuning_database_dir(device))
         records = count_tuning_records(database_folder)
-        tuning = f"tuned:{records}" if records else UNTUNED
+        tuning = tuning_label(records)
     conditions = current_conditions(device, runtime, tuning=tuning)
     if database_folder is not None:
         conditions.extra["tuning_database"] = database_folder

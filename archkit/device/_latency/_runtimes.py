@@ -32,7 +32,12 @@ from typing import Any
 
 from archkit.device._errors import MeasurementError
 from archkit.device._kernel_times import attribute_tvm_calls, onnx_output_owners, ort_kernel_times
-from archkit.device._latency._conditions import UNTUNED, TimingProtocol, probe_reference
+from archkit.device._latency._conditions import (
+    UNTUNED,
+    TimingProtocol,
+    probe_reference,
+    tuning_label,
+)
 from archkit.device._ort_remote import instrumented_runs
 
 #: The attribution's old name here (tests call it): one home, ``_kernel_times``.
@@ -175,17 +180,17 @@ def count_tuning_records(folder: str | Path | None) -> int:
 
 
 def tuning_state(folder: Path) -> tuple[str, Any]:
-    """``(UNTUNED | "tuned:<records>", database or None)`` for a tuning database folder.
+    """``(tuning_label(records), database or None)`` for a tuning database folder.
 
     Opening the database tunes nothing; a compile with it applies the records it has (layers
-    without a record compile with TVM's default schedules).
+    without a record compile with TVM's default schedules, their outer loops parallel).
     """
     records = count_tuning_records(folder)
     if not records:
         return UNTUNED, None
     from tvm.s_tir import meta_schedule as ms
 
-    return f"tuned:{records}", ms.database.JSONDatabase(work_dir=str(folder))
+    return tuning_label(records), ms.database.JSONDatabase(work_dir=str(folder))
 
 
 def compiled_library(spec: Any, device: Any, database: Any, folder: Path | None,
