@@ -16,10 +16,12 @@ TVM's time evaluator, median of 7 repeats of 3 runs, the two variants alternatin
 ``--rounds`` rounds.
 
 With ``--tuned TRIALS`` it compares tuned builds instead: MobileNetV2 0.5/128 tuned for the
-host with TRIALS MetaSchedule trials (a fresh database; a small budget leaves kernels without
-a record), then compiled with that database by MetaSchedule's ``compile_relax`` (the kernels
-without a record keep TVM's serial default) and by ``archkit.device._compile.build`` (those
-kernels get the parallel outer loops), timed the same way.
+host with TRIALS MetaSchedule trials (a fresh database), then MobileNetV2 0.5/128 (its own
+records) and 1.0/224 (other shapes: mostly without a record, as a search candidate or a latency
+model's network is against a database tuned for another network) compiled with that database
+by MetaSchedule's ``compile_relax`` (the kernels without a record keep TVM's serial default)
+and by ``archkit.device._compile.build`` (those kernels get the parallel outer loops), timed
+the same way.
 
 Run (from the repo root)::
 
@@ -80,8 +82,8 @@ def _alternating(timers: dict[str, Any], data, rounds: int) -> dict[str, list[fl
 
 
 def tuned(trials: int, rounds: int, cores: int) -> None:
-    """MobileNetV2 0.5/128 tuned with ``trials`` trials, compiled by ``compile_relax`` and by
-    archkit's ``build`` with the same database."""
+    """MobileNetV2 0.5/128 tuned with ``trials`` trials; 0.5/128 and 1.0/224 compiled by
+    ``compile_relax`` and by archkit's ``build`` with the same database."""
     import tempfile
 
     import tvm
@@ -96,41 +98,46 @@ def tuned(trials: int, rounds: int, cores: int) -> None:
 
     device = load_device("host")
     target = device.target_dict()
-    spec = apply_overrides(load_spec(ROOT / "specs" / "mobilenetv2.yaml"), width=0.5,
-                           resolution=128)
-    model = build_model(spec).eval()
-    x = example_input(spec)
-    reference = model(x).detach().numpy()
-    program = archkit_compile.to_relax(model, x)
-    data = tvm.runtime.tensor(x.numpy())
+    tgt = tvm.target.Target(target)
+    base = load_spec(ROOT / "specs" / "mobilenetv2.yaml")
     with tempfile.TemporaryDirectory(prefix="archkit-tuned-") as cache:
-        database, stats = tune(program.mod, device, target, trials, Path(cache), progress=False)
-        tgt = tvm.target.Target(target)
-        # Kernels with a record: scheduled by the database; the rest: left to the default.
-        fused = _prepare(program.mod, tgt)
-        with tgt, database, tvm.transform.PassContext(opt_level=3):
-            applied = relax.transform.MetaScheduleApplyDatabase()(fused)
-        kernels = [f for _, f in applied.functions_items() if isinstance(f, tirx.PrimFunc)]
-        scheduled = sum(1 for f in kernels
-                        if f.attrs is not None and f.attrs.get("tirx.is_scheduled"))
-        builds = {
-            "compile_relax": compile_relax(database, program.mod, tgt, params=None),
-            "archkit build": archkit_compile.build(program, target, database),
-        }
-    print(f"MobileNetV2 0.5/128 tuned with {stats.trials_run} trials: {scheduled} of "
-          f"{len(kernels)} kernels with a record")
-    timers, diffs = {}, {}
-    for name, executable in builds.items():
-        vm = relax.VirtualMachine(executable, tvm.cpu())
-        diffs[name] = _diff(vm, data, reference)
-        timers[name] = vm.time_evaluator("main", tvm.cpu(), number=3, repeat=7)
-    times = _alternating(timers, data, rounds)
-    serial, par = (statistics.median(times[n]) for n in builds)
-    for name in builds:
-        print(f"  {name}: {statistics.median(times[name]):.2f} ms "
-              f"({min(times[name]):.2f}-{max(times[name]):.2f}), max |diff| vs PyTorch, "
-              f"relative to the largest output, {diffs[name]:.1e}")
-    print(f"  compile_relax / archkit build: {serial / par:.2f}x ({cores} threads)")
+        database = stats = None
+        for width, resolution in SIZES:
+            spec = apply_overrides(base, width=width, resolution=resolution)
+            model = build_model(spec).eval()
+            x = example_input(spec)
+            reference = model(x).detach().numpy()
+            program = archkit_compile.to_relax(model, x)
+            data = tvm.runtime.tensor(x.numpy())
+            if database is None:
+                database, stats = tune(program.mod, device, target, trials, Path(cache),
+                                       progress=False)
+                print(f"MobileNetV2 {width}/{resolution} tuned with {stats.trials_run} trials")
+            # Kernels with a record: scheduled by the database; the rest: left to the default.
+            with tgt, database, tvm.transform.PassContext(opt_level=3):
+                applied = relax.transform.MetaScheduleApplyDatabase()(
+                    _prepare(program.mod, tgt))
+            kernels = [f for _, f in applied.functions_items() if isinstance(f, tirx.PrimFunc)]
+            scheduled = sum(1 for f in kernels
+                            if f.attrs is not None and f.attrs.get("tirx.is_scheduled"))
+            builds = {
+                "compile_relax": compile_relax(database, program.mod, tgt, params=None),
+                "archkit build": archkit_compile.build(program, target, database),
+            }
+            timers, diffs = {}, {}
+            for name, executable in builds.items():
+                vm = relax.VirtualMachine(executable, tvm.cpu())
+                diffs[name] = _diff(vm, data, reference)
+                timers[name] = vm.time_evaluator("main", tvm.cpu(), number=3, repeat=7)
+            times = _alternating(timers, data, rounds)
+            print(f"MobileNetV2 {width}/{resolution}: {scheduled} of {len(kernels)} kernels "
+                  "with a record")
+            for name in builds:
+                print(f"  {name}: {statistics.median(times[name]):.2f} ms "
+                      f"({min(times[name]):.2f}-{max(times[name]):.2f}), max |diff| vs "
+                      f"PyTorch, relative to the largest output, {diffs[name]:.1e}")
+            serial, par = (statistics.median(times[n]) for n in builds)
+            print(f"  compile_relax / archkit build: {serial / par:.2f}x ({cores} threads)")
 
 
 def main(argv: list[str] | None = None) -> int:
