@@ -603,6 +603,10 @@ def _size_scales(correction: dict[str, Any]) -> str:
             f"adaptation networks, mean error: {tried})")
 
 
+#: The steps that evaluate a model (each writes a scatter plot as HTML and PNG).
+_EVALUATING = {"ort", "adapt", "scratch_1t", "tvm", "adapt_tvm"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", default="ort,adapt,speed,tvm")
@@ -628,12 +632,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from archkit.device._latency._conditions import _cpu_model
 
+    steps = args.steps.split(",")
+    unknown = [name for name in steps if name not in STEPS]
+    if unknown:
+        ap.error(f"unknown steps {', '.join(unknown)}; steps: {', '.join(STEPS)}")
+    from archkit.report import find_browser
+
+    if set(steps) & _EVALUATING and find_browser() is None:
+        # Before measuring for minutes, not when the first scatter plot's PNG is written.
+        ap.error("the evaluations' scatter plots need Chrome or Chromium for their PNGs: run "
+                 "scripts/chromium.sh (or set BROWSER_PATH)")
     results: dict[str, Any] = {}
     if args.results.exists():
         results = json.loads(args.results.read_text())
     results["host"] = {"cpu": _cpu_model(), "cores": os.cpu_count(), "node": platform.node()}
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    for name in args.steps.split(","):
+    for name in steps:
         start = time.strftime("%H:%M:%S")
         load_before = os.getloadavg()[0]
         results[name] = STEPS[name](args, args.cache_dir, args.output_dir)
