@@ -18,7 +18,6 @@ Run (from the repo root)::
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import sys
 from pathlib import Path
@@ -57,24 +56,6 @@ def _patched(module: Any, values: dict[str, Any]):
             setattr(module, name, value)
 
 
-def _errors(model: Any, specs: list[Any], raw_ms: Any, probe_ms: Any) -> Any:
-    """|predicted / measured - 1| with the measurements at ``model``'s probe reference."""
-    import numpy as np
-
-    measured = np.asarray(raw_ms) * model.probe_reference_ms / np.asarray(probe_ms)
-    predicted = np.array([model.predict(spec) for spec in specs])
-    model._forget()
-    return np.abs(predicted / measured - 1)
-
-
-def _held_out(path: Path, spaces: dict[str, Any]) -> tuple[list[Any], Any, Any]:
-    import pandas as pd
-
-    frame = pd.read_csv(path).dropna(subset=["measured_raw_ms", "probe_ms"])
-    specs = [spaces[r.space].candidate(ast.literal_eval(r.params)) for r in frame.itertuples()]
-    return specs, frame["measured_raw_ms"].to_numpy(), frame["probe_ms"].to_numpy()
-
-
 def _summary(errors: Any) -> str:
     import numpy as np
 
@@ -92,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     from latency_predictor import SPACES, _spaces
+    from predictor_speed import held_out, held_out_errors
 
     from archkit.device import load_latency_model
     from archkit.device._latency import _model
@@ -100,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     base = load_latency_model(args.from_device, runtime="onnxruntime", cache_dir=args.cache_dir)
     conditions, _, records = read_records(data_path(args.device, "onnxruntime", args.cache_dir))
     spaces = dict(zip(SPACES, _spaces(), strict=True))
-    sets = [(path.name, _held_out(path, spaces)) for path in args.held_out]
+    sets = [(path.name, held_out(path)) for path in args.held_out]
     own = [spaces[r["space"]].candidate(r["params"]) for r in records]
     folds = np.arange(len(records)) % 5
     print(f"{args.device} adapted from {args.from_device} with {len(records)} networks; "
@@ -110,13 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in _variants(_model).items():
         with _patched(_model, values):
             model = base.adapted(records, conditions, {})
-            scored = [_summary(_errors(model, *held)) for _, held in sets]
+            scored = [_summary(held_out_errors(model, *held)) for _, held in sets]
             cv = []
             for fold in range(5):
                 test = [i for i in range(len(records)) if folds[i] == fold]
                 fitted = base.adapted([r for r, f in zip(records, folds, strict=True)
                                        if f != fold], conditions, {})
-                cv.extend(_errors(fitted, [own[i] for i in test],
+                cv.extend(held_out_errors(fitted, [own[i] for i in test],
                                   [records[i]["e2e_raw_ms"] for i in test],
                                   [records[i]["probe_ms"] for i in test]))
         print(f"| {name} | " + " | ".join(scored) + f" | {_summary(np.asarray(cv))} |",

@@ -103,7 +103,7 @@ def _booster(model_json: Any) -> Any:
     return booster
 
 
-def _held_out(path: Path) -> tuple[list[Any], Any, Any]:
+def held_out(path: Path) -> tuple[list[Any], Any, Any]:
     """An evaluation CSV's networks (rebuilt from their space and parameters), the times
     measured for them as taken (ms) and their groups' probe times (ms)."""
     import ast
@@ -117,15 +117,22 @@ def _held_out(path: Path) -> tuple[list[Any], Any, Any]:
     return specs, frame["measured_raw_ms"].to_numpy(), frame["probe_ms"].to_numpy()
 
 
-def _scored(model: Any, held_out: tuple[list[Any], Any, Any] | None) -> dict[str, float]:
-    if held_out is None:
-        return {}
+def held_out_errors(model: Any, specs: list[Any], raw_ms: Any, probe_ms: Any) -> Any:
+    """|predicted / measured - 1| per spec, each measurement (as taken, with its group's probe
+    time) brought to ``model``'s probe reference; the model's caches emptied afterwards."""
     import numpy as np
 
-    specs, raw_ms, probe_ms = held_out
-    measured = raw_ms * model.probe_reference_ms / probe_ms  # at this model's probe reference
+    measured = np.asarray(raw_ms) * model.probe_reference_ms / np.asarray(probe_ms)
     error = np.abs(np.array([model.predict(s) for s in specs]) / measured - 1)
     model._forget()
+    return error
+
+
+def _scored(model: Any, scored_on: tuple[list[Any], Any, Any] | None) -> dict[str, float]:
+    if scored_on is None:
+        return {}
+    specs = scored_on[0]
+    error = held_out_errors(model, *scored_on)
     return {"held_out_networks": len(specs),
             "held_out_within_10pct": float((error <= 0.10).mean()),
             "held_out_within_5pct": float((error <= 0.05).mean()),
@@ -140,7 +147,7 @@ def run(data: Path, stream: int, held_out_csv: Path | None = None) -> list[dict[
     from archkit.device._latency._store import read_records
 
     conditions, protocol, records = read_records(data)
-    held_out = _held_out(held_out_csv) if held_out_csv else None
+    held_out_set = held_out(held_out_csv) if held_out_csv else None
     defaults = (dict(_model._XGB_PARAMS), _model._XGB_ROUNDS, _model._MIN_SAMPLES,
                 _model._XGB_EARLY_STOPPING, _model._GROUPED_FROM)
     rows = []
@@ -159,7 +166,7 @@ def run(data: Path, stream: int, held_out_csv: Path | None = None) -> list[dict[
         fit_s = time.monotonic() - start
         # Through JSON, as a search loads it.
         model = _model.LatencyModel.from_json(json.loads(json.dumps(model.to_json())))
-        scores = _scored(model, held_out)
+        scores = _scored(model, held_out_set)
         times = prediction_times(model, stream=stream, warm_calls=500)
         trees = {k: len(v.booster_json["learner"]["gradient_booster"]["model"]["trees"])
                  for k, v in model.kinds.items() if v.booster_json is not None}

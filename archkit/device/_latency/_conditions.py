@@ -39,16 +39,16 @@ __all__ = [
 UNTUNED = f"untuned:{UNTUNED_SCHEDULE}"
 
 
+#: The distribution whose version a model of each runtime records.
+_DISTRIBUTIONS = {"onnxruntime": "onnxruntime", "tvm": "apache-tvm"}
+
+
 def tuning_label(records: int) -> str:
     """A TVM model's tuning state for a database of ``records`` records: :data:`UNTUNED`
     without any, else ``tuned:<records>:<schedule>``, the schedule of the kernels without a
     record named (models of tuned builds whose other kernels ran serial said
     ``tuned:<records>``, and are refused)."""
     return f"tuned:{records}:{UNTUNED_SCHEDULE}" if records else UNTUNED
-
-#: Runtimes a latency model can be built for.
-
-_DISTRIBUTIONS = {"onnxruntime": "onnxruntime", "tvm": "apache-tvm"}
 
 
 @dataclass(frozen=True)
