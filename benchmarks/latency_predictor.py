@@ -22,8 +22,9 @@ Steps:
 - ``adapt_tvm``: ``host-1t``/tvm adapted from ``host``/tvm with ``--adapt-networks`` networks,
   evaluated on ``tvm``'s ``--tvm-eval`` held-out networks (run ``tvm`` first: it compiles them).
 - ``tvm``: build ``host``/tvm from ``--tvm-networks`` networks and evaluate on ``--tvm-eval``.
-  TVM compiles take 15-60 s per network; ``--tvm-precompile`` compiles the libraries first
-  (not timing-sensitive) so that the timing runs in seconds per network.
+  Each group's libraries are compiled on every core before it is timed (about 5 s per network
+  on one core here), and the build's ``--tvm-minutes`` include that compiling;
+  ``--tvm-precompile`` compiles every library first instead (not timing-sensitive).
 
 Writes reports/latency_predictor.md, per evaluation a CSV and a predicted-vs-measured scatter
 (reports/latency_<device>_<runtime>.{csv,html,png}).

@@ -478,6 +478,50 @@ def test_checking_tvm_networks_reuses_the_cache_libraries(space, tmp_path, monke
     assert isinstance(first, float) and isinstance(second, float) and second > 0
 
 
+def test_tvm_libraries_compile_in_worker_processes_before_timing(space, tmp_path, monkeypatch):
+    """A TVM group's missing libraries are compiled on every core (worker processes) before
+    its timing: with compiling broken in this process they are all there, each one computes
+    PyTorch's output, and measuring them compiles nothing here."""
+    import numpy as np
+    import torch
+    import tvm
+    from tvm import relax
+
+    from archkit.build import example_input
+    from archkit.device import _compile, load_device, measure_networks
+    from archkit.device._latency._compiling import compile_ahead, compile_jobs
+    from archkit.device._latency._kernels import network_fingerprint
+    from archkit.device._latency._predict import conditions_now
+    from archkit.device._latency._store import compiled_dir
+    from archkit.ops import lower
+
+    monkeypatch.setenv("ARCHKIT_COMPILE_JOBS", "x")
+    with pytest.raises(ValueError, match="ARCHKIT_COMPILE_JOBS"):
+        compile_jobs()
+    monkeypatch.setenv("ARCHKIT_COMPILE_JOBS", "2")
+    specs = [c.spec for _, c in zip(range(4), random_candidates([space], seed=8), strict=False)]
+    *specs, probe = specs
+    monkeypatch.setattr(_runtimes, "probe_spec", lambda: probe)
+    device = load_device("host")
+    folder = compiled_dir(conditions_now(device, "tvm", for_build=True)[0], tmp_path)
+
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("compiled in the measuring process")
+
+    monkeypatch.setattr(_compile, "build", no_compiling)
+    assert compile_ahead([*specs, probe], device, None, folder) > 0
+    for spec in specs:
+        library = tvm.runtime.load_module(str(folder / f"{network_fingerprint(lower(spec))}.so"))
+        vm = relax.VirtualMachine(library, tvm.cpu())
+        x = example_input(spec)
+        out = _compile.flatten_outputs(vm["main"](tvm.runtime.tensor(x.numpy())))[0].numpy()
+        with torch.no_grad():  # the weights of every latency measurement are seeded
+            expected = _runtimes._model(spec).eval()(x).numpy()
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    measured = measure_networks(specs, device, runtime="tvm", protocol=FAST, cache_dir=tmp_path)
+    assert all(isinstance(m, float) and m > 0 for m in measured)
+
+
 def _random_kernels(rng, n: int, noise: float = 0.05):
     """Feature rows shaped like conv kernels, and times (us) with a non-linear part."""
     import numpy as np

@@ -104,3 +104,50 @@ def test_host_baselines(tiny):
     base = host_baselines(model, x, repeats=3)
     assert base["pytorch_eager_ms"] > 0 and base["onnxruntime_ms"] > 0
     assert base["onnxruntime_max_abs_diff"] < 1e-4
+
+
+def test_batchnorms_folded_in_pytorch_give_relax_folding_kernels():
+    """BatchNorm folded in PyTorch before export (fast) gives TVM the kernels Relax's own
+    ``FoldBatchnormToConv2D`` + ``FoldConstant`` give (structurally equal TIR, so tuning
+    records keep applying), outputs as PyTorch's, and leaves the caller's model as it was."""
+    import tvm
+    import tvm_ffi
+    from tvm import relax
+    from tvm.relax.frontend.torch import from_exported_program
+
+    from archkit.build import build_model, example_input
+    from archkit.device._compile import fold_batchnorms, schedule_kernels, to_relax
+    from archkit.spec import apply_overrides, load_spec
+
+    spec = apply_overrides(load_spec("specs/mobilenetv2.yaml"), width=0.35, resolution=64)
+    model = build_model(spec).eval()
+    with torch.no_grad():  # statistics far from the identity, so folding is really tested
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    x = example_input(spec)
+    batchnorms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    folded, count = fold_batchnorms(model)
+    assert count == batchnorms == 52
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == batchnorms
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
+
+    with torch.no_grad():
+        exported = torch.export.export(model, (x,))
+    relax_folded = relax.transform.FoldConstant()(relax.transform.FoldBatchnormToConv2D()(
+        from_exported_program(exported, keep_params_as_input=False)))
+    program = to_relax(model, x)
+    assert (program.batchnorms_in, program.batchnorms_folded) == (52, 52)
+    target = tvm.target.Target({"kind": "llvm", "num-cores": 2})
+
+    def kernels(mod):
+        return sorted(tvm_ffi.structural_hash(f)
+                      for _, f in schedule_kernels(mod, target).functions_items()
+                      if isinstance(f, tvm.tirx.PrimFunc))
+
+    assert kernels(program.mod) == kernels(relax_folded)

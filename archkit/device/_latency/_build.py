@@ -7,6 +7,7 @@ measurements file as it comes, fits, and writes the model.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -568,14 +569,16 @@ def prepare_tvm_libraries(device: Any, candidates: Iterable[Any], networks: int,
                           cache_dir: Any = None, progress: bool = True) -> int:
     """Compile the TVM libraries a later build or evaluation will time.
 
-    Compiling is about a minute per network and does not care about load; timing does. This
+    Compiling takes about 5 s per network and does not care about load; timing does. This
     compiles ahead the first ``networks`` networks that ``build_latency_model`` (or
     ``evaluate_latency_model``) will draw from ``candidates`` (skipping those already measured
-    for this device), so the timing can run later, on a quiet machine, in seconds per network.
+    for this device), on every core (:func:`~archkit.device._latency._compiling
+    .compile_ahead`), so the timing can run later, on a quiet machine, in seconds per network.
 
     Returns:
         The number of libraries compiled (those already there are not recompiled).
     """
+    from archkit.device._latency._compiling import compile_ahead, compile_jobs
     from archkit.device._latency._runtimes import compiled_library, tuning_state
 
     device = resolve_device(device)
@@ -586,12 +589,15 @@ def prepare_tvm_libraries(device: Any, candidates: Iterable[Any], networks: int,
     target = compiled_dir(now, cache_dir)
     done = 0
     bar = _progress(networks, f"compiling for {device.name} (tvm)", progress)
+    chunk = 2 * compile_jobs()  # a progress update every two libraries per worker
+    specs = [candidate.spec for candidate, _ in itertools.islice(_fresh(candidates, seen),
+                                                                  networks)]
     try:
-        for count, (candidate, _network) in enumerate(_fresh(candidates, seen)):
-            if count >= networks:
-                break
-            compiled_library(candidate.spec, device, database, target, target)
-            done += 1
+        for start in range(0, len(specs), chunk):
+            compile_ahead(specs[start:start + chunk], device, database, target)
+            for spec in specs[start:start + chunk]:  # (what a worker failed, with its error)
+                compiled_library(spec, device, database, target, target)
+                done += 1
             if bar is not None:
                 bar.update(bar.task_ids[0], completed=done)
     finally:
@@ -612,7 +618,7 @@ def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxrunti
     reference (:meth:`LatencyModel.measured_ms`). TVM libraries, the probe's among them, are
     compiled into the cache's folder for the device's conditions (``cache_dir``, else the
     default cache), where builds keep theirs: a network a build or an earlier check compiled,
-    and the probe, are not compiled again (about a minute each).
+    and the probe, are not compiled again.
 
     Returns:
         Per spec, the median latency in ms or the :class:`MeasurementError` it failed with.

@@ -1,0 +1,138 @@
+"""TVM libraries compiled ahead of their timing, several at once, in worker processes.
+
+A TVM network compiles in about 5 s here (``torch.export``, Relax import, ``tvm.compile``,
+the link; 8-20 s before BatchNorm was folded in PyTorch), on one core, and cares nothing for
+load; its timing needs a quiet machine. So :func:`compile_ahead` compiles a group's missing
+libraries on every core *before* the group is timed (never while), each in a worker process
+of a pool kept for the process's life (spawned: torch and TVM do not survive ``fork``; each
+worker imports them once). As with any spawned worker, a script that builds TVM models must
+keep its top level under ``if __name__ == "__main__":`` (a worker imports the script);
+otherwise the workers fail and this process compiles everything itself, as with one worker.
+Measured on this 2-core host (2026-12-01): six random networks of the three MobileNet spaces
+in 33.0 s one after another, 18.9 s on two workers (their start included).
+
+``ARCHKIT_COMPILE_JOBS`` sets how many workers (default: the cores this process may use;
+1 compiles in this process, as before). A library a worker failed to compile is compiled again
+in this process by :func:`~archkit.device._latency._runtimes.compiled_library`, which then
+reports the error as it always has.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["compile_ahead", "compile_jobs", "shutdown_compile_workers"]
+
+_LOCK = threading.Lock()
+_POOL: Any = None
+_POOL_JOBS = 0
+
+
+def compile_jobs() -> int:
+    """Worker processes for compiling: ``ARCHKIT_COMPILE_JOBS``, else the usable cores."""
+    value = os.environ.get("ARCHKIT_COMPILE_JOBS", "").strip()
+    if value:
+        try:
+            jobs = int(value)
+        except ValueError:
+            raise ValueError(
+                f"ARCHKIT_COMPILE_JOBS must be a whole number of worker processes, got {value!r}"
+            ) from None
+        return max(1, jobs)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _start_worker() -> None:
+    # One compile per worker, one core each: torch's intra-op threads would only contend.
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _compile_in_worker(spec: Any, device: Any, tuned: bool, folder: str) -> str | None:
+    """Compile one library into ``folder``; None, or why it failed (compiled again, and
+    reported, by the caller's process)."""
+    from archkit.device._latency._runtimes import (
+        compiled_library,
+        tuning_database_dir,
+        tuning_state,
+    )
+
+    try:
+        database = tuning_state(tuning_database_dir(device))[1] if tuned else None
+        compiled_library(spec, device, database, Path(folder), Path(folder))
+    except Exception as err:  # noqa: BLE001 - reported by the caller's own compile
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _pool(jobs: int) -> Any:
+    global _POOL, _POOL_JOBS
+    if _POOL is None or _POOL_JOBS != jobs:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if _POOL is not None:
+            _POOL.shutdown(wait=True)
+        _POOL = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_start_worker)
+        _POOL_JOBS = jobs
+    return _POOL
+
+
+def shutdown_compile_workers() -> None:
+    """Stop the worker processes (started again by the next :func:`compile_ahead`)."""
+    global _POOL, _POOL_JOBS
+    with _LOCK:
+        if _POOL is not None:
+            _POOL.shutdown(wait=True)
+        _POOL, _POOL_JOBS = None, 0
+
+
+atexit.register(shutdown_compile_workers)
+
+
+def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | None) -> float:
+    """Compile the libraries of ``specs`` missing from ``folder``, on every worker at once.
+
+    Does nothing without a folder, with one worker or with fewer than two libraries to
+    compile (the caller's own compile is as fast then). Returns the wall seconds it took.
+    """
+    from archkit.device._latency._kernels import network_fingerprint
+    from archkit.ops import lower
+
+    if folder is None:
+        return 0.0
+    jobs = compile_jobs()
+    missing = {}
+    for spec in specs:
+        name = f"{network_fingerprint(lower(spec))}.so"
+        if not (folder / name).is_file():
+            missing.setdefault(name, spec)
+    if jobs < 2 or len(missing) < 2:
+        return 0.0
+    from concurrent.futures.process import BrokenProcessPool
+
+    global _POOL, _POOL_JOBS
+    start = time.monotonic()
+    folder.mkdir(parents=True, exist_ok=True)
+    with _LOCK:  # (farm threads share the workers: each submits, then waits on its own)
+        pool = _pool(jobs)
+        futures = [pool.submit(_compile_in_worker, spec, device, database is not None,
+                               str(folder)) for spec in missing.values()]
+    try:
+        for future in futures:
+            future.result()
+    except BrokenProcessPool:  # a worker died (out of memory?): the caller compiles the rest
+        with _LOCK:
+            if _POOL is pool:
+                _POOL, _POOL_JOBS = None, 0
+    return time.monotonic() - start
