@@ -31,6 +31,9 @@ __all__ = ["compile_ahead", "compile_jobs", "shutdown_compile_workers"]
 _LOCK = threading.Lock()
 _POOL: Any = None
 _POOL_JOBS = 0
+#: Set when the workers died (a script without a ``__main__`` guard, memory): this process
+#: compiles on its own from then on, instead of spawning workers that die again.
+_BROKEN = False
 
 
 def compile_jobs() -> int:
@@ -121,7 +124,9 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
         return 0.0
     from concurrent.futures.process import BrokenProcessPool
 
-    global _POOL, _POOL_JOBS
+    global _POOL, _POOL_JOBS, _BROKEN
+    if _BROKEN:
+        return 0.0
     start = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
     with _LOCK:  # (farm threads share the workers: each submits, then waits on its own)
@@ -131,8 +136,16 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
     try:
         for future in futures:
             future.result()
-    except BrokenProcessPool:  # a worker died (out of memory?): the caller compiles the rest
+    except BrokenProcessPool:  # the caller compiles what is missing, one at a time
+        import warnings
+
         with _LOCK:
             if _POOL is pool:
                 _POOL, _POOL_JOBS = None, 0
+            if not _BROKEN:
+                warnings.warn(
+                    "archkit's TVM compile workers died (a script they import has no "
+                    "`if __name__ == \"__main__\":` guard, or memory ran out): compiling on "
+                    "one core from now on", RuntimeWarning, stacklevel=2)
+            _BROKEN = True
     return time.monotonic() - start

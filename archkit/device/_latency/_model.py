@@ -543,6 +543,9 @@ class LatencyModel:
         # per-stage repeats makes such rows all the time.
         self._row_ids: dict[Any, int] = {}
         self._row_configs: dict[tuple, int] = {}
+        # The spec-wide values a block's nodes depend on (width, channel rounding, classes),
+        # likewise a small int in block keys: hashed once per prediction, not once per block.
+        self._consts_ids: dict[tuple, int] = {}
         # (features as integers, kind index) -> corrected ms: channel counts are rounded to
         # multiples of 8 and resolutions stepped, so a new block is mostly made of kernels
         # seen before.
@@ -610,7 +613,10 @@ class LatencyModel:
         blocks, row_ids = self._blocks, self._row_ids
         walkable = self._walkable(spec)
         if walkable:
-            consts = (spec.width, spec.divisor, spec.min_ratio, spec.num_classes)
+            consts = self._consts_ids.get(
+                (spec.width, spec.divisor, spec.min_ratio, spec.num_classes))
+            if consts is None:
+                return self._offset_ms + sum(self._blocks_ms(spec, walkable))
             shape = (spec.in_channels, spec.resolution, spec.resolution)
             total = self._offset_ms
             for row in spec.rows:
@@ -651,7 +657,8 @@ class LatencyModel:
     def _blocks_ms(self, spec: Any, walkable: bool) -> tuple[float, ...]:
         """Each block's part of the prediction, from the block caches or predicted."""
         network = lower(spec)
-        consts = (spec.width, spec.divisor, spec.min_ratio, spec.num_classes)
+        consts = self._consts_ids.setdefault(
+            (spec.width, spec.divisor, spec.min_ratio, spec.num_classes), len(self._consts_ids))
         rules = (spec.divisor, spec.min_ratio)
         blocks, by_shape, row_ids = self._blocks, self._blocks_by_shape, self._row_ids
         # Per block its part, or (an int) its position among the blocks this prediction
@@ -697,29 +704,31 @@ class LatencyModel:
     def _fill(self, new_blocks: list[tuple[Any, tuple, tuple | None]]) -> list[tuple]:
         """Predict blocks never seen, into the block caches; their parts, in order.
 
-        Each block's kernels are looked up in the kernel cache by their integer features and
-        kind index (cheaper to make and to hash than floats); the new ones are predicted all
-        at once, then every block sums its kernels from the cache.
+        Each block's kernels are looked up once in the kernel cache by their integer features
+        and kind index (cheaper to make and to hash than floats); the ones not there are
+        predicted all at once (a kernel twice among them is predicted twice: cheaper than
+        hashing every kernel again to find it), then every block sums its kernels' times.
         """
-        kernels, kind_ids = self._kernels, self._forest.index
+        kind_ids = self._forest.index
         listed = []
-        new: dict[tuple[int, ...], None] = {}  # kernels never seen, in order
         for block, _, _ in new_blocks:
             try:
-                rows = block_rows(block, kind_ids)
+                listed.append(block_rows(block, kind_ids))
             except KeyError:
                 self._unknown_kind(block)
-            listed.append(rows)
-            for kernel in rows:
-                if kernel not in kernels:
-                    new[kernel] = None
-        if new:
-            self._predict_kernels(list(new))
+        flat = list(chain.from_iterable(listed))
+        times = list(map(self._kernels.get, flat))
+        if None in times:
+            at = [i for i, t in enumerate(times) if t is None]
+            for i, t in zip(at, self._predict_kernels([flat[i] for i in at]), strict=True):
+                times[i] = t
         blocks, by_shape = self._blocks, self._blocks_by_shape
         parts = []
+        end = 0
         for (block, key, shape_key), rows in zip(new_blocks, listed, strict=True):
+            start, end = end, end + len(rows)
             s = block.out_shape
-            part = (sum(map(kernels.__getitem__, rows)), (s.channels, s.height, s.width))
+            part = (sum(times[start:end]), (s.channels, s.height, s.width))
             blocks[key] = part
             if shape_key is not None:
                 by_shape[shape_key] = part
@@ -737,9 +746,9 @@ class LatencyModel:
             f"archkit latency build {self.device} --runtime {self.runtime} --space FILE"
         )
 
-    def _predict_kernels(self, new: list[tuple[int, ...]]) -> None:
+    def _predict_kernels(self, new: list[tuple[int, ...]]) -> list[float]:
         """Predict kernels never seen (rows of integer features and the kind's index), all
-        kinds at once, into the kernel cache (corrected ms)."""
+        kinds at once, into the kernel cache; their corrected ms, in order."""
         import numpy as np
 
         forest = self._forest
@@ -750,8 +759,9 @@ class LatencyModel:
         scale = self._kind_scale[kinds]
         if self._size_edges_us:
             scale = scale * self._size_scale[np.searchsorted(self._size_edges, kernel_us)]
-        self._kernels.update(zip(new, (scale * kernel_us / 1e3 + self._per_kernel_ms).tolist(),
-                                 strict=True))
+        times = (scale * kernel_us / 1e3 + self._per_kernel_ms).tolist()
+        self._kernels.update(zip(new, times, strict=True))
+        return times
 
     def _forget(self) -> None:
         """Empty the block and kernel caches (benchmarks time cold predictions with it)."""
@@ -759,6 +769,7 @@ class LatencyModel:
         self._blocks_by_shape.clear()
         self._row_ids.clear()
         self._row_configs.clear()
+        self._consts_ids.clear()
         self._kernels.clear()
 
     # ------------------------------------------------------------------ adapting
