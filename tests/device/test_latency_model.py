@@ -5,6 +5,7 @@ the fitting pieces recover known answers."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -520,6 +521,39 @@ def test_tvm_libraries_compile_in_worker_processes_before_timing(space, tmp_path
         np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
     measured = measure_networks(specs, device, runtime="tvm", protocol=FAST, cache_dir=tmp_path)
     assert all(isinstance(m, float) and m > 0 for m in measured)
+
+
+def test_a_script_without_a_main_guard_compiles_on_one_core(tmp_path):
+    """Spawned compile workers import the main script; one without ``if __name__ ==
+    "__main__":`` kills them. The script still gets its libraries (compiled in its own
+    process), with one warning that says why."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent(f"""
+        import warnings
+        from pathlib import Path
+        from archkit.device import load_device
+        from archkit.device._latency._compiling import compile_ahead
+        from archkit.device._latency._runtimes import compiled_library
+        from archkit.spec import apply_overrides, load_spec
+
+        base = load_spec({str(Path("specs/mobilenetv1.yaml").resolve())!r})
+        specs = [apply_overrides(base, width=w, resolution=32) for w in (0.25, 0.5)]
+        folder, device = Path({str(tmp_path / "libs")!r}), load_device("host")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            compile_ahead(specs, device, None, folder)
+            compile_ahead(specs, device, None, folder)  # no second try at workers
+        for spec in specs:
+            compiled_library(spec, device, None, folder, folder)
+        print(len(list(folder.glob("*.so"))), [str(w.message) for w in caught])
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         env={**os.environ, "ARCHKIT_COMPILE_JOBS": "2"},
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    count, messages = out.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert count == "2"
+    assert messages.count("compile workers died") == 1 and "__main__" in messages
 
 
 def _random_kernels(rng, n: int, noise: float = 0.05):
