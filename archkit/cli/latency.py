@@ -43,7 +43,8 @@ _runtime_option = click.option(
     "--runtime", type=click.Choice(RUNTIMES), default="onnxruntime", show_default=True,
     help="onnxruntime (in-process on this machine, or `archkit serve` on a board) or tvm "
          "(compiled as archkit profile --device compiles, with the device's tuning records "
-         "where it has them).",
+         "where it has them; each group's libraries on every core before it is timed, "
+         "ARCHKIT_COMPILE_JOBS workers).",
 )
 
 
