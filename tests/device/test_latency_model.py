@@ -489,7 +489,7 @@ def test_tvm_libraries_compile_in_worker_processes_before_timing(space, tmp_path
     from tvm import relax
 
     from archkit.build import example_input
-    from archkit.device import _compile, load_device, measure_networks
+    from archkit.device import DeviceError, _compile, load_device, measure_networks
     from archkit.device._latency._compiling import compile_ahead, compile_jobs
     from archkit.device._latency._kernels import network_fingerprint
     from archkit.device._latency._predict import conditions_now
@@ -497,7 +497,7 @@ def test_tvm_libraries_compile_in_worker_processes_before_timing(space, tmp_path
     from archkit.ops import lower
 
     monkeypatch.setenv("ARCHKIT_COMPILE_JOBS", "x")
-    with pytest.raises(ValueError, match="ARCHKIT_COMPILE_JOBS"):
+    with pytest.raises(DeviceError, match="environment: ARCHKIT_COMPILE_JOBS: must be a whole"):
         compile_jobs()
     monkeypatch.setenv("ARCHKIT_COMPILE_JOBS", "2")
     specs = [c.spec for _, c in zip(range(4), random_candidates([space], seed=8), strict=False)]
@@ -553,7 +553,7 @@ def test_a_script_without_a_main_guard_compiles_on_one_core(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     count, messages = out.stdout.strip().splitlines()[-1].split(" ", 1)
     assert count == "2"
-    assert messages.count("compile workers died") == 1 and "__main__" in messages
+    assert messages.count("compile workers failed") == 1 and "__main__" in messages
 
 
 def _random_kernels(rng, n: int, noise: float = 0.05):

@@ -151,3 +151,33 @@ def test_batchnorms_folded_in_pytorch_give_relax_folding_kernels():
                       if isinstance(f, tvm.tirx.PrimFunc))
 
     assert kernels(program.mod) == kernels(relax_folded)
+
+
+def test_folding_batchnorms_keeps_biases_groups_and_the_callers_model():
+    """A grouped convolution with a bias, then a BatchNorm, folds exactly; the caller's model
+    (weights, statistics, training flag) is left as it was."""
+    from torch import nn
+
+    from archkit.device._compile import fold_batchnorms
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=4, bias=True), nn.BatchNorm2d(8),
+                          nn.ReLU6(), nn.Conv2d(8, 4, 1, bias=False), nn.BatchNorm2d(4),
+                          nn.BatchNorm2d(4))  # a BatchNorm after a BatchNorm stays
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 8, 6, 6)
+    folded, count = fold_batchnorms(model)
+    assert count == 2 and model.training and not folded.training
+    assert [type(m).__name__ for m in folded] == ["Conv2d", "Identity", "ReLU6", "Conv2d",
+                                                  "Identity", "BatchNorm2d"]
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-5)

@@ -17,8 +17,13 @@ def _field_hash(obj) -> int:
 
 
 def test_hash_is_the_hash_of_the_compared_fields():
+    from archkit.spec._model import Row, Spec, _HashOnce
+
+    assert Spec.__hash__ is Row.__hash__ is _HashOnce.__hash__  # not dataclass's own
     spec = load_spec("specs/mobilenetv2.yaml")
     assert hash(spec) == _field_hash(spec)
+    assert spec.__dict__["_hash"] == _field_hash(spec)  # computed once, kept
+    assert all(row.__dict__["_hash"] == _field_hash(row) for row in spec.rows)
     assert all(hash(row) == _field_hash(row) for row in spec.rows)
     again = load_spec("specs/mobilenetv2.yaml")  # equal objects, made apart: equal hashes
     assert again == spec and again is not spec and hash(again) == hash(spec)

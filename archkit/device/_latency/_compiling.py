@@ -11,10 +11,11 @@ otherwise the workers fail and this process compiles everything itself, as with 
 Measured on this 2-core host (2026-12-01): six random networks of the three MobileNet spaces
 in 33.0 s one after another, 18.9 s on two workers (their start included).
 
-``ARCHKIT_COMPILE_JOBS`` sets how many workers (default: the cores this process may use;
-1 compiles in this process, as before). A library a worker failed to compile is compiled again
-in this process by :func:`~archkit.device._latency._runtimes.compiled_library`, which then
-reports the error as it always has.
+``ARCHKIT_COMPILE_JOBS`` sets how many workers (default: the cores this process may use, at
+most 8, each holding its own torch and TVM; 1 compiles in this process, as before). A library
+a worker failed to compile is compiled again in this process by
+:func:`~archkit.device._latency._runtimes.compiled_library`, which then reports the error as
+it always has.
 """
 
 from __future__ import annotations
@@ -28,29 +29,43 @@ from typing import Any
 
 __all__ = ["compile_ahead", "compile_jobs", "shutdown_compile_workers"]
 
+#: At most this many workers by default: each holds its own torch, TVM and LLVM.
+_MAX_DEFAULT_JOBS = 8
+
 _LOCK = threading.Lock()
 _POOL: Any = None
 _POOL_JOBS = 0
-#: Set when the workers died (a script without a ``__main__`` guard, memory): this process
-#: compiles on its own from then on, instead of spawning workers that die again.
+#: Set when the workers failed (died: a script without a ``__main__`` guard, memory; or could
+#: not take the job): this process compiles on its own from then on, instead of spawning
+#: workers that fail again.
 _BROKEN = False
 
 
 def compile_jobs() -> int:
-    """Worker processes for compiling: ``ARCHKIT_COMPILE_JOBS``, else the usable cores."""
+    """Worker processes for compiling: ``ARCHKIT_COMPILE_JOBS``, else the usable cores (at
+    most :data:`_MAX_DEFAULT_JOBS`).
+
+    Raises:
+        DeviceError: ``ARCHKIT_COMPILE_JOBS`` is not a whole number.
+    """
     value = os.environ.get("ARCHKIT_COMPILE_JOBS", "").strip()
     if value:
         try:
-            jobs = int(value)
+            return max(1, int(value))
         except ValueError:
-            raise ValueError(
-                f"ARCHKIT_COMPILE_JOBS must be a whole number of worker processes, got {value!r}"
-            ) from None
-        return max(1, jobs)
+            from archkit.device._errors import DeviceError
+
+            raise DeviceError(f"must be a whole number of worker processes, got {value!r}",
+                              source="environment", field="ARCHKIT_COMPILE_JOBS") from None
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, _MAX_DEFAULT_JOBS))
+
+
+#: A worker's tuning database, opened once per folder.
+_DATABASES: dict[str, Any] = {}
 
 
 def _start_worker() -> None:
@@ -60,21 +75,33 @@ def _start_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _compile_in_worker(spec: Any, device: Any, tuned: bool, folder: str) -> str | None:
-    """Compile one library into ``folder``; None, or why it failed (compiled again, and
-    reported, by the caller's process)."""
-    from archkit.device._latency._runtimes import (
-        compiled_library,
-        tuning_database_dir,
-        tuning_state,
-    )
+def _compile_in_worker(spec: Any, device: Any, database_folder: str | None,
+                       folder: str) -> str | None:
+    """Compile one library into ``folder`` with the tuning database in ``database_folder``
+    (None: untuned); None, or why it failed (compiled again, and reported, by the caller's
+    process)."""
+    from archkit.device._latency._runtimes import compiled_library
 
     try:
-        database = tuning_state(tuning_database_dir(device))[1] if tuned else None
+        database = None
+        if database_folder is not None:
+            database = _DATABASES.get(database_folder)
+            if database is None:
+                from tvm.s_tir import meta_schedule as ms
+
+                database = _DATABASES[database_folder] = ms.database.JSONDatabase(
+                    work_dir=database_folder)
         compiled_library(spec, device, database, Path(folder), Path(folder))
     except Exception as err:  # noqa: BLE001 - reported by the caller's own compile
         return f"{type(err).__name__}: {err}"
     return None
+
+
+def _database_folder(database: Any) -> str | None:
+    """The folder of a MetaSchedule JSON database (what a worker opens it from)."""
+    if database is None:
+        return None
+    return str(Path(database.path_tuning_record).parent)
 
 
 def _pool(jobs: int) -> Any:
@@ -107,12 +134,15 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
     """Compile the libraries of ``specs`` missing from ``folder``, on every worker at once.
 
     Does nothing without a folder, with one worker or with fewer than two libraries to
-    compile (the caller's own compile is as fast then). Returns the wall seconds it took.
+    compile (the caller's own compile is as fast then). Never raises for the workers: what
+    they could not compile, the caller compiles (and reports). Returns the wall seconds it
+    took.
     """
+    global _POOL, _POOL_JOBS, _BROKEN
     from archkit.device._latency._kernels import network_fingerprint
     from archkit.ops import lower
 
-    if folder is None:
+    if folder is None or _BROKEN:
         return 0.0
     jobs = compile_jobs()
     missing = {}
@@ -122,30 +152,31 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
             missing.setdefault(name, spec)
     if jobs < 2 or len(missing) < 2:
         return 0.0
-    from concurrent.futures.process import BrokenProcessPool
-
-    global _POOL, _POOL_JOBS, _BROKEN
-    if _BROKEN:
-        return 0.0
     start = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
-    with _LOCK:  # (farm threads share the workers: each submits, then waits on its own)
-        pool = _pool(jobs)
-        futures = [pool.submit(_compile_in_worker, spec, device, database is not None,
-                               str(folder)) for spec in missing.values()]
+    pool = None
     try:
+        with _LOCK:  # (farm threads share the workers: each submits, then waits on its own)
+            if _BROKEN:
+                return 0.0
+            pool = _pool(jobs)
+            futures = [pool.submit(_compile_in_worker, spec, device, _database_folder(database),
+                                   str(folder)) for spec in missing.values()]
         for future in futures:
             future.result()
-    except BrokenProcessPool:  # the caller compiles what is missing, one at a time
+    except Exception as err:  # noqa: BLE001 - the caller compiles what is missing, one by one
         import warnings
 
+        from archkit.errors import ArchkitWarning
+
         with _LOCK:
-            if _POOL is pool:
+            if pool is not None and _POOL is pool:
                 _POOL, _POOL_JOBS = None, 0
             if not _BROKEN:
                 warnings.warn(
-                    "archkit's TVM compile workers died (a script they import has no "
-                    "`if __name__ == \"__main__\":` guard, or memory ran out): compiling on "
-                    "one core from now on", RuntimeWarning, stacklevel=2)
+                    f"archkit's TVM compile workers failed ({type(err).__name__}: a script "
+                    "they import has no `if __name__ == \"__main__\":` guard, memory ran out, "
+                    "or the job could not be sent): compiling on one core from now on",
+                    ArchkitWarning, stacklevel=2)
             _BROKEN = True
     return time.monotonic() - start

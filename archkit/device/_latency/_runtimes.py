@@ -110,10 +110,14 @@ def _model(spec: Any) -> Any:
 
     # Latency does not depend on the weights; calibrated BatchNorm keeps every value far from
     # denormals, which some CPUs run much slower. Seeded weights: a library compiled in a
-    # worker process (_compiling) is the one this process would have compiled.
-    with torch.random.fork_rng(devices=[]):
+    # worker process (_compiling) is the one this process would have compiled (the lock:
+    # the seed is torch's global generator, which farm threads share).
+    with _MODEL_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return calibrate_batchnorm(build_model(spec), spec)
+
+
+_MODEL_LOCK = threading.Lock()
 
 
 # ---------------------------------------------------------------- onnxruntime
@@ -219,7 +223,8 @@ def compiled_library(spec: Any, device: Any, database: Any, folder: Path | None,
     executable = _compile.build(program, device.target_dict(), database)
     target = (folder or tmp) / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial.so")
+    # (a name of its own: another thread or a compile worker may write the same library)
+    partial = target.with_suffix(f".{os.getpid()}-{threading.get_ident()}.partial.so")
     _compile.export_library(executable, partial, device)
     partial.replace(target)
     return target
@@ -329,7 +334,7 @@ def _prepare_probe(threads: int, protocol: TimingProtocol) -> _Prepared:
 @functools.lru_cache(maxsize=1)
 def _probe_library_dir() -> Path:
     """Where the TVM probe is compiled when the caller keeps no library folder: once per
-    process (a compile takes most of a minute)."""
+    process."""
     return Path(tempfile.mkdtemp(prefix="archkit-probe-"))
 
 
@@ -420,10 +425,9 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
         compile_s = compile_ahead(specs, device, database, compiled_dir)
     results = _measure_group(specs, device, runtime, protocol, kernels=kernels,
                              database=database, rounds=rounds, compiled_dir=compiled_dir)
-    if compile_s:
-        for result in results:
-            if isinstance(result, Measured):
-                result.seconds += compile_s / len(specs)
+    measured = [result for result in results if isinstance(result, Measured)]
+    for result in measured:  # (a failed network's share too: the records add up to wall time)
+        result.seconds += compile_s / len(measured)
     return results
 
 
