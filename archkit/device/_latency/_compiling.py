@@ -99,8 +99,6 @@ def _compile_in_worker(spec: Any, device: Any, database_folder: str | None,
 
 def _database_folder(database: Any) -> str | None:
     """The folder of a MetaSchedule JSON database (what a worker opens it from)."""
-    if database is None:
-        return None
     return str(Path(database.path_tuning_record).parent)
 
 
@@ -152,6 +150,11 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
             missing.setdefault(name, spec)
     if jobs < 2 or len(missing) < 2:
         return 0.0
+    database_folder = None
+    if database is not None:
+        if not hasattr(database, "path_tuning_record"):  # not a JSON database: no folder
+            return 0.0
+        database_folder = _database_folder(database)
     start = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
     pool = None
@@ -160,7 +163,7 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
             if _BROKEN:
                 return 0.0
             pool = _pool(jobs)
-            futures = [pool.submit(_compile_in_worker, spec, device, _database_folder(database),
+            futures = [pool.submit(_compile_in_worker, spec, device, database_folder,
                                    str(folder)) for spec in missing.values()]
         for future in futures:
             future.result()
