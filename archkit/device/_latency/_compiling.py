@@ -137,9 +137,17 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
     took.
     """
     global _POOL, _POOL_JOBS, _BROKEN
+    import multiprocessing
+
     from archkit.device._latency._kernels import network_fingerprint
     from archkit.ops import lower
 
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A compile worker importing a main script without a __main__ guard, which compiles
+        # at its top level: the worker must die (its parent then compiles on its own), not
+        # compile everything the script compiles and then serve.
+        raise RuntimeError("archkit compile worker: the main script compiles at import; guard "
+                           "its top level with `if __name__ == \"__main__\":`")
     if folder is None or _BROKEN:
         return 0.0
     jobs = compile_jobs()
