@@ -251,14 +251,21 @@ def tiny_net(width: int = 8, blocks: int = 2, classes: int = 10, seed: int = 0):
     for _ in range(blocks):
         layers += [*cbr(width, width, 1, groups=width), *cbr(width, width)]
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, classes)]
-    model = nn.Sequential(*layers).eval()
-    with torch.no_grad():  # non-trivial BatchNorm statistics, so folding is really tested
+    return randomize_batchnorms(nn.Sequential(*layers).eval(), bias=0.2)
+
+
+def randomize_batchnorms(model, bias: float = 0.5):
+    """``model`` with every BatchNorm's statistics and affine parameters drawn far from the
+    identity (uniform, from torch's generator), so folding them is really tested."""
+    import torch
+
+    with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
+                m.bias.uniform_(-bias, bias)
     return model
 
 

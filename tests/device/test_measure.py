@@ -16,7 +16,7 @@ from archkit.device import (
     results_frame,
 )
 
-from .conftest import tiny_net
+from .conftest import randomize_batchnorms, tiny_net
 
 REPRO_KEYS = {"tvm_version", "target", "threads", "tuning", "governor", "server", "emulated"}
 
@@ -120,14 +120,7 @@ def test_batchnorms_folded_in_pytorch_give_relax_folding_kernels():
     from archkit.spec import apply_overrides, load_spec
 
     spec = apply_overrides(load_spec("specs/mobilenetv2.yaml"), width=0.35, resolution=64)
-    model = build_model(spec).eval()
-    with torch.no_grad():  # statistics far from the identity, so folding is really tested
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
+    model = randomize_batchnorms(build_model(spec).eval())
     x = example_input(spec)
     batchnorms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     folded, count = fold_batchnorms(model)
@@ -164,13 +157,7 @@ def test_folding_batchnorms_keeps_biases_groups_and_the_callers_model():
     model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=4, bias=True), nn.BatchNorm2d(8),
                           nn.ReLU6(), nn.Conv2d(8, 4, 1, bias=False), nn.BatchNorm2d(4),
                           nn.BatchNorm2d(4))  # a BatchNorm after a BatchNorm stays
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
+    randomize_batchnorms(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(2, 8, 6, 6)
     folded, count = fold_batchnorms(model)
