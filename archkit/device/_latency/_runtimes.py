@@ -103,6 +103,9 @@ class _Prepared:
         self.close = close or (lambda: None)
 
 
+_MODEL_LOCK = threading.Lock()
+
+
 def _model(spec: Any) -> Any:
     import torch
 
@@ -115,9 +118,6 @@ def _model(spec: Any) -> Any:
     with _MODEL_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return calibrate_batchnorm(build_model(spec), spec)
-
-
-_MODEL_LOCK = threading.Lock()
 
 
 # ---------------------------------------------------------------- onnxruntime
