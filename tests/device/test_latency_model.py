@@ -28,6 +28,7 @@ from archkit.device._latency import (
 )
 from archkit.device._latency._model import _fit_correction, fit_model
 from archkit.device._latency._store import data_path, read_records
+from archkit.errors import ArchkitWarning
 from archkit.search import parse_search_space, random_candidates
 from archkit.spec import apply_overrides, load_spec
 
@@ -532,37 +533,65 @@ def test_tvm_libraries_compile_in_worker_processes_before_timing(space, tmp_path
     assert len(list(tuned.glob("*.so"))) == len(specs)
 
 
-def test_a_script_without_a_main_guard_compiles_on_one_core(tmp_path):
-    """Spawned compile workers import the main script; one without ``if __name__ ==
-    "__main__":`` kills them. The script still gets its libraries (compiled in its own
-    process), with one warning that says why."""
+def test_a_script_without_a_main_guard_compiles_in_workers(tmp_path):
+    """Compile workers are started as ``python -m``, not spawned: they never import the main
+    script, so one without ``if __name__ == "__main__":`` gets its libraries compiled by the
+    workers (compiling is broken in the script's own process), with no warning."""
     script = tmp_path / "unguarded.py"
     script.write_text(textwrap.dedent(f"""
         import warnings
         from pathlib import Path
-        from archkit.device import load_device
+        from archkit.device import _compile, load_device
         from archkit.device._latency._compiling import compile_ahead
-        from archkit.device._latency._runtimes import compiled_library
         from archkit.spec import apply_overrides, load_spec
 
+        def no_compiling(*args, **kwargs):
+            raise AssertionError("compiled in the script's process")
+
+        _compile.build = no_compiling
         base = load_spec({str(Path("specs/mobilenetv1.yaml").resolve())!r})
         specs = [apply_overrides(base, width=w, resolution=32) for w in (0.25, 0.5)]
         folder, device = Path({str(tmp_path / "libs")!r}), load_device("host")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             compile_ahead(specs, device, None, folder)
-            compile_ahead(specs, device, None, folder)  # no second try at workers
-        for spec in specs:
-            compiled_library(spec, device, None, folder, folder)
         print(len(list(folder.glob("*.so"))), [str(w.message) for w in caught])
     """))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         env={**os.environ, "ARCHKIT_COMPILE_JOBS": "2"},
-                         timeout=600)
+                         env={**os.environ, "ARCHKIT_COMPILE_JOBS": "2"}, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    count, messages = out.stdout.strip().splitlines()[-1].split(" ", 1)
-    assert count == "2"
-    assert messages.count("compile workers failed") == 1 and "__main__" in messages
+    assert out.stdout.strip().splitlines()[-1] == "2 []"
+
+
+def test_a_dead_compile_worker_leaves_compiling_to_this_process(space, tmp_path, monkeypatch):
+    """A worker killed (as the kernel's out-of-memory killer would) stops the workers with one
+    warning; this process then compiles what is missing itself, and stops using workers."""
+    import signal
+
+    from archkit.device import load_device
+    from archkit.device._latency import _compiling
+    from archkit.device._latency._runtimes import compiled_library
+
+    monkeypatch.setenv("ARCHKIT_COMPILE_JOBS", "2")
+    monkeypatch.setattr(_compiling, "_BROKEN", False)
+    specs = [c.spec for _, c in zip(range(4), random_candidates([space], seed=9), strict=False)]
+    device = load_device("host")
+    folder = tmp_path / "libs"
+    try:
+        assert _compiling.compile_ahead(specs[:2], device, None, folder) > 0
+        assert len(list(folder.glob("*.so"))) == 2
+        for worker in _compiling._WORKERS:
+            os.kill(worker.process.pid, signal.SIGKILL)
+        with pytest.warns(ArchkitWarning, match="compile workers failed") as caught:
+            _compiling.compile_ahead(specs[2:], device, None, folder)
+            _compiling.compile_ahead(specs[2:], device, None, folder)  # no second try
+        assert sum("compile workers failed" in str(w.message) for w in caught) == 1
+        assert _compiling._BROKEN and not _compiling._WORKERS
+        for spec in specs[2:]:
+            compiled_library(spec, device, None, folder, folder)
+        assert len(list(folder.glob("*.so"))) == 4
+    finally:
+        _compiling.shutdown_compile_workers()
 
 
 def _random_kernels(rng, n: int, noise: float = 0.05):

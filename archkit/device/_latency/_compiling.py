@@ -4,18 +4,20 @@ A TVM network compiles in about 5 s here (``torch.export``, Relax import, ``tvm.
 the link; 8-20 s before BatchNorm was folded in PyTorch), on one core, and cares nothing for
 load; its timing needs a quiet machine. So :func:`compile_ahead` compiles a group's missing
 libraries on every core *before* the group is timed (never while), each in a worker process
-of a pool kept for the process's life (spawned: torch and TVM do not survive ``fork``; each
-worker imports them once). As with any spawned worker, a script that builds TVM models must
-keep its top level under ``if __name__ == "__main__":`` (a worker imports the script);
-otherwise the workers fail and this process compiles everything itself, as with one worker.
-Measured on this 2-core host (2026-12-01): six random networks of the three MobileNet spaces
-in 33.0 s one after another, 18.9 s on two workers (their start included).
+kept for this process's life: ``python -m archkit.device._latency._compile_worker``, which
+imports torch and TVM once and reads jobs from a pipe. Not ``multiprocessing``: torch and TVM
+do not survive ``fork``, and a spawned worker imports its parent's main script (a script
+without an ``if __name__ == "__main__":`` guard would then run in every worker); these
+workers need no guard. Measured on this 2-core host (2026-12-01): six random networks of the
+three MobileNet spaces in 33.0 s one after another, 18.9 s on two workers (their start
+included).
 
 ``ARCHKIT_COMPILE_JOBS`` sets how many workers (default: the cores this process may use, at
 most 8, each holding its own torch and TVM; 1 compiles in this process, as before). A library
 a worker failed to compile is compiled again in this process by
 :func:`~archkit.device._latency._runtimes.compiled_library`, which then reports the error as
-it always has.
+it always has. A worker that dies (memory ran out) stops them all, with one warning: this
+process then compiles on its own.
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ __all__ = ["compile_ahead", "compile_jobs", "shutdown_compile_workers"]
 _MAX_DEFAULT_JOBS = 8
 
 _LOCK = threading.Lock()
-_POOL: Any = None
-_POOL_JOBS = 0
-#: Set when the workers failed (died: a script without a ``__main__`` guard, memory; or could
-#: not take the job): this process compiles on its own from then on, instead of spawning
-#: workers that fail again.
+#: The workers, and the queue of those idle (under ``_LOCK``).
+_WORKERS: list[_Worker] = []
+_IDLE: Any = None
+#: Set when a worker failed (died: memory; or could not be started): this process compiles on
+#: its own from then on, instead of starting workers that fail again.
 _BROKEN = False
 
 
@@ -65,65 +67,82 @@ def compile_jobs() -> int:
     return max(1, min(cores, _MAX_DEFAULT_JOBS))
 
 
-#: A worker's tuning database, opened once per folder.
-_DATABASES: dict[str, Any] = {}
-
-
-def _start_worker() -> None:
-    # One compile per worker, one core each: torch's intra-op threads would only contend.
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _compile_in_worker(spec: Any, device: Any, database_folder: str | None,
-                       folder: str) -> str | None:
-    """Compile one library into ``folder`` with the tuning database in ``database_folder``
-    (None: untuned); None, or why it failed (compiled again, and reported, by the caller's
-    process)."""
-    from archkit.device._latency._runtimes import compiled_library
-
-    try:
-        database = None
-        if database_folder is not None:
-            database = _DATABASES.get(database_folder)
-            if database is None:
-                from tvm.s_tir import meta_schedule as ms
-
-                database = _DATABASES[database_folder] = ms.database.JSONDatabase(
-                    work_dir=database_folder)
-        compiled_library(spec, device, database, Path(folder), Path(folder))
-    except Exception as err:  # noqa: BLE001 - reported by the caller's own compile
-        return f"{type(err).__name__}: {err}"
-    return None
-
-
 def _database_folder(database: Any) -> str | None:
     """The folder of a MetaSchedule JSON database (what a worker opens it from)."""
     return str(Path(database.path_tuning_record).parent)
 
 
-def _pool(jobs: int) -> Any:
-    global _POOL, _POOL_JOBS
-    if _POOL is None or _POOL_JOBS != jobs:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+class _Worker:
+    """One worker process (:mod:`~archkit.device._latency._compile_worker`) and its pipes."""
 
-        if _POOL is not None:
-            _POOL.shutdown(wait=True)
-        _POOL = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=_start_worker)
-        _POOL_JOBS = jobs
-    return _POOL
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+
+        # The worker finds archkit (and whatever a script put on sys.path) where this
+        # process does.
+        path = os.pathsep.join(p for p in sys.path if isinstance(p, str) and p)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "archkit.device._latency._compile_worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path})
+
+    def compile(self, job: tuple) -> str | None:
+        """Send one job and wait for its reply.
+
+        Raises:
+            EOFError, OSError: The worker died.
+        """
+        from archkit.device._latency._compile_worker import receive, send
+
+        send(self.process.stdin, job)
+        return receive(self.process.stdout)
+
+    def close(self) -> None:
+        """End the worker (the end of its jobs), killing it if it does not go."""
+        import subprocess
+
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+
+
+def _idle_workers(jobs: int) -> Any:
+    """The queue of idle workers, ``jobs`` of them started (again) if the count differs."""
+    global _WORKERS, _IDLE
+    if len(_WORKERS) != jobs:
+        _stop_workers()
+        import queue
+
+        _WORKERS = [_Worker() for _ in range(jobs)]
+        _IDLE = queue.SimpleQueue()
+        for worker in _WORKERS:
+            _IDLE.put(worker)
+    return _IDLE
+
+
+def _stop_workers() -> None:
+    """End every worker; a thread waiting for an idle one gets None (under ``_LOCK``)."""
+    global _WORKERS
+    workers, _WORKERS = _WORKERS, []
+    for worker in workers:
+        worker.close()
+    if _IDLE is not None:
+        for _ in range(64):  # more than any number of threads that can be waiting
+            _IDLE.put(None)
 
 
 def shutdown_compile_workers() -> None:
     """Stop the worker processes (started again by the next :func:`compile_ahead`)."""
-    global _POOL, _POOL_JOBS
     with _LOCK:
-        if _POOL is not None:
-            _POOL.shutdown(wait=True)
-        _POOL, _POOL_JOBS = None, 0
+        _stop_workers()
 
 
 atexit.register(shutdown_compile_workers)
@@ -137,18 +156,12 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
     they could not compile, the caller compiles (and reports). Returns the wall seconds it
     took.
     """
-    global _POOL, _POOL_JOBS, _BROKEN
-    import multiprocessing
+    global _BROKEN
+    from concurrent.futures import ThreadPoolExecutor
 
     from archkit.device._latency._kernels import network_fingerprint
     from archkit.ops import lower
 
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        # A compile worker importing a main script without a __main__ guard, which compiles
-        # at its top level: the worker must die (its parent then compiles on its own), not
-        # compile everything the script compiles and then serve.
-        raise RuntimeError("archkit compile worker: the main script compiles at import; guard "
-                           "its top level with `if __name__ == \"__main__\":`")
     if folder is None or _BROKEN:
         return 0.0
     jobs = compile_jobs()
@@ -166,29 +179,35 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
         database_folder = _database_folder(database)
     start = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
-    pool = None
+
+    def compile_one(spec: Any) -> str | None:
+        worker = idle.get()
+        if worker is None:  # stopped (another thread's workers died)
+            idle.put(None)
+            raise RuntimeError("the compile workers were stopped")
+        try:
+            return worker.compile((spec, device, database_folder, str(folder)))
+        finally:
+            idle.put(worker)
+
     try:
-        with _LOCK:  # (farm threads share the workers: each submits, then waits on its own)
+        with _LOCK:  # (farm threads share the workers: each takes an idle one per library)
             if _BROKEN:
                 return 0.0
-            pool = _pool(jobs)
-            futures = [pool.submit(_compile_in_worker, spec, device, database_folder,
-                                   str(folder)) for spec in missing.values()]
-        for future in futures:
-            future.result()
+            idle = _idle_workers(jobs)
+        with ThreadPoolExecutor(min(jobs, len(missing))) as threads:
+            list(threads.map(compile_one, missing.values()))
     except Exception as err:  # noqa: BLE001 - the caller compiles what is missing, one by one
         import warnings
 
         from archkit.errors import ArchkitWarning
 
         with _LOCK:
-            if pool is not None and _POOL is pool:
-                _POOL, _POOL_JOBS = None, 0
             if not _BROKEN:
+                _stop_workers()
                 warnings.warn(
-                    f"archkit's TVM compile workers failed ({type(err).__name__}: a script "
-                    "they import has no `if __name__ == \"__main__\":` guard, memory ran out, "
-                    "or the job could not be sent): compiling on one core from now on",
-                    ArchkitWarning, stacklevel=2)
+                    f"archkit's TVM compile workers failed ({type(err).__name__}: {err}; a "
+                    "worker died, memory ran out, or it could not be started): compiling on "
+                    "one core from now on", ArchkitWarning, stacklevel=2)
             _BROKEN = True
     return time.monotonic() - start
