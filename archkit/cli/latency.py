@@ -7,6 +7,7 @@ Parses, calls :mod:`archkit.device` (measuring, fitting, predicting) and
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,25 @@ _runtime_option = click.option(
     "--runtime", type=click.Choice(RUNTIMES), default="onnxruntime", show_default=True,
     help="onnxruntime (in-process on this machine, or `archkit serve` on a board) or tvm "
          "(compiled as archkit profile --device compiles, with the device's tuning records "
-         "where it has them; each group's libraries on every core before it is timed, "
-         "ARCHKIT_COMPILE_JOBS workers).",
+         "where it has them; each group's libraries on every core before it is timed: see "
+         "--compile-jobs).",
+)
+
+
+def _set_compile_jobs(ctx: click.Context, param: click.Parameter, jobs: int | None) -> None:
+    # The library reads ARCHKIT_COMPILE_JOBS where it compiles (archkit.device._latency
+    # ._compiling.compile_jobs); the option sets it for this command's process.
+    if jobs is not None:
+        os.environ["ARCHKIT_COMPILE_JOBS"] = str(jobs)
+
+
+_compile_jobs_option = click.option(
+    "--compile-jobs", type=click.IntRange(min=1), default=None, expose_value=False,
+    callback=_set_compile_jobs, envvar="ARCHKIT_COMPILE_JOBS", show_envvar=True,
+    metavar="N",
+    help="TVM: worker processes that compile each group's libraries before it is timed "
+         "(default: the cores, at most 8; 1 compiles in the measuring process). Each holds "
+         "its own torch and TVM (about 0.75 GiB).",
 )
 
 
@@ -75,6 +93,7 @@ _space_option = click.option(
                    "refitted.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the network draws.")
 @board_options
+@_compile_jobs_option
 @_cache_option
 def build(device: str, runtime: str, spaces: tuple[str, ...], minutes: float,
           networks: int | None, from_device: str | None, seed: int, host: str | None,
@@ -171,6 +190,7 @@ def list_models(fmt: str, cache_dir: str | None) -> None:
               show_default=True, help="Where the CSV and the scatter plot go.")
 @click.option("--png/--no-png", default=True, show_default=True,
               help="Also write the scatter plot as PNG (needs Chromium).")
+@_compile_jobs_option
 @_cache_option
 def evaluate(device: str, runtime: str, spaces: tuple[str, ...], networks: int, seed: int,
              output_dir: str, png: bool, cache_dir: str | None) -> None:

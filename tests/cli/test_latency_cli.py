@@ -108,3 +108,22 @@ def test_profile_predict_csv_carries_the_predictions(cache):
     assert [float(r["predicted_latency_ms"]) for r in rows] == pytest.approx(
         [doc["predicted_latency_ms"]] * len(rows))
     assert "latency_ms" not in rows[0]  # --predict alone measures nothing
+
+
+def test_compile_jobs_option_sets_the_workers(monkeypatch):
+    """``--compile-jobs N`` is what the library's compile_jobs() then reads (ARCHKIT_COMPILE_JOBS,
+    also the option's environment variable); a count below 1 is a usage error naming both."""
+    from archkit.cli.latency import build, evaluate
+    from archkit.device._latency._compiling import compile_jobs
+
+    monkeypatch.setenv("ARCHKIT_COMPILE_JOBS", "1")  # (restored after the test)
+    for command, args in ((build, ["host"]), (evaluate, ["host", "--networks", "1"])):
+        command.make_context(command.name, [*args, "--compile-jobs", "3"])
+        assert compile_jobs() == 3
+        monkeypatch.setenv("ARCHKIT_COMPILE_JOBS", "1")
+    out = run(Path("."), "latency", "evaluate", "host", "--networks", "1", "--compile-jobs", "0")
+    assert out.returncode == 2 and "--compile-jobs" in out.stderr
+    env_out = subprocess.run([sys.executable, "-m", "archkit.cli", "latency", "build", "host"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=120,
+                             env={**os.environ, "ARCHKIT_COMPILE_JOBS": "x"})
+    assert env_out.returncode == 2 and "ARCHKIT_COMPILE_JOBS" in env_out.stderr
