@@ -92,11 +92,19 @@ _space_option = click.option(
                    "and profiled): its kernel regressors are boosted on, the correction "
                    "refitted.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the network draws.")
+# (archkit.search.DRAWS: not imported here, archkit.search imports pandas)
+@click.option("--draw", type=click.Choice(("random", "sobol")), default="random",
+              show_default=True,
+              help="How networks are drawn from the spaces: random (as a search draws them), "
+                   "or sobol (a space-filling design: few networks cover every parameter's "
+                   "range; measured no better than random when adapting from 20 networks: "
+                   "benchmarks/adapt_draws.py).")
 @board_options
 @_compile_jobs_option
 @_cache_option
 def build(device: str, runtime: str, spaces: tuple[str, ...], minutes: float,
-          networks: int | None, from_device: str | None, seed: int, host: str | None,
+          networks: int | None, from_device: str | None, seed: int, draw: str,
+          host: str | None,
           port: int | None, tracker: str | None, key: str | None, ssh: str | None,
           cache_dir: str | None) -> None:
     """Measure random networks of the spaces on DEVICE and fit its latency model.
@@ -113,7 +121,7 @@ def build(device: str, runtime: str, spaces: tuple[str, ...], minutes: float,
         networks = 20
     profile = load_device(device, host=host, port=port, key=key, tracker=tracker, ssh=ssh)
     result = build_latency_model(
-        profile, random_candidates(_spaces(spaces), seed=seed), runtime=runtime,
+        profile, random_candidates(_spaces(spaces), seed=seed, draw=draw), runtime=runtime,
         minutes=minutes, networks=networks, from_model=from_device, cache_dir=cache_dir,
     )
     console = _console()

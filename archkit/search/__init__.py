@@ -38,7 +38,7 @@ from archkit.search._rundir import (
     winner_names,
     winner_ranks,
 )
-from archkit.search._sample import Candidate, random_candidates
+from archkit.search._sample import DRAWS, Candidate, random_candidates
 from archkit.search._space import (
     Range,
     SearchSpace,
@@ -53,6 +53,7 @@ __all__ = [
     "BEST_COLUMNS",
     "Budgets",
     "Candidate",
+    "DRAWS",
     "ESTIMATORS",
     "Estimate",
     "Estimator",

@@ -127,3 +127,15 @@ def test_compile_jobs_option_sets_the_workers(monkeypatch):
                              capture_output=True, text=True, cwd=ROOT, timeout=120,
                              env={**os.environ, "ARCHKIT_COMPILE_JOBS": "x"})
     assert env_out.returncode == 2 and "ARCHKIT_COMPILE_JOBS" in env_out.stderr
+
+
+def test_draw_option_offers_the_library_draws():
+    """``latency build --draw`` lists its choices inline (archkit.search imports pandas, which
+    the CLI keeps out of its import): they are archkit.search.DRAWS, and another is refused."""
+    from archkit.cli.latency import build
+    from archkit.search import DRAWS
+
+    [option] = [p for p in build.params if p.name == "draw"]
+    assert tuple(option.type.choices) == DRAWS and option.default == "random"
+    out = run(Path("."), "latency", "build", "host", "--draw", "halton")
+    assert out.returncode == 2 and "--draw" in out.stderr
