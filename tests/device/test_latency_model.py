@@ -257,6 +257,8 @@ def test_adapting_to_another_device(built, space, tmp_path):
             new = carried["xgboost"]["learner"]["gradient_booster"]["model"]["trees"]
             assert len(new) >= len(old) and new[: len(old)] == old
     assert model.correction != base.correction
+    # One scale for every kind (20 networks barely tell per-kind scales from the offset).
+    assert len(set(model.correction["scale"].values())) == 1
     # Its times are at the new device's own probe reference (3 networks: the fastest probe).
     assert model.probe_reference_ms == min(r["probe_ms"] for r in records)
     assert model.probe_reference_ms != base.probe_reference_ms
@@ -384,6 +386,14 @@ def test_correction_recovers_known_parameters():
     y2 = 0.4 + 0.003 * counts + sums @ np.array([1.0, 2.0, 0.5])
     fit2 = _fit_correction(sums, counts, y2, ["a", "b", "c"])
     assert [fit2["scale"][k] for k in "abc"] == pytest.approx([1.0, 2.0, 0.5], rel=0.05)
+    # Without per-kind scales: the one-scale fit, numpy's weighted least squares on the
+    # kernels' total, the kernel count and a constant (relative error: rows divided by y).
+    one = _fit_correction(sums, counts, y2, ["a", "b", "c"], per_kind=False)
+    design = np.column_stack([sums.sum(axis=1), counts, np.ones(60)]) / y2[:, None]
+    scale, per_kernel, offset = np.linalg.lstsq(design, np.ones(60), rcond=None)[0]
+    assert all(v == pytest.approx(scale, rel=1e-9) for v in one["scale"].values())
+    assert one["per_kernel_ms"] == pytest.approx(per_kernel, rel=1e-9)
+    assert one["offset_ms"] == pytest.approx(offset, rel=1e-9)
 
 
 def _smallest_network_nodes(space):
