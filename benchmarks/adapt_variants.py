@@ -41,6 +41,7 @@ def _variants(model_module: Any) -> dict[str, dict[str, Any]]:
         "depth 4, eta 0.1 (<= 400 trees)": {"_XGB_PARAMS": {**params, "max_depth": 4,
                                                             "eta": 0.1}, "_XGB_ROUNDS": 400},
         "validated on whole networks": {"_GROUPED_FROM": 1},
+        "per-kind scales (ridge, as a build fits them)": {"_ADAPT_PER_KIND": True},
     }
 
 
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="host-1t")
     ap.add_argument("--from", dest="from_device", default="host")
     ap.add_argument("--held-out", type=Path, action="append", default=[])
+    ap.add_argument("--variant", action="append", default=[],
+                    help="Only the variants whose names contain this (repeatable; default all).")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -90,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| variant | " + " | ".join(f"{name}: w10 | w5 | mean | worst" for name, _ in sets)
           + " | 5-fold on the adaptation networks: w10 | w5 | mean | worst |")
     for name, values in _variants(_model).items():
+        if args.variant and not any(part in name for part in args.variant):
+            continue
         with _patched(_model, values):
             model = base.adapted(records, conditions, {})
             scored = [_summary(held_out_errors(model, *held)) for _, held in sets]

@@ -79,6 +79,15 @@ _XGB_EARLY_STOPPING = 20
 #: kernel).
 _GROUPED_FROM = 50
 
+#: Whether adapting from profiled networks fits per-kind scales (ridge toward one scale, as a
+#: build does) or one scale for every kind. One: the carried-on trees already learned the new
+#: device's kernels, and 20 networks barely tell per-kind scales apart (the stem, the pool and
+#: the classifier run once in every network, as the offset does). On 5 draws of 20 networks
+#: scored on 60 held-out networks measured in the same session (benchmarks/adapt_variants.py,
+#: docs/latency.md), one scale was never worse and lifted the worst draw from 36.7% to 65.0%
+#: within +-10% (its ridge had picked scales of 0.8 to 3.3).
+_ADAPT_PER_KIND = False
+
 
 def _validation_fifth(networks: Any) -> Any:
     """Which kernels early stopping validates on (the others train): those of every fifth
@@ -832,13 +841,7 @@ class LatencyModel:
             lambda kind, rows, ys, nets: _continue_kind(self.kinds[kind], rows, ys, nets))
         sums, counts = _network_sums(records, kinds, out_of_fold)
         y, reference = _end_to_end(records, self.protocol)
-        # One scale for every kind: the carried-on trees already learned the new device's
-        # kernels, and with 20 networks per-kind scales are barely identified (the stem, the
-        # pool and the classifier run once in every network, as the offset does). Measured:
-        # the ridge picked scales of 0.8-3.3 from one draw of 20 networks, 30% of 120
-        # held-out networks within +-10% against 51% with one scale (benchmarks/
-        # adapt_draws.py and docs/latency.md).
-        correction = _fit_correction(sums, counts, y, kinds, per_kind=False)
+        correction = _fit_correction(sums, counts, y, kinds, per_kind=_ADAPT_PER_KIND)
         correction["probe_reference_ms"] = reference
         carried = {kind: _continue_kind(old, *table[kind]) if kind in table else old
                    for kind, old in self.kinds.items()}
