@@ -127,6 +127,7 @@ def _drawn(path: Path):
     """The candidates recorded in a measurements file (rebuilt from space and parameters)."""
     from latency_predictor import SPACES, _spaces
 
+    from archkit.device._latency._model import calmer_measurements
     from archkit.device._latency._store import read_records
 
     spaces = dict(zip(SPACES, _spaces(), strict=True))
@@ -134,7 +135,7 @@ def _drawn(path: Path):
 
     return [
         Candidate(r["space"], r["params"], spaces[r["space"]].candidate(r["params"]))
-        for r in read_records(path)[2]
+        for r in calmer_measurements(read_records(path)[2])
     ]
 
 

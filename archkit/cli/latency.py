@@ -89,8 +89,8 @@ _space_option = click.option(
                    "20 with --from).")
 @click.option("--from", "from_device", metavar="DEVICE", default=None,
               help="Adapt DEVICE's model from a few networks measured here (timed end to end "
-                   "and profiled): its kernel regressors are boosted on, the correction "
-                   "refitted.")
+                   "and profiled, twice: the calmer of each is fitted): its kernel regressors "
+                   "are boosted on, the correction refitted.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the network draws.")
 # (archkit.search.DRAWS: not imported here, archkit.search imports pandas)
 @click.option("--draw", type=click.Choice(("random", "sobol")), default="random",
@@ -140,6 +140,13 @@ def build(device: str, runtime: str, spaces: tuple[str, ...], minutes: float,
                       f"{result.model.built['last_run']['wall_minutes']:.1f} min")
     for name, reason in result.failed:
         console.print(f"[yellow]failed[/] {name}: {reason}")
+    passes = result.model.built.get("passes")
+    if passes:
+        console.print(f"each network measured twice: the first pass / the second, median "
+                      f"{passes['median_first_over_second']:.3f}, "
+                      f"{passes['within_10pct']:.0%} within +-10%; fitted on the calmer of each")
+    for warning in result.warnings:
+        console.print(f"[yellow]warning[/]: {warning}", soft_wrap=True)
     fit = result.stats
     if "out_of_fold_within_10pct" in fit:
         console.print(

@@ -26,7 +26,8 @@ from archkit.device._latency import (
     load_latency_model,
     predict_latency,
 )
-from archkit.device._latency._model import _fit_correction, fit_model
+from archkit.device._latency._build import _passes_warning
+from archkit.device._latency._model import _fit_correction, calmer_measurements, fit_model
 from archkit.device._latency._store import data_path, read_records
 from archkit.errors import ArchkitWarning
 from archkit.search import parse_search_space, random_candidates
@@ -241,10 +242,19 @@ def test_adapting_to_another_device(built, space, tmp_path):
     adapted = build_latency_model(device, random_candidates([space], seed=21), networks=3,
                                   minutes=None, from_model="host", cache_dir=cache,
                                   progress=False, on_record=records.append)
-    assert adapted.new_networks == 3
-    assert all(r["kernels_us"] for r in records)  # each network profiled once
-    assert adapted.kernels == sum(len(r["kernels"]) for r in records)
+    assert adapted.new_networks == 3 and adapted.networks == 3
+    # Each network measured (and profiled) twice, the second pass last first.
+    first, second = records[:3], records[3:]
+    assert [r["fingerprint"] for r in second] == [r["fingerprint"] for r in first][::-1]
+    assert all(r["kernels_us"] for r in records)
+    assert adapted.kernels == sum(len(r["kernels"]) for r in first)
     model = adapted.model
+    # How the passes compare, as timed, is stored with the model.
+    again = {r["fingerprint"]: r["e2e_raw_ms"] for r in second}
+    ratios = [r["e2e_raw_ms"] / again[r["fingerprint"]] for r in first]
+    assert model.built["passes"] == {
+        "networks": 3, "median_first_over_second": round(statistics.median(ratios), 4),
+        "within_10pct": round(sum(abs(x - 1) <= 0.10 for x in ratios) / 3, 4)}
     assert model.conditions.threads == 1 and model.device == "host-1t"
     assert model.built["adapted_from"]["device"] == "host"
     # Each regressor is the old one boosted on: the old trees come first, unchanged.
@@ -259,11 +269,41 @@ def test_adapting_to_another_device(built, space, tmp_path):
     assert model.correction != base.correction
     # One scale for every kind (20 networks barely tell per-kind scales from the offset).
     assert len(set(model.correction["scale"].values())) == 1
-    # Its times are at the new device's own probe reference (3 networks: the fastest probe).
+    # Its times are at the new device's own probe reference (3 networks, each its calmer
+    # measurement: the fastest probe of all).
     assert model.probe_reference_ms == min(r["probe_ms"] for r in records)
     assert model.probe_reference_ms != base.probe_reference_ms
     spec = next(random_candidates([space], seed=0)).spec
     assert predict_latency(spec, device, cache_dir=cache) > 0
+
+
+def test_a_network_measured_twice_counts_once_with_its_calmer_measurement():
+    def record(fingerprint, e2e_ms, probe_ms):
+        return {"fingerprint": fingerprint, "e2e_ms": e2e_ms, "probe_ms": probe_ms}
+
+    a1, b1, c1 = record("a", 2.0, 0.60), record("b", 1.0, 0.55), record("c", 3.0, None)
+    a2, b2, c2 = record("a", 2.2, 0.52), record("b", 0.9, 0.58), record("c", 2.9, None)
+    # The faster probe decides (b's second pass ran faster, in a slower moment); without a
+    # probe, the faster time. The order is the first pass's.
+    assert calmer_measurements([a1, b1, c1, c2, b2, a2]) == [a2, b1, c2]
+    assert calmer_measurements([a1, b1]) == [a1, b1]
+
+
+def test_passes_that_disagree_are_reported():
+    calm = {"networks": 20, "median_first_over_second": 0.986, "within_10pct": 0.95}
+    assert _passes_warning(calm, "host-1t", "onnxruntime", "DATA") == []
+    (slow_first,) = _passes_warning({**calm, "median_first_over_second": 1.194,
+                                     "within_10pct": 0.35}, "host-1t", "onnxruntime", "DATA")
+    assert "the first pass 19% slower" in slow_first and "35% of the networks" in slow_first
+    assert "move DATA away" in slow_first
+    assert "archkit latency evaluate host-1t --runtime onnxruntime" in slow_first
+    (slow_second,) = _passes_warning({**calm, "median_first_over_second": 0.8},
+                                     "host-1t", "onnxruntime", "DATA")
+    assert "the second pass 25% slower" in slow_second
+    # The median alone can hide a spell both ways (the probe's retries take out its shift).
+    (spread,) = _passes_warning({**calm, "median_first_over_second": 1.026,
+                                 "within_10pct": 0.25}, "host-1t", "onnxruntime", "DATA")
+    assert "25% of the networks within +-10%" in spread
 
 
 def test_evaluate_measures_held_out_networks_twice(built, space):
