@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import textwrap
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -639,6 +640,42 @@ def test_a_dead_compile_worker_leaves_compiling_to_this_process(space, tmp_path,
         assert _compiling._BROKEN and not _compiling._WORKERS
         for spec in specs[2:]:
             compiled_library(spec, device, None, folder, folder)
+        assert len(list(folder.glob("*.so"))) == 4
+    finally:
+        _compiling.shutdown_compile_workers()
+
+
+def test_ctrl_c_leaves_the_compile_workers_serving(space, tmp_path, monkeypatch):
+    """Ctrl-C in a terminal reaches the whole process group: the workers ignore it (the
+    process that started them ends them), so an interactive session keeps compiling on them."""
+    import signal
+
+    from archkit.device import load_device
+    from archkit.device._latency import _compiling
+
+    monkeypatch.setenv("ARCHKIT_COMPILE_JOBS", "2")
+    monkeypatch.setattr(_compiling, "_BROKEN", False)
+    from archkit.device._latency._kernels import network_fingerprint
+    from archkit.ops import lower
+
+    distinct = {}
+    for candidate in random_candidates([space], seed=10):
+        distinct.setdefault(network_fingerprint(lower(candidate.spec)), candidate.spec)
+        if len(distinct) == 4:
+            break
+    specs = list(distinct.values())
+    device = load_device("host")
+    folder = tmp_path / "libs"
+    try:
+        assert _compiling.compile_ahead(specs[:2], device, None, folder) > 0
+        workers = list(_compiling._WORKERS)
+        for worker in workers:
+            os.kill(worker.process.pid, signal.SIGINT)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ArchkitWarning)
+            assert _compiling.compile_ahead(specs[2:], device, None, folder) > 0
+        assert _compiling._WORKERS == workers and not _compiling._BROKEN
+        assert all(worker.process.poll() is None for worker in workers)
         assert len(list(folder.glob("*.so"))) == 4
     finally:
         _compiling.shutdown_compile_workers()

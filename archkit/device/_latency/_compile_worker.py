@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import struct
 import sys
 from pathlib import Path
@@ -72,6 +73,9 @@ def compile_one(spec: Any, device: Any, database_folder: str | None, folder: str
 
 
 def main() -> int:
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides (it ends the
+    # workers by closing their stdin), so an interactive session keeps its workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     jobs = sys.stdin.buffer
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     # What torch, TVM or LLVM print goes to stderr, never into the replies.

@@ -80,10 +80,10 @@ class _Worker:
         import sys
 
         # The worker finds archkit (and whatever a script put on sys.path) where this
-        # process does.
+        # process does; -P: not the working folder first (a tvm.py there would shadow TVM).
         path = os.pathsep.join(p for p in sys.path if isinstance(p, str) and p)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "archkit.device._latency._compile_worker"],
+            [sys.executable, "-P", "-m", "archkit.device._latency._compile_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": path})
 
@@ -121,7 +121,12 @@ def _idle_workers(jobs: int) -> Any:
         _stop_workers()
         import queue
 
-        _WORKERS = [_Worker() for _ in range(jobs)]
+        try:
+            for _ in range(jobs):
+                _WORKERS.append(_Worker())
+        except BaseException:
+            _stop_workers()  # the ones started
+            raise
         _IDLE = queue.SimpleQueue()
         for worker in _WORKERS:
             _IDLE.put(worker)
