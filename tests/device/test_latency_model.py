@@ -288,6 +288,13 @@ def test_a_network_measured_twice_counts_once_with_its_calmer_measurement():
     # probe, the faster time. The order is the first pass's.
     assert calmer_measurements([a1, b1, c1, c2, b2, a2]) == [a2, b1, c2]
     assert calmer_measurements([a1, b1]) == [a1, b1]
+    # Without a probe, two boards of a farm are two boards, not a calm and a busy moment: the
+    # first measurement is kept, whichever board was faster.
+    d1 = {**record("d", 3.0, None), "server": "rpi-1:9090"}
+    d2 = {**record("d", 2.5, None), "server": "rpi-2:9090"}
+    d3 = {**record("d", 2.8, None), "server": "rpi-1:9090"}
+    assert calmer_measurements([d1, d2]) == [d1]
+    assert calmer_measurements([d1, d2, d3]) == [d3]
 
 
 def test_passes_that_disagree_are_reported():
@@ -435,6 +442,17 @@ def test_correction_recovers_known_parameters():
     assert all(v == pytest.approx(scale, rel=1e-9) for v in one["scale"].values())
     assert one["per_kernel_ms"] == pytest.approx(per_kernel, rel=1e-9)
     assert one["offset_ms"] == pytest.approx(offset, rel=1e-9)
+    # Networks whose time falls as their kernels grow push the scale below zero: it is held
+    # at 1e-3 and the per-kernel time and offset refitted with it (numpy's weighted least
+    # squares on what the held scale leaves).
+    falling = 4.0 - 0.2 * sums.sum(axis=1) + 0.003 * counts
+    held = _fit_correction(sums, counts, falling, ["a", "b", "c"], per_kind=False)
+    assert set(held["scale"].values()) == {1e-3} and held["one_scale"] == 1e-3
+    rest = np.column_stack([counts, np.ones(60)]) / falling[:, None]
+    per_kernel, offset = np.linalg.lstsq(
+        rest, (falling - 1e-3 * sums.sum(axis=1)) / falling, rcond=None)[0]
+    assert held["per_kernel_ms"] == pytest.approx(per_kernel, rel=1e-9)
+    assert held["offset_ms"] == pytest.approx(offset, rel=1e-9)
 
 
 def _smallest_network_nodes(space):

@@ -88,12 +88,18 @@ _GROUPED_FROM = 50
 #: within +-10% (its ridge had picked scales of 0.8 to 3.3).
 _ADAPT_PER_KIND = False
 
+#: Networks an adaptation needs at least: its correction fits one scale, a per-kernel time and
+#: an offset to whole networks (fewer networks than parameters fit anything exactly).
+ADAPT_MIN_NETWORKS = 3
+
 
 def calmer_measurements(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per network (by fingerprint), in first-measured order: of a network measured
     more than once (an adaptation measures each of its networks twice, minutes apart), the
     measurement taken on the calmer machine: the one whose group's probe ran faster where
-    both have a probe, else the faster end-to-end time (noise only ever adds time)."""
+    both have a probe, else, on the same board, the faster end-to-end time (noise only ever
+    adds time). Two measurements on different boards without a probe (a farm's passes) are
+    not a calm and a busy moment but two boards: the first is kept."""
     kept: dict[str, dict[str, Any]] = {}
     for record in records:
         fingerprint = record["fingerprint"]
@@ -103,7 +109,7 @@ def calmer_measurements(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif record.get("probe_ms") and old.get("probe_ms"):
             if record["probe_ms"] < old["probe_ms"]:
                 kept[fingerprint] = record
-        elif record["e2e_ms"] < old["e2e_ms"]:
+        elif record.get("server") == old.get("server") and record["e2e_ms"] < old["e2e_ms"]:
             kept[fingerprint] = record
     return list(kept.values())
 
@@ -368,15 +374,20 @@ def _network_sums(records: list[dict[str, Any]], kinds: list[str],
     return sums, counts
 
 
+#: The smallest scale a correction fit keeps (kernel sums never count negatively).
+_MIN_SCALE = 1e-3
+
+
 def _fit_correction(sums: Any, counts: Any, y_ms: Any, kinds: list[str],
                     prior: dict[str, Any] | None = None, per_kind: bool = True
                     ) -> dict[str, Any]:
     """Fit offset, per-kernel time and per-kind scales on end-to-end times (relative error).
 
-    First one scale for all kinds (3 parameters, or 2 when adapting: the per-kernel time
-    scales with the kernels); then (``per_kind``) per-kind scales, pulled toward that one
-    scale by a ridge penalty whose strength is chosen by leave-one-out (or 10-fold)
-    cross-validation.
+    First one scale for all kinds (3 parameters, or 2 with a ``prior``: the old per-kernel
+    time scales with the kernels); then (``per_kind``) per-kind scales, pulled toward that
+    one scale by a ridge penalty whose strength is chosen by leave-one-out (or 10-fold)
+    cross-validation. A scale the data push to zero or below is held at 1e-3 and the other
+    parameters refitted with it.
     """
     import numpy as np
 
@@ -395,7 +406,16 @@ def _fit_correction(sums: Any, counts: Any, y_ms: Any, kinds: list[str],
         per_kernel0 = old_c * scale0
     else:
         scale0, per_kernel0, offset0 = (float(v) for v in theta0)
-    scale0 = max(scale0, 1e-3)
+    if scale0 < _MIN_SCALE:
+        # Held, and the rest refitted with it (the unclamped fit's offset and per-kernel time
+        # belong to its scale, not to this one).
+        scale0 = _MIN_SCALE
+        rest, *_ = np.linalg.lstsq(base_cols[:, 1:] * w[:, None],
+                                   (y - scale0 * base_cols[:, 0]) * w, rcond=None)
+        if prior is not None:
+            per_kernel0, offset0 = old_c * scale0, float(rest[0])
+        else:
+            per_kernel0, offset0 = (float(v) for v in rest)
     if not per_kind:
         return {"offset_ms": offset0, "per_kernel_ms": per_kernel0,
                 "scale": dict.fromkeys(kinds, scale0), "ridge": None, "one_scale": scale0}
@@ -821,6 +841,12 @@ class LatencyModel:
         import numpy as np
 
         records = calmer_measurements(records)
+        if len(records) < ADAPT_MIN_NETWORKS:
+            raise LatencyModelError(
+                f"adapting {self.device}/{self.runtime} to {conditions.device} needs at least "
+                f"{ADAPT_MIN_NETWORKS} networks measured there (the correction fits a scale, a "
+                f"per-kernel time and an offset to whole networks), got {len(records)}: "
+                "measure more with --networks")
         profiled = [r for r in records if r.get("kernels_us")]
         if profiled:
             return self._adapted_from_kernels(profiled, conditions, built)
