@@ -142,7 +142,8 @@ def build(device: str, runtime: str, spaces: tuple[str, ...], minutes: float,
         console.print(f"[yellow]failed[/] {name}: {reason}")
     passes = result.model.built.get("passes")
     if passes:
-        console.print(f"each network measured twice: the first pass / the second, median "
+        console.print(f"{passes['networks']} of {result.networks} networks measured twice: "
+                      f"the first pass / the second, median "
                       f"{passes['median_first_over_second']:.3f}, "
                       f"{passes['within_10pct']:.0%} within +-10%; fitted on the calmer of each")
     for warning in result.warnings:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -278,6 +279,80 @@ def test_adapting_to_another_device(built, space, tmp_path):
     assert predict_latency(spec, device, cache_dir=cache) > 0
 
 
+def test_a_resumed_adaptation_measures_again_what_it_measured_once(built, space, tmp_path):
+    cache, _, _ = built
+    device = tmp_path / "host-1t-resumed.yaml"
+    device.write_text(HOST_1T.replace("host-1t", "host-1t-resumed"))
+    records = []
+
+    def stopped_in_the_second_pass(record):
+        records.append(record)
+        if len(records) == 4:  # three networks, then the last of them again
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_latency_model(device, random_candidates([space], seed=21), networks=3,
+                            minutes=None, from_model="host", protocol=FAST, cache_dir=cache,
+                            progress=False, on_record=stopped_in_the_second_pass)
+    assert len(records) == 4 and records[3]["fingerprint"] == records[2]["fingerprint"]
+    more = []
+    resumed = build_latency_model(device, random_candidates([space], seed=21), networks=1,
+                                  minutes=None, from_model="host", cache_dir=cache,
+                                  progress=False, on_record=more.append)
+    # One new network, then the second pass: it, and the two the first run measured once.
+    assert resumed.new_networks == 1 and resumed.networks == 4 and len(more) == 4
+    assert {r["fingerprint"] for r in more[1:]} == {
+        more[0]["fingerprint"], records[0]["fingerprint"], records[1]["fingerprint"]}
+    _, _, stored = read_records(data_path("host-1t-resumed", "onnxruntime", cache))
+    assert sorted(Counter(r["fingerprint"] for r in stored).values()) == [2, 2, 2, 2]
+    assert resumed.model.built["passes"]["networks"] == 4
+    assert resumed.warnings == () or "measured once only" not in " ".join(resumed.warnings)
+
+
+def test_a_second_pass_that_fails_says_which_networks_were_measured_once(
+        built, space, tmp_path, monkeypatch):
+    from archkit.device._errors import MeasurementError
+    from archkit.device._latency import _build
+
+    cache, _, _ = built
+    device = tmp_path / "host-1t-failing.yaml"
+    device.write_text(HOST_1T.replace("host-1t", "host-1t-failing"))
+    real = _build.measure_group
+    calls = []
+
+    def board_lost_after_the_first_group(specs, *args, **kwargs):
+        calls.append(len(specs))
+        if len(calls) > 1:
+            raise MeasurementError("the board went away", stage="connect")
+        return real(specs, *args, **kwargs)
+
+    monkeypatch.setattr(_build, "measure_group", board_lost_after_the_first_group)
+    result = build_latency_model(device, random_candidates([space], seed=22), networks=3,
+                                 minutes=None, from_model="host", protocol=FAST,
+                                 cache_dir=cache, progress=False)
+    assert calls[0] == 3 and result.networks == 3 and result.failed == ()
+    assert "passes" not in result.model.built  # no network was measured twice
+    (warning,) = result.warnings
+    assert warning.startswith("3 of 3 networks were measured once only")
+    assert "the board went away" in warning and "Run the same command again" in warning
+
+
+def test_adapting_from_fewer_networks_than_the_correction_fits_is_refused(built, space,
+                                                                           tmp_path):
+    cache, _, _ = built
+    device = tmp_path / "host-1t-two.yaml"
+    device.write_text(HOST_1T.replace("host-1t", "host-1t-two"))
+    with pytest.raises(LatencyModelError, match="at least 3 networks.*--networks"):
+        build_latency_model(device, random_candidates([space], seed=23), networks=2,
+                            minutes=None, from_model="host", cache_dir=cache, progress=False)
+    # Refused before measuring: nothing was stored.
+    assert not data_path("host-1t-two", "onnxruntime", cache).exists()
+    # And by the fit itself, from records measured elsewhere.
+    _, result, records = built
+    with pytest.raises(LatencyModelError, match="needs at least 3 networks .* got 2"):
+        result.model.adapted(records[:2], result.model.conditions, {})
+
+
 def test_a_network_measured_twice_counts_once_with_its_calmer_measurement():
     def record(fingerprint, e2e_ms, probe_ms):
         return {"fingerprint": fingerprint, "e2e_ms": e2e_ms, "probe_ms": probe_ms}
@@ -453,6 +528,23 @@ def test_correction_recovers_known_parameters():
         rest, (falling - 1e-3 * sums.sum(axis=1)) / falling, rcond=None)[0]
     assert held["per_kernel_ms"] == pytest.approx(per_kernel, rel=1e-9)
     assert held["offset_ms"] == pytest.approx(offset, rel=1e-9)
+
+
+def test_the_passes_are_compared_on_one_board():
+    from archkit.device._latency._build import _passes_agreement
+
+    def record(fingerprint, ms, server=None):
+        return {"fingerprint": fingerprint, "e2e_ms": ms, "e2e_raw_ms": ms, "server": server}
+
+    local = [record("a", 2.0), record("b", 1.0), record("b", 1.25), record("a", 2.1),
+             record("a", 9.0)]  # a third measurement is not compared
+    assert _passes_agreement(local) == {"networks": 2, "median_first_over_second": 0.8762,
+                                        "within_10pct": 0.5}
+    farm = [record("a", 2.0, "rpi-1"), record("a", 3.0, "rpi-2"), record("b", 1.0, "rpi-1"),
+            record("b", 1.0, "rpi-1")]
+    assert _passes_agreement(farm) == {"networks": 1, "median_first_over_second": 1.0,
+                                       "within_10pct": 1.0}
+    assert _passes_agreement(farm[:2]) is None
 
 
 def _smallest_network_nodes(space):

@@ -25,7 +25,12 @@ from archkit.device._latency._conditions import (
 )
 from archkit.device._latency._errors import LatencyModelError
 from archkit.device._latency._kernels import kernel_rows, network_fingerprint
-from archkit.device._latency._model import LatencyModel, calmer_measurements, fit_model
+from archkit.device._latency._model import (
+    ADAPT_MIN_NETWORKS,
+    LatencyModel,
+    calmer_measurements,
+    fit_model,
+)
 from archkit.device._latency._predict import (
     conditions_now,
     load_latency_model,
@@ -332,8 +337,11 @@ def build_latency_model(
             reverse order after the first (each network's calmer measurement is fitted), the
             old kernel regressors are boosted on with the kernel times (new trees for what
             differs) and the network correction is refitted (:meth:`LatencyModel.adapted`).
-            A few networks (``networks=20``) suffice. The result's ``warnings`` say when the
-            two passes disagree.
+            A few networks (``networks=20``; at least 3) suffice. The first pass stops at
+            half the ``minutes`` budget, so the second fits in it. A resumed adaptation
+            measures again the networks its earlier run measured once, as the same
+            ``candidates`` stream draws them. The result's ``warnings`` say when the two
+            passes disagree, or when networks were left with one measurement.
         protocol: Timing protocol (default :class:`TimingProtocol`; a resumed build keeps the
             protocol of its measurements file).
         cache_dir: Cache root (default :func:`archkit.device.default_cache_dir`).
@@ -371,6 +379,7 @@ def build_latency_model(
         _, database = tuning_state(database_folder)
     path = data_path(device.name, runtime, cache_dir)
     seen: set[str] = set()
+    old_records: list[dict[str, Any]] = []
     if path.exists():
         _check_data_conditions(path, now)
         _, stored_protocol, old_records = read_records(path)
@@ -378,7 +387,14 @@ def build_latency_model(
         seen = {r["fingerprint"] for r in old_records}
         PROBE_BASELINES.seed(probe_key(device, protocol, runtime),
                              [r.get("probe_ms") for r in old_records])
-    else:
+    if from_model is not None and networks is not None and len(seen) + networks < \
+            ADAPT_MIN_NETWORKS:
+        raise LatencyModelError(
+            f"adapting needs at least {ADAPT_MIN_NETWORKS} networks measured on {device.name} "
+            f"(the correction fits a scale, a per-kernel time and an offset to whole "
+            f"networks): {len(seen)} measured, {networks} asked for; ask for more with "
+            "--networks")
+    if not path.exists():
         protocol = protocol or TimingProtocol.default(runtime)
         start_data(path, now, protocol)
 
@@ -393,21 +409,40 @@ def build_latency_model(
             )
     budget_s = math.inf if minutes is None else minutes * 60.0
     deadline = started + max(0.0, budget_s - (0.0 if base else _FIT_RESERVE_S))
+    twice = base is not None and _ADAPT_PASSES > 1
+    again: list[Any] = []
+    if twice and old_records:
+        # A resumed adaptation: the networks its earlier run measured once (it was stopped in
+        # its second pass, or before) are measured again with this run's.
+        candidates, again = _drawn_again(candidates, _measured_once(old_records))
     libraries = compiled_dir(now, cache_dir) if runtime == "tvm" else None
     measured: list[Any] = []
     done, failed, stopped_by = _measure_loop(
         candidates, device, runtime, protocol, path, seen, networks=networks,
-        deadline=deadline, database=database, progress=progress,
+        # An adaptation's first pass stops in time for its second (which costs no more: the
+        # same networks, compiled already).
+        deadline=started + budget_s / _ADAPT_PASSES if twice else deadline,
+        database=database, progress=progress,
         on_record=on_record, libraries=libraries, measured=measured,
     )
-    if base is not None and _ADAPT_PASSES > 1 and measured:
-        # The same networks again, last first (the budget still holds).
-        _, failed_again, _ = _measure_loop(
-            measured[::-1], device, runtime, protocol, path, set(), networks=len(measured),
+    warnings: list[str] = []
+    if twice and (measured or again):
+        # The same networks again, last first.
+        second = [*again, *measured][::-1]
+        measured_again: list[Any] = []
+        _, failed_again, second_stop = _measure_loop(
+            second, device, runtime, protocol, path, set(), networks=len(second),
             deadline=deadline, database=database, progress=progress, on_record=on_record,
-            libraries=libraries, doing="measuring again",
+            libraries=libraries, measured=measured_again, doing="measuring again",
         )
-        failed += failed_again
+        if len(measured_again) < len(second):
+            why = ("the --minutes budget ran out" if second_stop == "minutes" else
+                   "; ".join(f"{name}: {reason}" for name, reason in failed_again)
+                   or second_stop)
+            warnings.append(
+                f"{len(second) - len(measured_again)} of {len(second)} networks were measured "
+                f"once only ({why}): they are fitted on that one measurement. Run the same "
+                "command again to measure them a second time")
     measured_s = time.monotonic() - started
     _, _, all_records = read_records(path)
     records = calmer_measurements(all_records)
@@ -421,7 +456,6 @@ def build_latency_model(
         "spaces": sorted({r["space"] for r in records if r.get("space")}),
         "data": str(path),
     }
-    warnings: list[str] = []
     if base is not None:
         if not records:
             raise LatencyModelError(f"no network could be measured on {device.name}")
@@ -449,21 +483,53 @@ def build_latency_model(
                        stats, tuple(failed), stopped_by, tuple(warnings))
 
 
+def _measured_once(records: list[dict[str, Any]]) -> set[str]:
+    """The fingerprints of the networks ``records`` hold one measurement of."""
+    from collections import Counter
+
+    return {f for f, n in Counter(r["fingerprint"] for r in records).items() if n == 1}
+
+
+def _drawn_again(candidates: Iterable[Any], fingerprints: set[str],
+                 ) -> tuple[Iterator[Any], list[Any]]:
+    """The candidates of ``fingerprints``, found where a resumed build's stream draws them
+    again: among its first ``2 * len + 50`` candidates (the earlier run drew them first,
+    between networks that failed or were drawn twice). Returns the whole stream (what was
+    read, then the rest) and the candidates found, in stream order."""
+    from archkit.ops import lower
+
+    stream = iter(candidates)
+    read: list[Any] = []
+    found: list[Any] = []
+    wanted = set(fingerprints)
+    for candidate in itertools.islice(stream, 2 * len(wanted) + 50 if wanted else 0):
+        read.append(candidate)
+        fingerprint = network_fingerprint(lower(candidate.spec))
+        if fingerprint in wanted:
+            wanted.discard(fingerprint)
+            found.append(candidate)
+            if not wanted:
+                break
+    return itertools.chain(read, stream), found
+
+
 def _passes_agreement(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """How the first two measurements of each network measured twice compare (as timed): the
-    median of first / second, and the share within +-10% of each other (None: no network was
-    measured twice)."""
+    """How the first two measurements of each network measured twice on one board compare
+    (as timed): the median of first / second, and the share within +-10% of each other (None:
+    no network was). Two boards (a farm's passes) are not compared: they differ as boards."""
     import statistics
 
-    first: dict[str, float] = {}
+    first: dict[str, tuple[float, Any] | None] = {}
     ratios = []
     for record in records:
         ms = record.get("e2e_raw_ms") or record["e2e_ms"]
         fingerprint = record["fingerprint"]
         if fingerprint not in first:
-            first[fingerprint] = ms
+            first[fingerprint] = (ms, record.get("server"))
         elif first[fingerprint] is not None:
-            ratios.append(first[fingerprint] / ms)
+            first_ms, server = first[fingerprint]
+            if server == record.get("server"):
+                ratios.append(first_ms / ms)
             first[fingerprint] = None  # a third measurement is not compared
     if not ratios:
         return None
@@ -477,10 +543,12 @@ def _passes_warning(passes: dict[str, Any], device: str, runtime: str, path: Any
     if abs(ratio - 1.0) <= _PASSES_TOLERANCE and agreeing >= _PASSES_AGREEING:
         return []
     which, slower = ("first", ratio - 1.0) if ratio >= 1.0 else ("second", 1.0 / ratio - 1.0)
+    shift = (f"the {which} pass {slower:.0%} slower (median)"
+             if slower > _PASSES_TOLERANCE else f"the median within {slower:.0%}")
     return [
         f"the two passes over {passes['networks']} networks disagree: {agreeing:.0%} of the "
-        f"networks within +-10% of their other measurement, the {which} pass {slower:.0%} "
-        f"slower (median), so the machine was busy during some of the measuring. The model "
+        f"networks within +-10% of their other measurement, {shift}, so the machine was "
+        f"busy during some of the measuring. The model "
         f"fits each network's calmer measurement, but a spell over both of a network's still "
         f"moves it: adapt again on a quiet machine (move {path} away first) and check with "
         f"archkit latency evaluate {device} --runtime {runtime} --networks 60"
