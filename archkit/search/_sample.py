@@ -5,11 +5,13 @@ A latency model is built from, and evaluated on, networks a search would propose
 every range (continuous width, stepped resolution, per-stage expansion and repeats) is sampled
 by the same code as in ``archkit search``.
 
-A few networks cover a space better when they are spread than when they are random: twenty
-random networks of three spaces often miss a corner (the thinnest widths, the largest
+Twenty random networks of three spaces can miss a corner (the thinnest widths, the largest
 resolutions) that a space-filling design covers. ``draw="sobol"`` takes each space's trials
-from Optuna's :class:`QMCSampler` (a scrambled Sobol' sequence) instead; adapting a latency
-model to a new device from 20 networks draws them so.
+from Optuna's :class:`QMCSampler` (a scrambled Sobol' sequence) instead. Measured, adapting a
+latency model from 20 such networks was no better than from 20 random ones
+(benchmarks/adapt_draws.py, docs/latency.md), so random stays the default; with three spaces
+in turn, 20 networks are about 6 points of each space's sequence, too few for its spread to
+show.
 """
 
 from __future__ import annotations
