@@ -279,6 +279,23 @@ def test_adapting_to_another_device(built, space, tmp_path):
     assert predict_latency(spec, device, cache_dir=cache) > 0
 
 
+def test_two_builds_never_measure_into_one_file_at_once(built, space, tmp_path):
+    from archkit.device._latency._build import _measuring_alone
+
+    cache, _, _ = built
+    path = data_path("host", "onnxruntime", cache)
+    before = path.read_text()
+    with _measuring_alone(path, "host", "onnxruntime"):  # (another open file: another lock)
+        held = rf"another build is measuring host/onnxruntime .*pid {os.getpid()}"
+        with pytest.raises(LatencyModelError, match=held):
+            build_latency_model("host", random_candidates([space], seed=0), networks=1,
+                                minutes=None, cache_dir=cache, progress=False)
+    assert path.read_text() == before
+    # Let go at the end (of a build, too: the other tests' builds on this cache ran).
+    with _measuring_alone(path, "host", "onnxruntime"):
+        pass
+
+
 def test_a_resumed_adaptation_measures_again_what_it_measured_once(built, space, tmp_path):
     cache, _, _ = built
     device = tmp_path / "host-1t-resumed.yaml"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -378,109 +380,142 @@ def build_latency_model(
 
         _, database = tuning_state(database_folder)
     path = data_path(device.name, runtime, cache_dir)
-    seen: set[str] = set()
-    old_records: list[dict[str, Any]] = []
-    if path.exists():
-        _check_data_conditions(path, now)
-        _, stored_protocol, old_records = read_records(path)
-        protocol = stored_protocol
-        seen = {r["fingerprint"] for r in old_records}
-        PROBE_BASELINES.seed(probe_key(device, protocol, runtime),
-                             [r.get("probe_ms") for r in old_records])
-    if from_model is not None and networks is not None and len(seen) + networks < \
-            ADAPT_MIN_NETWORKS:
-        raise LatencyModelError(
-            f"adapting needs at least {ADAPT_MIN_NETWORKS} networks measured on {device.name} "
-            f"(the correction fits a scale, a per-kernel time and an offset to whole "
-            f"networks): {len(seen)} measured, {networks} asked for; ask for more with "
-            "--networks")
-    if not path.exists():
-        protocol = protocol or TimingProtocol.default(runtime)
-        start_data(path, now, protocol)
-
-    base = None
-    if from_model is not None:
-        base = load_latency_model(from_model, runtime=runtime, cache_dir=cache_dir, check=False)
-        if base.conditions.runtime_version != now.runtime_version:
+    with _measuring_alone(path, device.name, runtime):
+        seen: set[str] = set()
+        old_records: list[dict[str, Any]] = []
+        if path.exists():
+            _check_data_conditions(path, now)
+            _, stored_protocol, old_records = read_records(path)
+            protocol = stored_protocol
+            seen = {r["fingerprint"] for r in old_records}
+            PROBE_BASELINES.seed(probe_key(device, protocol, runtime),
+                                 [r.get("probe_ms") for r in old_records])
+        if from_model is not None and networks is not None and len(seen) + networks < \
+                ADAPT_MIN_NETWORKS:
             raise LatencyModelError(
-                f"{from_model}/{runtime} was built with {runtime} "
-                f"{base.conditions.runtime_version}, here it is {now.runtime_version}: "
-                "adapting across runtime versions is not supported; rebuild it first"
-            )
-    budget_s = math.inf if minutes is None else minutes * 60.0
-    deadline = started + max(0.0, budget_s - (0.0 if base else _FIT_RESERVE_S))
-    twice = base is not None and _ADAPT_PASSES > 1
-    again: list[Any] = []
-    if twice and old_records:
-        # A resumed adaptation: the networks its earlier run measured once (it was stopped in
-        # its second pass, or before) are measured again with this run's.
-        candidates, again = _drawn_again(candidates, _measured_once(old_records))
-    libraries = compiled_dir(now, cache_dir) if runtime == "tvm" else None
-    measured: list[Any] = []
-    done, failed, stopped_by = _measure_loop(
-        candidates, device, runtime, protocol, path, seen, networks=networks,
-        # An adaptation's first pass stops in time for its second (which costs no more: the
-        # same networks, compiled already).
-        deadline=started + budget_s / _ADAPT_PASSES if twice else deadline,
-        database=database, progress=progress,
-        on_record=on_record, libraries=libraries, measured=measured,
-    )
-    warnings: list[str] = []
-    if twice and (measured or again):
-        # The same networks again, last first.
-        second = [*again, *measured][::-1]
-        measured_again: list[Any] = []
-        _, failed_again, second_stop = _measure_loop(
-            second, device, runtime, protocol, path, set(), networks=len(second),
-            deadline=deadline, database=database, progress=progress, on_record=on_record,
-            libraries=libraries, measured=measured_again, doing="measuring again",
+                f"adapting needs at least {ADAPT_MIN_NETWORKS} networks measured on {device.name} "
+                f"(the correction fits a scale, a per-kernel time and an offset to whole "
+                f"networks): {len(seen)} measured, {networks} asked for; ask for more with "
+                "--networks")
+        if not path.exists():
+            protocol = protocol or TimingProtocol.default(runtime)
+            start_data(path, now, protocol)
+
+        base = None
+        if from_model is not None:
+            base = load_latency_model(from_model, runtime=runtime, cache_dir=cache_dir, check=False)
+            if base.conditions.runtime_version != now.runtime_version:
+                raise LatencyModelError(
+                    f"{from_model}/{runtime} was built with {runtime} "
+                    f"{base.conditions.runtime_version}, here it is {now.runtime_version}: "
+                    "adapting across runtime versions is not supported; rebuild it first"
+                )
+        budget_s = math.inf if minutes is None else minutes * 60.0
+        deadline = started + max(0.0, budget_s - (0.0 if base else _FIT_RESERVE_S))
+        twice = base is not None and _ADAPT_PASSES > 1
+        again: list[Any] = []
+        if twice and old_records:
+            # A resumed adaptation: the networks its earlier run measured once (it was stopped in
+            # its second pass, or before) are measured again with this run's.
+            candidates, again = _drawn_again(candidates, _measured_once(old_records))
+        libraries = compiled_dir(now, cache_dir) if runtime == "tvm" else None
+        measured: list[Any] = []
+        done, failed, stopped_by = _measure_loop(
+            candidates, device, runtime, protocol, path, seen, networks=networks,
+            # An adaptation's first pass stops in time for its second (which costs no more: the
+            # same networks, compiled already).
+            deadline=started + budget_s / _ADAPT_PASSES if twice else deadline,
+            database=database, progress=progress,
+            on_record=on_record, libraries=libraries, measured=measured,
         )
-        if len(measured_again) < len(second):
-            why = ("the --minutes budget ran out" if second_stop == "minutes" else
-                   "; ".join(f"{name}: {reason}" for name, reason in failed_again)
-                   or second_stop)
-            warnings.append(
-                f"{len(second) - len(measured_again)} of {len(second)} networks were measured "
-                f"once only ({why}): they are fitted on that one measurement. Run the same "
-                "command again to measure them a second time")
-    measured_s = time.monotonic() - started
-    _, _, all_records = read_records(path)
-    records = calmer_measurements(all_records)
-    measuring_minutes = sum(r.get("seconds", 0.0) for r in all_records) / 60.0
-    fit_start = time.monotonic()
-    built = {
-        "networks": len(records),
-        "boards": sorted({r["server"] for r in records if r.get("server")}),
-        "last_run": {"new_networks": done, "wall_minutes": round(measured_s / 60.0, 2)},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "spaces": sorted({r["space"] for r in records if r.get("space")}),
-        "data": str(path),
-    }
-    if base is not None:
-        if not records:
-            raise LatencyModelError(f"no network could be measured on {device.name}")
-        passes = _passes_agreement(all_records)
-        if passes:
-            built["passes"] = passes
-            warnings += _passes_warning(passes, device.name, runtime, path)
-        profiled = sum(len(r["kernels"]) for r in records if r.get("kernels_us"))
-        built.update(kernels=profiled, adapted_from={
-            "device": base.device, "conditions": base.conditions.to_dict(),
-            "networks": base.built.get("networks"), "kernels": base.built.get("kernels"),
-        })
-        model = base.adapted(records, now, built)
-        stats = {"networks": len(records), "kernels": profiled}
-    else:
-        model, stats = fit_model([r for r in records if r.get("kernels_us")], now, protocol,
-                                 built)
-        built["kernels"] = stats["kernels"]
-    minutes_total = measuring_minutes + (time.monotonic() - fit_start) / 60.0
-    built["minutes"] = round(minutes_total, 2)
-    built["fit"] = stats
-    model.built = built
-    out = write_model_json(model_path(device.name, runtime, cache_dir), model.to_json())
-    return BuildResult(model, out, len(records), done, int(built["kernels"]), minutes_total,
-                       stats, tuple(failed), stopped_by, tuple(warnings))
+        warnings: list[str] = []
+        if twice and (measured or again):
+            # The same networks again, last first.
+            second = [*again, *measured][::-1]
+            measured_again: list[Any] = []
+            _, failed_again, second_stop = _measure_loop(
+                second, device, runtime, protocol, path, set(), networks=len(second),
+                deadline=deadline, database=database, progress=progress, on_record=on_record,
+                libraries=libraries, measured=measured_again, doing="measuring again",
+            )
+            if len(measured_again) < len(second):
+                why = ("the --minutes budget ran out" if second_stop == "minutes" else
+                       "; ".join(f"{name}: {reason}" for name, reason in failed_again)
+                       or second_stop)
+                warnings.append(
+                    f"{len(second) - len(measured_again)} of {len(second)} networks were measured "
+                    f"once only ({why}): they are fitted on that one measurement. Run the same "
+                    "command again to measure them a second time")
+        measured_s = time.monotonic() - started
+        _, _, all_records = read_records(path)
+        records = calmer_measurements(all_records)
+        measuring_minutes = sum(r.get("seconds", 0.0) for r in all_records) / 60.0
+        fit_start = time.monotonic()
+        built = {
+            "networks": len(records),
+            "boards": sorted({r["server"] for r in records if r.get("server")}),
+            "last_run": {"new_networks": done, "wall_minutes": round(measured_s / 60.0, 2)},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "spaces": sorted({r["space"] for r in records if r.get("space")}),
+            "data": str(path),
+        }
+        if base is not None:
+            if not records:
+                raise LatencyModelError(f"no network could be measured on {device.name}")
+            passes = _passes_agreement(all_records)
+            if passes:
+                built["passes"] = passes
+                warnings += _passes_warning(passes, device.name, runtime, path)
+            profiled = sum(len(r["kernels"]) for r in records if r.get("kernels_us"))
+            built.update(kernels=profiled, adapted_from={
+                "device": base.device, "conditions": base.conditions.to_dict(),
+                "networks": base.built.get("networks"), "kernels": base.built.get("kernels"),
+            })
+            model = base.adapted(records, now, built)
+            stats = {"networks": len(records), "kernels": profiled}
+        else:
+            model, stats = fit_model([r for r in records if r.get("kernels_us")], now, protocol,
+                                     built)
+            built["kernels"] = stats["kernels"]
+        minutes_total = measuring_minutes + (time.monotonic() - fit_start) / 60.0
+        built["minutes"] = round(minutes_total, 2)
+        built["fit"] = stats
+        model.built = built
+        out = write_model_json(model_path(device.name, runtime, cache_dir), model.to_json())
+        return BuildResult(model, out, len(records), done, int(built["kernels"]), minutes_total,
+                           stats, tuple(failed), stopped_by, tuple(warnings))
+
+
+@contextmanager
+def _measuring_alone(path: Any, device: str, runtime: str) -> Iterator[None]:
+    """Hold ``path``'s lock (``<path>.lock``, an exclusive ``flock``: the kernel lets it go
+    when the process ends, however it ends) while a build measures into it: two builds
+    appending to one measurements file would time each other's networks.
+
+    Raises:
+        LatencyModelError: Another process holds it.
+    """
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise LatencyModelError(
+                f"another build is measuring {device}/{runtime} into {path} ({holder}): "
+                "two at once would time each other's networks; wait for it, or stop it "
+                "(a stopped build resumes)") from None
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _measured_once(records: list[dict[str, Any]]) -> set[str]:
