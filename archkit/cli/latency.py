@@ -232,7 +232,8 @@ def evaluate(device: str, runtime: str, spaces: tuple[str, ...], networks: int, 
     for column in ("", "within +-5%", "within +-10%", "mean error", "worst error"):
         table.add_column(column, justify="right")
     for label, key in (("prediction vs measured", "prediction"),
-                       ("measured twice (noise floor)", "noise_floor")):
+                       ("measured twice (noise floor)", "noise_floor"),
+                       ("prediction vs the mean of both", "prediction_vs_mean")):
         s = summary[key]
         table.add_row(label, f"{s['within_5pct']:.1%}", f"{s['within_10pct']:.1%}",
                       f"{s['mean_error']:.1%}", f"{s['worst_error']:.1%}")

@@ -139,3 +139,19 @@ def test_draw_option_offers_the_library_draws():
     assert tuple(option.type.choices) == DRAWS and option.default == "random"
     out = run(Path("."), "latency", "build", "host", "--draw", "halton")
     assert out.returncode == 2 and "--draw" in out.stderr
+
+
+def test_latency_evaluate_prints_the_prediction_the_noise_floor_and_the_mean_of_both(
+        cache, tmp_path):
+    out = run(cache, "latency", "evaluate", "host", "--networks", "2", "--seed", "3",
+              "--space", "mobilenetv1", "--output-dir", str(tmp_path), "--no-png")
+    assert out.returncode == 0, out.stderr[-2000:]
+    for label in ("prediction vs measured", "measured twice (noise floor)",
+                  "prediction vs the mean of both"):
+        assert label in out.stdout
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "latency_host_onnxruntime.csv")
+    mean = (rows["measured_ms"] + rows["measured_again_ms"]) / 2
+    assert rows["error_vs_mean"].tolist() == pytest.approx(
+        ((rows["predicted_ms"] - mean).abs() / mean).tolist())

@@ -417,6 +417,13 @@ def test_evaluate_measures_held_out_networks_twice(built, space):
         assert row["error"] == pytest.approx(
             abs(row["predicted_ms"] - row["measured_ms"]) / row["measured_ms"])
     assert 0.0 <= evaluation.summary["noise_floor"]["within_10pct"] <= 1.0
+    # Against the mean of the two measurements, by hand from the rows.
+    vs_mean = [abs(r["predicted_ms"] - (r["measured_ms"] + r["measured_again_ms"]) / 2)
+               / ((r["measured_ms"] + r["measured_again_ms"]) / 2) for r in evaluation.rows]
+    shares = evaluation.summary["prediction_vs_mean"]
+    assert shares["within_10pct"] == sum(e <= 0.10 for e in vs_mean) / 2
+    assert shares["mean_error"] == pytest.approx(statistics.mean(vs_mean))
+    assert shares["worst_error"] == pytest.approx(max(vs_mean))
     # Both passes are timed with the probe, and scaled to the model's probe reference: the
     # lower quartile of the probe's times over the networks the model was built from (those
     # of the build and of any test that resumed it).
