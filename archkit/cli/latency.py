@@ -142,10 +142,11 @@ def build(device: str, runtime: str, spaces: tuple[str, ...], minutes: float,
         console.print(f"[yellow]failed[/] {name}: {reason}")
     passes = result.model.built.get("passes")
     if passes:
-        console.print(f"{passes['networks']} of {result.networks} networks measured twice: "
-                      f"the first pass / the second, median "
+        console.print(f"{passes['networks']} of {result.networks} networks measured twice on "
+                      f"one board: the first pass / the second, median "
                       f"{passes['median_first_over_second']:.3f}, "
-                      f"{passes['within_10pct']:.0%} within +-10%; fitted on the calmer of each")
+                      f"{passes['within_10pct']:.0%} within +-10%; each fitted on its calmer "
+                      "measurement")
     for warning in result.warnings:
         console.print(f"[yellow]warning[/]: {warning}", soft_wrap=True)
     fit = result.stats

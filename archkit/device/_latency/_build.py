@@ -210,6 +210,7 @@ def _measure_loop(
     libraries: Any = None,
     measured: list[Any] | None = None,
     doing: str = "measuring",
+    tag: dict[str, Any] | None = None,
 ) -> tuple[int, list[tuple[str, str]], str]:
     """Measure groups of ``protocol.interleave`` networks until a stop condition; with a
     tracker, one worker per board of the key, each measuring its own groups (the tracker
@@ -269,6 +270,8 @@ def _measure_loop(
                         state["taken"] -= 1  # its place goes to another network
                         continue
                     record = _record(candidate, network, result)
+                    if tag:
+                        record.update(tag)
                     append_record(path, record)
                     if measured is not None:
                         measured.append(candidate)
@@ -414,38 +417,52 @@ def build_latency_model(
         deadline = started + max(0.0, budget_s - (0.0 if base else _FIT_RESERVE_S))
         twice = base is not None and _ADAPT_PASSES > 1
         again: list[Any] = []
+        lost = 0
         if twice and old_records:
             # A resumed adaptation: the networks its earlier run measured once (it was stopped in
-            # its second pass, or before) are measured again with this run's.
-            candidates, again = _drawn_again(candidates, _measured_once(old_records))
+            # its second pass, or before) are measured again first, then this run's.
+            candidates, again, lost = _drawn_again(candidates, _measured_once(old_records),
+                                                   len(seen))
         libraries = compiled_dir(now, cache_dir) if runtime == "tvm" else None
+        warnings: list[str] = []
+        once: list[str] = []  # networks left with one measurement, and why
+        if again:
+            done_again: list[Any] = []
+            _, failed_again, again_stop = _measure_loop(
+                again, device, runtime, protocol, path, set(), networks=len(again),
+                deadline=deadline, database=database, progress=progress, on_record=on_record,
+                libraries=libraries, measured=done_again, doing="measuring again",
+                tag={"pass": 2},
+            )
+            once += _left_once(again, done_again, failed_again, again_stop)
+        if lost:
+            once.append(f"{lost} of an earlier run, not drawn by these candidates (another "
+                        "--seed, --draw or --space?)")
         measured: list[Any] = []
+        if twice:
+            # The first pass stops in time for the second (which costs no more: the same
+            # networks, compiled already).
+            first_deadline = time.monotonic() + (started + budget_s - time.monotonic()) / 2
         done, failed, stopped_by = _measure_loop(
             candidates, device, runtime, protocol, path, seen, networks=networks,
-            # An adaptation's first pass stops in time for its second (which costs no more: the
-            # same networks, compiled already).
-            deadline=started + budget_s / _ADAPT_PASSES if twice else deadline,
-            database=database, progress=progress,
-            on_record=on_record, libraries=libraries, measured=measured,
+            deadline=first_deadline if twice else deadline, database=database,
+            progress=progress, on_record=on_record, libraries=libraries, measured=measured,
+            tag={"pass": 1} if twice else None,
         )
-        warnings: list[str] = []
-        if twice and (measured or again):
+        if twice and measured:
             # The same networks again, last first.
-            second = [*again, *measured][::-1]
             measured_again: list[Any] = []
             _, failed_again, second_stop = _measure_loop(
-                second, device, runtime, protocol, path, set(), networks=len(second),
+                measured[::-1], device, runtime, protocol, path, set(), networks=len(measured),
                 deadline=deadline, database=database, progress=progress, on_record=on_record,
                 libraries=libraries, measured=measured_again, doing="measuring again",
+                tag={"pass": 2},
             )
-            if len(measured_again) < len(second):
-                why = ("the --minutes budget ran out" if second_stop == "minutes" else
-                       "; ".join(f"{name}: {reason}" for name, reason in failed_again)
-                       or second_stop)
-                warnings.append(
-                    f"{len(second) - len(measured_again)} of {len(second)} networks were measured "
-                    f"once only ({why}): they are fitted on that one measurement. Run the same "
-                    "command again to measure them a second time")
+            once += _left_once(measured, measured_again, failed_again, second_stop)
+        if once:
+            warnings.append(
+                f"networks measured once only, fitted on that one measurement: "
+                f"{'; '.join(once)}. Run the same command again to measure them a second time")
         measured_s = time.monotonic() - started
         _, _, all_records = read_records(path)
         records = calmer_measurements(all_records)
@@ -519,25 +536,41 @@ def _measuring_alone(path: Any, device: str, runtime: str) -> Iterator[None]:
 
 
 def _measured_once(records: list[dict[str, Any]]) -> set[str]:
-    """The fingerprints of the networks ``records`` hold one measurement of."""
-    from collections import Counter
+    """The fingerprints of the networks an adaptation's first pass measured (``"pass": 1``)
+    and no second pass did (a network of a build from scratch in the same file is not due a
+    second measurement)."""
+    first = {r["fingerprint"] for r in records if r.get("pass") == 1}
+    return first - {r["fingerprint"] for r in records if r.get("pass") == 2}
 
-    return {f for f, n in Counter(r["fingerprint"] for r in records).items() if n == 1}
+
+def _left_once(networks: list[Any], measured: list[Any], failed: list[tuple[str, str]],
+               stopped_by: str) -> list[str]:
+    """Why some of a second pass's ``networks`` were not ``measured``: one note each (the first
+    five named), or none."""
+    missed = [c.name for c in networks if c not in measured]
+    if not missed:
+        return []
+    why = "the --minutes budget ran out" if stopped_by == "minutes" else (
+        "failed: " + "; ".join(sorted({reason for _, reason in failed})) if failed else stopped_by)
+    shown = ", ".join(missed[:5]) + (f" and {len(missed) - 5} more" if len(missed) > 5 else "")
+    return [f"{len(missed)} of {len(networks)} ({why}): {shown}"]
 
 
-def _drawn_again(candidates: Iterable[Any], fingerprints: set[str],
-                 ) -> tuple[Iterator[Any], list[Any]]:
+def _drawn_again(candidates: Iterable[Any], fingerprints: set[str], measured: int,
+                 ) -> tuple[Iterator[Any], list[Any], int]:
     """The candidates of ``fingerprints``, found where a resumed build's stream draws them
-    again: among its first ``2 * len + 50`` candidates (the earlier run drew them first,
-    between networks that failed or were drawn twice). Returns the whole stream (what was
-    read, then the rest) and the candidates found, in stream order."""
+    again: among its first ``measured + 2 * len + 50`` candidates (the earlier runs drew their
+    ``measured`` networks first, between networks that failed or were drawn twice). Returns
+    the whole stream (what was read, then the rest), the candidates found in stream order,
+    and how many were not found."""
     from archkit.ops import lower
 
     stream = iter(candidates)
     read: list[Any] = []
     found: list[Any] = []
     wanted = set(fingerprints)
-    for candidate in itertools.islice(stream, 2 * len(wanted) + 50 if wanted else 0):
+    ahead = measured + 2 * len(wanted) + 50 if wanted else 0
+    for candidate in itertools.islice(stream, ahead):
         read.append(candidate)
         fingerprint = network_fingerprint(lower(candidate.spec))
         if fingerprint in wanted:
@@ -545,7 +578,7 @@ def _drawn_again(candidates: Iterable[Any], fingerprints: set[str],
             found.append(candidate)
             if not wanted:
                 break
-    return itertools.chain(read, stream), found
+    return itertools.chain(read, stream), found, len(wanted)
 
 
 def _passes_agreement(records: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -97,19 +97,21 @@ def calmer_measurements(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per network (by fingerprint), in first-measured order: of a network measured
     more than once (an adaptation measures each of its networks twice, minutes apart), the
     measurement taken on the calmer machine: the one whose group's probe ran faster where
-    both have a probe, else, on the same board, the faster end-to-end time (noise only ever
-    adds time). Two measurements on different boards without a probe (a farm's passes) are
-    not a calm and a busy moment but two boards: the first is kept."""
+    both have a probe, else the faster end-to-end time (noise only ever adds time). Two
+    measurements on different boards (a farm's passes) are not a calm and a busy moment but
+    two boards, and a faster board's probe is faster too: the first is kept."""
     kept: dict[str, dict[str, Any]] = {}
     for record in records:
         fingerprint = record["fingerprint"]
         old = kept.get(fingerprint)
         if old is None:
             kept[fingerprint] = record
+        elif record.get("server") != old.get("server"):
+            continue
         elif record.get("probe_ms") and old.get("probe_ms"):
             if record["probe_ms"] < old["probe_ms"]:
                 kept[fingerprint] = record
-        elif record.get("server") == old.get("server") and record["e2e_ms"] < old["e2e_ms"]:
+        elif record["e2e_ms"] < old["e2e_ms"]:
             kept[fingerprint] = record
     return list(kept.values())
 
