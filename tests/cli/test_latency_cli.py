@@ -44,7 +44,10 @@ def _synthetic_records() -> list[dict]:
 def cache(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cache")
     conditions = current_conditions(load_device("host"), "onnxruntime")
-    model, stats = fit_model(_synthetic_records(), conditions, TimingProtocol(),
+    # A short protocol: `latency evaluate` times its networks with the model's.
+    fast = TimingProtocol(warmup_runs=2, repeats=3, min_repeat_ms=2.0, interleave=3,
+                          profile_runs=3, probe_pause_s=0.0)
+    model, stats = fit_model(_synthetic_records(), conditions, fast,
                              {"networks": 20, "kernels": 0, "created": "now"})
     assert stats["out_of_fold_within_10pct"] == 1.0  # an exact sum is learned as one
     write_model_json(model_path("host", "onnxruntime", folder), model.to_json())
@@ -143,8 +146,15 @@ def test_draw_option_offers_the_library_draws():
 
 def test_latency_evaluate_prints_the_prediction_the_noise_floor_and_the_mean_of_both(
         cache, tmp_path):
+    space = tmp_path / "small.yaml"  # small networks: quick to time
+    space.write_text(
+        "name: small\nbase:\n  name: small\n  input: {resolution: 32, channels: 3}\n"
+        "  num_classes: 10\n  width: 1.0\n  layers:\n    - {op: conv2d, c: 16, s: 2}\n"
+        "    - {op: bottleneck, t: 6, c: 16, n: 2, s: 2}\n    - {op: conv2d, c: 64, kernel: 1}\n"
+        "    - {op: avgpool}\n    - {op: fc}\nwidth: {low: 0.5, high: 1.0}\n"
+        "resolution: {low: 32, high: 64, step: 16}\n")
     out = run(cache, "latency", "evaluate", "host", "--networks", "2", "--seed", "3",
-              "--space", "mobilenetv1", "--output-dir", str(tmp_path), "--no-png")
+              "--space", str(space), "--output-dir", str(tmp_path), "--no-png")
     assert out.returncode == 0, out.stderr[-2000:]
     for label in ("prediction vs measured", "measured twice (noise floor)",
                   "prediction vs the mean of both"):
