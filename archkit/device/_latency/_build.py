@@ -426,15 +426,20 @@ def build_latency_model(
         libraries = compiled_dir(now, cache_dir) if runtime == "tvm" else None
         warnings: list[str] = []
         once: list[str] = []  # networks left with one measurement, and why
-        if again:
+
+        def measure_again(networks: list[Any]) -> None:
+            """An adaptation's second pass over ``networks``, in this order."""
             done_again: list[Any] = []
-            _, failed_again, again_stop = _measure_loop(
-                again, device, runtime, protocol, path, set(), networks=len(again),
+            _, failed_again, stop = _measure_loop(
+                networks, device, runtime, protocol, path, set(), networks=len(networks),
                 deadline=deadline, database=database, progress=progress, on_record=on_record,
                 libraries=libraries, measured=done_again, doing="measuring again",
                 tag={"pass": 2},
             )
-            once += _left_once(again, done_again, failed_again, again_stop)
+            once.extend(_left_once(networks, done_again, failed_again, stop))
+
+        if again:
+            measure_again(again)
         if lost:
             once.append(f"{lost} of an earlier run, not drawn by these candidates (another "
                         "--seed, --draw or --space?)")
@@ -442,7 +447,8 @@ def build_latency_model(
         if twice:
             # The first pass stops in time for the second (which costs no more: the same
             # networks, compiled already).
-            first_deadline = time.monotonic() + (started + budget_s - time.monotonic()) / 2
+            first_start = time.monotonic()
+            first_deadline = first_start + (deadline - first_start) / 2
         done, failed, stopped_by = _measure_loop(
             candidates, device, runtime, protocol, path, seen, networks=networks,
             deadline=first_deadline if twice else deadline, database=database,
@@ -450,15 +456,7 @@ def build_latency_model(
             tag={"pass": 1} if twice else None,
         )
         if twice and measured:
-            # The same networks again, last first.
-            measured_again: list[Any] = []
-            _, failed_again, second_stop = _measure_loop(
-                measured[::-1], device, runtime, protocol, path, set(), networks=len(measured),
-                deadline=deadline, database=database, progress=progress, on_record=on_record,
-                libraries=libraries, measured=measured_again, doing="measuring again",
-                tag={"pass": 2},
-            )
-            once += _left_once(measured, measured_again, failed_again, second_stop)
+            measure_again(measured[::-1])  # the same networks again, last first
         if once:
             warnings.append(
                 f"networks measured once only, fitted on that one measurement: "
