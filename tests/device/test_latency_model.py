@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 from collections import Counter
 from dataclasses import replace
@@ -809,6 +810,37 @@ def test_a_dead_compile_worker_leaves_compiling_to_this_process(space, tmp_path,
         for spec in specs[2:]:
             compiled_library(spec, device, None, folder, folder)
         assert len(list(folder.glob("*.so"))) == 4
+    finally:
+        _compiling.shutdown_compile_workers()
+
+
+def test_a_hung_compile_worker_is_killed_after_its_timeout(space, tmp_path, monkeypatch):
+    """A worker past ``ARCHKIT_COMPILE_TIMEOUT`` on one library is killed as hung (here every
+    worker: it is still importing torch), with one warning naming the timeout and a network;
+    this process compiles the rest. A timeout that is no positive number is refused."""
+    from archkit.device import DeviceError, load_device
+    from archkit.device._latency import _compiling
+
+    for bad in ("soon", "0", "-5", "nan"):
+        monkeypatch.setenv("ARCHKIT_COMPILE_TIMEOUT", bad)
+        with pytest.raises(DeviceError, match="ARCHKIT_COMPILE_TIMEOUT: must be a positive"):
+            _compiling.compile_timeout()
+    monkeypatch.delenv("ARCHKIT_COMPILE_TIMEOUT")
+    assert _compiling.compile_timeout() == 600
+    monkeypatch.setenv("ARCHKIT_COMPILE_TIMEOUT", "0.05")
+    monkeypatch.setenv("ARCHKIT_COMPILE_JOBS", "2")
+    monkeypatch.setattr(_compiling, "_BROKEN", False)
+    specs = [c.spec for _, c in zip(range(2), random_candidates([space], seed=11), strict=False)]
+    try:
+        with pytest.warns(ArchkitWarning, match=r"CompileTimeout: a worker took over 0.05 s on "
+                          r"one library and was killed \(ARCHKIT_COMPILE_TIMEOUT\): .+, .*\.so"
+                          r"\): compiling on one core") as caught:
+            start = time.monotonic()
+            _compiling.compile_ahead(specs, load_device("host"), None, tmp_path / "libs")
+        assert time.monotonic() - start < 60
+        assert len(caught) == 1
+        assert _compiling._BROKEN and not _compiling._WORKERS
+        assert not list((tmp_path / "libs").glob("*.so"))
     finally:
         _compiling.shutdown_compile_workers()
 

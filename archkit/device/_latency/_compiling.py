@@ -16,8 +16,9 @@ included).
 most 8, each holding its own torch and TVM; 1 compiles in this process, as before). A library
 a worker failed to compile is compiled again in this process by
 :func:`~archkit.device._latency._runtimes.compiled_library`, which then reports the error as
-it always has. A worker that dies (memory ran out) stops them all, with one warning: this
-process then compiles on its own.
+it always has. A worker that dies (memory ran out), or takes longer than
+``ARCHKIT_COMPILE_TIMEOUT`` seconds (default 600; a network compiles in seconds) on one library
+and is killed for it, stops them all, with one warning: this process then compiles on its own.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["compile_ahead", "compile_jobs", "shutdown_compile_workers"]
+__all__ = ["CompileTimeout", "compile_ahead", "compile_jobs", "compile_timeout",
+           "shutdown_compile_workers"]
+
+#: Seconds a worker may take on one library before it is killed (``ARCHKIT_COMPILE_TIMEOUT``):
+#: a MobileNet compiles in 5-20 s here; a worker past this is hung (a deadlock in a thread pool,
+#: a stuck LLVM pass) and would otherwise hold the build for ever.
+_DEFAULT_TIMEOUT_S = 600.0
 
 #: At most this many workers by default: each holds its own torch, TVM and LLVM (716-753 MiB
 #: peak resident each, compiling six random MobileNets here).
@@ -67,6 +74,32 @@ def compile_jobs() -> int:
     return max(1, min(cores, _MAX_DEFAULT_JOBS))
 
 
+def compile_timeout() -> float:
+    """Seconds a worker may take on one library: ``ARCHKIT_COMPILE_TIMEOUT``, else
+    :data:`_DEFAULT_TIMEOUT_S`.
+
+    Raises:
+        DeviceError: ``ARCHKIT_COMPILE_TIMEOUT`` is not a positive number.
+    """
+    value = os.environ.get("ARCHKIT_COMPILE_TIMEOUT", "").strip()
+    if not value:
+        return _DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:  # (also nan)
+        from archkit.device._errors import DeviceError
+
+        raise DeviceError(f"must be a positive number of seconds, got {value!r}",
+                          source="environment", field="ARCHKIT_COMPILE_TIMEOUT")
+    return seconds
+
+
+class CompileTimeout(RuntimeError):
+    """A worker took longer than its timeout on one library (it was killed)."""
+
+
 def _database_folder(database: Any) -> str | None:
     """The folder of a MetaSchedule JSON database (what a worker opens it from)."""
     return str(Path(database.path_tuning_record).parent)
@@ -87,16 +120,34 @@ class _Worker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": path})
 
-    def compile(self, job: tuple) -> str | None:
-        """Send one job and wait for its reply.
+    def compile(self, job: tuple, timeout: float) -> str | None:
+        """Send one job and wait for its reply, killing the worker after ``timeout`` seconds.
 
         Raises:
+            CompileTimeout: It took longer (the worker is dead).
             EOFError, OSError: The worker died.
         """
         from archkit.device._latency._compile_worker import receive, send
 
-        send(self.process.stdin, job)
-        return receive(self.process.stdout)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            self.process.kill()
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            send(self.process.stdin, job)
+            return receive(self.process.stdout)
+        except (EOFError, OSError) as err:
+            if expired.is_set():
+                raise CompileTimeout(f"a worker took over {timeout:g} s on one library and "
+                                     "was killed (ARCHKIT_COMPILE_TIMEOUT)") from err
+            raise
+        finally:
+            timer.cancel()
 
     def close(self) -> None:
         """End the worker (the end of its jobs), killing it if it does not go."""
@@ -170,6 +221,7 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
     if folder is None or _BROKEN:
         return 0.0
     jobs = compile_jobs()
+    timeout = compile_timeout()
     missing = {}
     for spec in specs:
         name = f"{network_fingerprint(lower(spec))}.so"
@@ -185,13 +237,16 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
     start = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
 
-    def compile_one(spec: Any) -> str | None:
+    def compile_one(item: tuple[str, Any]) -> str | None:
+        name, spec = item
         worker = idle.get()
         if worker is None:  # stopped (another thread's workers died)
             idle.put(None)
             raise RuntimeError("the compile workers were stopped")
         try:
-            return worker.compile((spec, device, database_folder, str(folder)))
+            return worker.compile((spec, device, database_folder, str(folder)), timeout)
+        except CompileTimeout as err:
+            raise CompileTimeout(f"{err}: {spec.name}, {folder / name}") from err
         finally:
             idle.put(worker)
 
@@ -201,7 +256,7 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
                 return 0.0
             idle = _idle_workers(jobs)
         with ThreadPoolExecutor(min(jobs, len(missing))) as threads:
-            list(threads.map(compile_one, missing.values()))
+            list(threads.map(compile_one, missing.items()))
     except Exception as err:  # noqa: BLE001 - the caller compiles what is missing, one by one
         import warnings
 
@@ -210,9 +265,10 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
         with _LOCK:
             if not _BROKEN:
                 _stop_workers()
+                why = ("" if isinstance(err, CompileTimeout) else
+                       "; a worker died, memory ran out, or it could not be started")
                 warnings.warn(
-                    f"archkit's TVM compile workers failed ({type(err).__name__}: {err}; a "
-                    "worker died, memory ran out, or it could not be started): compiling on "
-                    "one core from now on", ArchkitWarning, stacklevel=2)
+                    f"archkit's TVM compile workers failed ({type(err).__name__}: {err}{why}): "
+                    "compiling on one core from now on", ArchkitWarning, stacklevel=2)
             _BROKEN = True
     return time.monotonic() - start
