@@ -281,20 +281,47 @@ def test_adapting_to_another_device(built, space, tmp_path):
 
 
 def test_two_builds_never_measure_into_one_file_at_once(built, space, tmp_path):
+    from archkit.device import load_device
     from archkit.device._latency._build import _measuring_alone
 
     cache, _, _ = built
     path = data_path("host", "onnxruntime", cache)
     before = path.read_text()
-    with _measuring_alone(path, "host", "onnxruntime"):  # (another open file: another lock)
+    host = load_device("host")
+    with _measuring_alone(path, host, "onnxruntime", "build"):  # (another open file: another lock)
         held = rf"another build is measuring host/onnxruntime .*pid {os.getpid()}"
         with pytest.raises(LatencyModelError, match=held):
             build_latency_model("host", random_candidates([space], seed=0), networks=1,
                                 minutes=None, cache_dir=cache, progress=False)
     assert path.read_text() == before
     # Let go at the end (of a build, too: the other tests' builds on this cache ran).
-    with _measuring_alone(path, "host", "onnxruntime"):
+    with _measuring_alone(path, host, "onnxruntime", "build"):
         pass
+
+
+def test_one_measurement_at_a_time_on_this_machine(built, space, tmp_path):
+    """A TVM build of the host holds this machine: an onnxruntime build of the host at another
+    thread count (another file) and an evaluation of the host are refused, naming it; the
+    files are left as they were."""
+    from archkit.device import load_device
+    from archkit.device._latency._build import _measuring_alone
+
+    cache, _, _ = built
+    tvm_path = data_path("host", "tvm", cache)
+    files = sorted((cache / "latency").glob("*.jsonl"))
+    before = [f.read_text() for f in files]
+    holder = rf"on this machine \(build host/tvm \(pid {os.getpid()}, since \d\d:\d\d:\d\d\)\)"
+    with _measuring_alone(tvm_path, load_device("host"), "tvm", "build"):
+        with pytest.raises(LatencyModelError, match=holder):
+            build_latency_model("host-1t", random_candidates([space], seed=0), networks=3,
+                                minutes=None, cache_dir=cache, progress=False)
+        with pytest.raises(LatencyModelError, match=holder):
+            evaluate_latency_model("host", random_candidates([space], seed=1), 2,
+                                   cache_dir=cache, progress=False)
+    assert sorted((cache / "latency").glob("*.jsonl")) == files
+    assert [f.read_text() for f in files] == before
+    assert evaluate_latency_model("host", random_candidates([space], seed=1), 1, cache_dir=cache,
+                                  progress=False).summary["networks"] == 1
 
 
 def test_a_resumed_adaptation_measures_again_what_it_measured_once(built, space, tmp_path):

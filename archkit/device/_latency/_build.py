@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -383,7 +383,7 @@ def build_latency_model(
 
         _, database = tuning_state(database_folder)
     path = data_path(device.name, runtime, cache_dir)
-    with _measuring_alone(path, device.name, runtime):
+    with _measuring_alone(path, device, runtime, "build"):
         seen: set[str] = set()
         old_records: list[dict[str, Any]] = []
         if path.exists():
@@ -502,29 +502,53 @@ def build_latency_model(
 
 
 @contextmanager
-def _measuring_alone(path: Any, device: str, runtime: str) -> Iterator[None]:
-    """Hold ``path``'s lock (``<path>.lock``, an exclusive ``flock``: the kernel lets it go
-    when the process ends, however it ends) while a build measures into it: two builds
-    appending to one measurements file would time each other's networks.
+def _measuring_alone(path: Any, device: Any, runtime: str, doing: str) -> Iterator[None]:
+    """The locks a build (``doing``: ``build``) or an evaluation (``evaluate``) of ``device``
+    holds while it measures: its measurements file's (``<path>.lock``: two builds appending to
+    one file would interleave their records), a build only; and, for a device measured on this
+    machine (the host, at any thread count, either runtime), ``<cache>/latency/this-machine.lock``
+    (two measuring at once would time each other's networks). Each an exclusive ``flock``: the
+    kernel lets it go when the process ends, however it ends.
 
     Raises:
-        LatencyModelError: Another process holds it.
+        LatencyModelError: Another process holds one (its pid, what it does and since when).
+    """
+    what = f"{doing} {device.name}/{runtime} (pid {os.getpid()}, since {time.strftime('%H:%M:%S')})"
+    with ExitStack() as stack:
+        if doing == "build":
+            stack.enter_context(_held(
+                path.with_name(path.name + ".lock"), what,
+                f"another build is measuring {device.name}/{runtime} into {path} ({{holder}}): "
+                "two at once would interleave their records and time each other's networks; "
+                "wait for it, or stop it (a stopped build resumes)"))
+        if not device.is_remote:
+            stack.enter_context(_held(
+                path.with_name("this-machine.lock"), what,
+                "another archkit measurement is timing networks on this machine ({holder}): "
+                "two at once would time each other's networks; wait for it, or stop it (a "
+                "stopped build resumes)"))
+        yield
+
+
+@contextmanager
+def _held(lock_path: Any, what: str, refusal: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (its text says ``what`` holds it).
+
+    Raises:
+        LatencyModelError: Another process holds it: ``refusal``, its ``{holder}`` the text.
     """
     import fcntl
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+") as lock:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip() or "another process"
-            raise LatencyModelError(
-                f"another build is measuring {device}/{runtime} into {path} ({holder}): "
-                "two at once would time each other's networks; wait for it, or stop it "
-                "(a stopped build resumes)") from None
+            raise LatencyModelError(refusal.replace("{holder}", holder)) from None
         lock.truncate(0)
-        lock.write(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}\n")
+        lock.write(what + "\n")
         lock.flush()
         try:
             yield
@@ -704,31 +728,32 @@ def evaluate_latency_model(
     first: list[Any] = []
     second: list[Any] = []
     total = len(chosen) * (2 if two_passes else 1)
-    bar = _progress(total, f"evaluating on {device.name} ({runtime})", progress)
-    try:
-        for start in range(0, len(specs), group):
-            results = measure_group(specs[start:start + group], device, runtime, protocol,
-                                    kernels=False, rounds=1 if two_passes else 2,
-                                    compiled_dir=libraries)
-            first.extend(results)
-            if bar is not None:
-                bar.update(bar.task_ids[0], advance=len(results))
-        if two_passes:
-            # The second pass runs in reverse order, so each network's two measurements are
-            # far apart in time (drift in the machine's load shows up as disagreement).
-            order = list(range(len(specs)))[::-1]
-            again: dict[int, Any] = {}
-            for start in range(0, len(order), group):
-                idx = order[start:start + group]
-                results = measure_group([specs[i] for i in idx], device, runtime, protocol,
-                                        kernels=False)
-                again.update(zip(idx, results, strict=True))
+    with _measuring_alone(path, device, runtime, "evaluate"):
+        bar = _progress(total, f"evaluating on {device.name} ({runtime})", progress)
+        try:
+            for start in range(0, len(specs), group):
+                results = measure_group(specs[start:start + group], device, runtime, protocol,
+                                        kernels=False, rounds=1 if two_passes else 2,
+                                        compiled_dir=libraries)
+                first.extend(results)
                 if bar is not None:
                     bar.update(bar.task_ids[0], advance=len(results))
-            second = [again[i] for i in range(len(specs))]
-    finally:
-        if bar is not None:
-            bar.stop()
+            if two_passes:
+                # The second pass runs in reverse order, so each network's two measurements are
+                # far apart in time (drift in the machine's load shows up as disagreement).
+                order = list(range(len(specs)))[::-1]
+                again: dict[int, Any] = {}
+                for start in range(0, len(order), group):
+                    idx = order[start:start + group]
+                    results = measure_group([specs[i] for i in idx], device, runtime, protocol,
+                                            kernels=False)
+                    again.update(zip(idx, results, strict=True))
+                    if bar is not None:
+                        bar.update(bar.task_ids[0], advance=len(results))
+                second = [again[i] for i in range(len(specs))]
+        finally:
+            if bar is not None:
+                bar.stop()
     rows = []
     for i, (candidate, _network) in enumerate(chosen):
         m1 = first[i]
