@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from archkit.cost._memory import DTYPE_BYTES, schedule_steps
-from archkit.ops import PRIMITIVES, Network, lower
+from archkit.ops import Network, lower, node_costs
 from archkit.spec import Spec
 
 __all__ = ["Costs", "count", "CONVENTIONS", "bn_params_per_channel"]
@@ -71,7 +71,7 @@ def count(spec: Spec, convention: str = "pytorch") -> Costs:
 def _count_network(network: Network, convention: str) -> Costs:
     madds = params = bn_channels = 0
     for _, node in network.nodes():
-        node_madds, node_params, node_bn = PRIMITIVES[node.prim].costs(node)
+        node_madds, node_params, node_bn = node_costs(node)
         madds += node_madds
         params += node_params
         bn_channels += node_bn

@@ -10,7 +10,13 @@ from archkit.ops._dump import dump_spec
 from archkit.ops._ir import INPUT, Block, Network, Node, Shape, tensor_id
 from archkit.ops._lower import lower
 from archkit.ops._operators import OPERATORS, BlockGraph, Operator
-from archkit.ops._primitives import PRIMITIVES, NoArithmetic, Primitive, conv_out_size
+from archkit.ops._primitives import (
+    PRIMITIVES,
+    NoArithmetic,
+    Primitive,
+    conv_out_size,
+    node_costs,
+)
 from archkit.ops._validate import apply_overrides, load_spec, parse_spec
 from archkit.spec._fields import COMMON_FIELDS, NUM_CLASSES, FieldRule
 
@@ -34,6 +40,7 @@ __all__ = [
     "dump_spec",
     "load_spec",
     "lower",
+    "node_costs",
     "parse_spec",
     "tensor_id",
 ]

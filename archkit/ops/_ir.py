@@ -54,6 +54,9 @@ class Node:
     in_shapes: tuple[Shape, ...]
     out_shape: Shape
     attrs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: ``(madds, params, bn_channels)`` once :func:`archkit.ops.node_costs` computed them.
+    _costs: tuple[int, int, int] | None = field(default=None, init=False, repr=False,
+                                                compare=False)
 
     def attr(self, key: str) -> Any:
         return self.attrs[key]

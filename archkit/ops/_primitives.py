@@ -21,7 +21,8 @@ from typing import Any
 
 from archkit.ops._ir import Node, Shape
 
-__all__ = ["Primitive", "NoArithmetic", "PRIMITIVES", "ACTIVATIONS", "conv_out_size"]
+__all__ = ["Primitive", "NoArithmetic", "PRIMITIVES", "ACTIVATIONS", "conv_out_size",
+           "node_costs"]
 
 ACTIVATIONS = ("relu6", "relu", "none")
 
@@ -297,3 +298,14 @@ PRIMITIVES: dict[str, Primitive] = {
         Dropout(),
     )
 }
+
+
+def node_costs(node: Node) -> tuple[int, int, int]:
+    """``(madds, params, bn_channels)`` of ``node`` (:meth:`Primitive.costs`), computed once per
+    node: a search counts every candidate, then its latency model reads the same costs as
+    kernel features of the same lowered nodes."""
+    costs = node._costs
+    if costs is None:
+        costs = PRIMITIVES[node.prim].costs(node)
+        object.__setattr__(node, "_costs", costs)  # (frozen: set once, not compared)
+    return costs

@@ -165,3 +165,24 @@ def test_random_specs_fused_memory_against_hooks(data, specgen, peak_meter):
             assert [s.live_elements for s in steps] == [ev["live"] for ev in block_events]
     costs = count(spec)
     assert costs.peak_activation_elements_fused <= costs.peak_activation_elements
+
+
+def test_node_costs_are_computed_once_per_node():
+    """``node_costs`` is each node's primitive's costs, kept on the node: a search's count and
+    its latency model's kernel features read them once; a node changed by ``replace`` (another
+    node) computes its own."""
+    from dataclasses import replace
+
+    from archkit.ops import PRIMITIVES, lower, node_costs
+    from archkit.spec import load_spec
+
+    network = lower(load_spec("specs/mobilenetv2.yaml"))
+    for _, node in network.nodes():
+        first = node_costs(node)
+        assert first == PRIMITIVES[node.prim].costs(node)
+        assert node_costs(node) is first
+    conv = next(node for _, node in network.nodes() if node.prim == "conv")
+    wider = replace(conv, out_shape=replace(conv.out_shape, channels=2 * conv.out_shape.channels),
+                    attrs={**conv.attrs, "out_channels": 2 * conv.out_shape.channels})
+    assert wider != conv
+    assert node_costs(wider)[0] == 2 * node_costs(conv)[0]

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any
 
-from archkit.ops import PRIMITIVES
+from archkit.ops import node_costs
 
 __all__ = [
     "FEATURES",
@@ -81,11 +81,11 @@ def block_rows(block: Any, kind_ids: Any = None) -> list[tuple]:
     Every value is an integer well below 2**53, so ``float`` of each is exact.
     """
     # A cold prediction calls this for every block it has not seen (MobileNetV2: 17 blocks,
-    # 55 nodes): each attribute is read once, the costs are a bound method away, no float is
-    # made here, and the row is one tuple display.
+    # 55 nodes): each attribute is read once, the costs are those a search's count of the
+    # candidate already computed (node_costs), no float is made here, and the row is one
+    # tuple display.
     nodes = block.nodes
     read_by_add = {i for n in nodes if n.prim == "add" for i in n.inputs}
-    costs = _COSTS
     rows = []
     for node in nodes:
         shapes = node.in_shapes
@@ -100,7 +100,7 @@ def block_rows(block: Any, kind_ids: Any = None) -> list[tuple]:
         else:
             in_channels = sum(s.channels for s in shapes)
             in_elements = sum(s.channels * s.height * s.width for s in shapes)
-        madds, params, bn_channels = costs[prim](node)
+        madds, params, bn_channels = node_costs(node)
         if prim == "conv":
             kernel, stride, groups = attrs["kernel"], attrs["stride"], attrs["groups"]
             kind = _conv_kind(groups, kernel, x_channels, out_channels)
@@ -131,9 +131,6 @@ def block_rows(block: Any, kind_ids: Any = None) -> list[tuple]:
         ))
     return rows
 
-
-#: Each primitive's ``costs`` bound method, by name.
-_COSTS = {name: primitive.costs for name, primitive in PRIMITIVES.items()}
 
 
 def block_counts(block: Any) -> list[tuple[str, str, tuple[int, ...]]]:
