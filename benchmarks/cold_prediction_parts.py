@@ -1,16 +1,31 @@
-"""Where a cold latency prediction of MobileNetV2 1.0/224 spends its time.
+"""Where a cold latency prediction of MobileNetV2 1.0/224 spends its time, and (``--compare``)
+the prediction path against stop 25's, side by side in one process.
 
-Times, over ``--runs`` runs with every cache of the model emptied before each (the spec
-lowered beforehand, as a search's candidates are): the whole ``LatencyModel.predict``; the
-kernel rows of all its blocks (``block_rows``); their float array; the regressors on the
-distinct kernels (``_Regressors.predict_us``); and, apart, lowering a spec never lowered.
-What is left of ``predict`` after rows, array and regressors is walking, keying and summing
-the blocks. Medians and 10th percentiles in microseconds; the garbage collector off while
-timing, as ``timeit`` does.
+Parts, over ``--runs`` runs with every cache of the model emptied before each (the spec lowered
+and counted beforehand, as a search's candidates are: it counts each candidate's MAdds before
+it asks for its latency): the whole ``LatencyModel.predict``; the kernel rows of all its blocks
+(``block_rows``); their float array; the regressors on them (``_Regressors.predict_us``); and,
+apart, lowering a spec never lowered. What is left of ``predict`` after rows, array and
+regressors is walking, keying and summing the blocks. Medians and 10th percentiles in
+microseconds; the garbage collector off while timing, as ``timeit`` does.
+
+``--compare`` times three ways of predicting, taking turns call by call (the machine's drift
+falls on all three alike), cold (``--runs`` MobileNetV2s each, caches emptied before every
+call) and over one stream of ``--stream`` random candidates of the three MobileNet spaces
+(each candidate made and counted just before, then predicted by all three, each with its own
+caches):
+
+- ``stop 25``: the prediction path as it was at stop 25 (a frozen copy below): each new
+  kernel's row looked up in a kernel cache, the unknown ones predicted, every block summed in
+  Python;
+- ``now``: this checkout's path (no kernel cache; the blocks summed by one ``reduceat``);
+- ``now, not counted``: the same on specs not counted first, so their nodes' costs are
+  computed inside ``predict`` (as stop 25's path always did).
 
 Run (from the repo root, on a built host/onnxruntime model)::
 
     .venv/bin/python benchmarks/cold_prediction_parts.py --cache-dir runs/latency-cache
+    .venv/bin/python benchmarks/cold_prediction_parts.py --cache-dir runs/latency-cache --compare
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ import sys
 import time
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,62 +46,216 @@ sys.path.insert(0, str(ROOT))
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache-dir", type=Path, default=None)
-    ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--runs", type=int, default=300,
+                    help="cold predictions (with --compare: per way; at most 150, so every "
+                         "spec's lowering stays in lower's cache of 512)")
+    ap.add_argument("--compare", action="store_true")
+    ap.add_argument("--stream", type=int, default=1000)
     args = ap.parse_args(argv)
 
+    from archkit.device import load_latency_model
+
+    model = load_latency_model("host", runtime="onnxruntime", cache_dir=args.cache_dir)
+    gc.collect()
+    gc.disable()
+    try:
+        if args.compare:
+            return compare(model, min(args.runs, 150), args.stream)
+        return parts(model, args.runs)
+    finally:
+        gc.enable()
+
+
+def _mobilenetv2s(count_them: bool, runs: int, offset: int = 0) -> list[Any]:
+    """``runs`` MobileNetV2 1.0/224 specs never seen (widths 1 + a few 1e-9), lowered when
+    made and, with ``count_them``, counted."""
+    from archkit.cost import count
+    from archkit.spec import apply_overrides, load_spec
+
+    base = load_spec(ROOT / "specs" / "mobilenetv2.yaml")
+    specs = [apply_overrides(base, width=1.0 + (offset + i) * 1e-9, resolution=224)
+             for i in range(runs)]
+    if count_them:
+        for spec in specs:
+            count(spec)
+    return specs
+
+
+def parts(model: Any, runs: int) -> int:
     import numpy as np
 
-    from archkit.device import load_latency_model
     from archkit.device._latency._kernels import block_rows
     from archkit.ops import lower
     from archkit.spec import apply_overrides, load_spec
 
-    model = load_latency_model("host", runtime="onnxruntime", cache_dir=args.cache_dir)
-    base = load_spec(ROOT / "specs" / "mobilenetv2.yaml")
-    specs = [apply_overrides(base, width=1.0 + i * 1e-9, resolution=224)
-             for i in range(args.runs)]
-    for spec in specs:
-        lower(spec)
+    specs = _mobilenetv2s(True, min(runs, 500))
     model.predict(specs[0])  # the regressors built once, as any process does
     kind_ids = model._forest.index
     blocks = lower(specs[0]).blocks
     times: dict[str, list[float]] = {k: [] for k in ("predict", "rows", "array", "regressors",
                                                      "lowering a new spec")}
     clock = time.perf_counter
-    gc.collect()
-    gc.disable()
-    try:
-        for spec in specs:
-            model._forget()
-            start = clock()
-            model.predict(spec)
-            times["predict"].append(clock() - start)
-            start = clock()
-            rows = [block_rows(block, kind_ids) for block in blocks]
-            times["rows"].append(clock() - start)
-            new = list(dict.fromkeys(chain.from_iterable(rows)))
-            start = clock()
-            x = np.fromiter(chain.from_iterable(new), dtype=np.float64,
-                            count=len(new) * len(new[0])).reshape(len(new), -1)
-            kinds = x[:, -1].astype(np.intp)
-            times["array"].append(clock() - start)
-            start = clock()
-            model._forest.predict_us(x, kinds)
-            times["regressors"].append(clock() - start)
-        for i in range(100):
-            spec = apply_overrides(base, width=1.0 + (i + 1) * 1e-7, resolution=224)
-            lower.cache_clear()
-            start = clock()
-            lower(spec)
-            times["lowering a new spec"].append(clock() - start)
-    finally:
-        gc.enable()
+    for spec in specs:
+        model._forget()
+        start = clock()
+        model.predict(spec)
+        times["predict"].append(clock() - start)
+        start = clock()
+        rows = [block_rows(block, kind_ids) for block in blocks]
+        times["rows"].append(clock() - start)
+        flat = list(chain.from_iterable(rows))
+        start = clock()
+        x = np.fromiter(chain.from_iterable(flat), dtype=np.float64,
+                        count=len(flat) * len(flat[0])).reshape(len(flat), -1)
+        kinds = x[:, -1].astype(np.intp)
+        times["array"].append(clock() - start)
+        start = clock()
+        model._forest.predict_us(x, kinds)
+        times["regressors"].append(clock() - start)
+    base = load_spec(ROOT / "specs" / "mobilenetv2.yaml")
+    for i in range(100):
+        spec = apply_overrides(base, width=1.0 + (i + 1) * 1e-7, resolution=224)
+        lower.cache_clear()
+        start = clock()
+        lower(spec)
+        times["lowering a new spec"].append(clock() - start)
     nodes = sum(len(block.nodes) for block in blocks)
-    print(f"MobileNetV2 1.0/224: {len(blocks)} blocks, {nodes} nodes, {len(new)} distinct "
-          "kernels")
+    print(f"MobileNetV2 1.0/224: {len(blocks)} blocks, {nodes} nodes, {len(set(flat))} "
+          "distinct kernels")
     for name, values in times.items():
         print(f"{name:22s} median {statistics.median(values) * 1e6:7.1f} us, "
               f"p10 {np.percentile(values, 10) * 1e6:7.1f} us")
+    return 0
+
+
+def _stop25(model: Any) -> Any:
+    """``model`` predicting the way stop 25 did (a frozen copy of its ``_fill`` and
+    ``_predict_kernels``, with the kernel cache they kept; the node costs computed by the
+    primitive, as stop 25's ``block_rows`` did)."""
+    import numpy as np
+
+    from archkit.device._latency._kernels import block_rows
+    from archkit.device._latency._model import LatencyModel
+
+    class Stop25(LatencyModel):
+        def _fill(self, new_blocks):
+            kind_ids = self._forest.index
+            listed = [block_rows(block, kind_ids) for block, _, _ in new_blocks]
+            flat = list(chain.from_iterable(listed))
+            times = list(map(self._kernels.get, flat))
+            if None in times:
+                at = [i for i, t in enumerate(times) if t is None]
+                for i, t in zip(at, self._predict_kernels([flat[i] for i in at]), strict=True):
+                    times[i] = t
+            blocks, by_shape = self._blocks, self._blocks_by_shape
+            parts = []
+            end = 0
+            for (block, key, shape_key), rows in zip(new_blocks, listed, strict=True):
+                start, end = end, end + len(rows)
+                s = block.out_shape
+                part = (sum(times[start:end]), (s.channels, s.height, s.width))
+                blocks[key] = part
+                if shape_key is not None:
+                    by_shape[shape_key] = part
+                parts.append(part)
+            return parts
+
+        def _predict_kernels(self, new):
+            forest = self._forest
+            x = np.fromiter(chain.from_iterable(new), dtype=np.float64,
+                            count=len(new) * len(new[0])).reshape(len(new), -1)
+            kinds = x[:, -1].astype(np.intp)
+            kernel_us = forest.predict_us(x, kinds)
+            scale = self._kind_scale[kinds]
+            if self._size_edges_us:
+                scale = scale * self._size_scale[np.searchsorted(self._size_edges, kernel_us)]
+            times = (scale * kernel_us / 1e3 + self._per_kernel_ms).tolist()
+            self._kernels.update(zip(new, times, strict=True))
+            return times
+
+        def _forget(self):
+            super()._forget()
+            self._kernels.clear()
+
+    old = Stop25.from_json(model.to_json())
+    old._kernels = {}
+    return old
+
+
+def compare(model: Any, runs: int, stream: int) -> int:
+    import numpy as np
+
+    from archkit.cost import count
+    from archkit.device._latency._model import LatencyModel
+    from archkit.ops import PRIMITIVES, _primitives
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from latency_predictor import _candidates
+
+    stop25 = _stop25(model)
+    now = LatencyModel.from_json(model.to_json())
+    uncounted = LatencyModel.from_json(model.to_json())
+    ways = {"stop 25": stop25, "now": now, "now, not counted": uncounted}
+    counted = {"stop 25": True, "now": True, "now, not counted": False}
+    specs = {name: _mobilenetv2s(counted[name], runs, offset=j * runs)
+             for j, name in enumerate(ways)}
+    real_node_costs = _primitives.node_costs
+
+    def primitive_costs(node: Any) -> tuple[int, int, int]:
+        return PRIMITIVES[node.prim].costs(node)
+
+    def predict(name: str, spec: Any) -> tuple[float, float]:
+        # Stop 25's path computed every node's costs itself: so it does here too.
+        import archkit.device._latency._kernels as kernels
+
+        kernels.node_costs = primitive_costs if name == "stop 25" else real_node_costs
+        start = time.perf_counter()
+        value = ways[name].predict(spec)
+        return time.perf_counter() - start, value
+
+    for name in ways:
+        predict(name, specs[name][0])
+    names = list(ways)
+    cold: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(runs):
+        for name in names[i % 3:] + names[:i % 3]:
+            ways[name]._forget()
+            cold[name].append(predict(name, specs[name][i])[0])
+    for way in ways.values():
+        way._forget()
+    streamed: dict[str, list[float]] = {name: [] for name in names}
+    worst = 0.0
+    candidates = _candidates(7)
+    for i in range(stream):
+        candidate = next(candidates).spec
+        count(candidate)
+        values = {}
+        for name in names[i % 3:] + names[:i % 3]:
+            if name == "now, not counted":
+                continue  # (a stream's specs are counted once: this way is timed cold only)
+            took, values[name] = predict(name, candidate)
+            streamed[name].append(took)
+        worst = max(worst, abs(values["now"] - values["stop 25"]) / values["stop 25"])
+    import archkit.device._latency._kernels as kernels
+
+    kernels.node_costs = real_node_costs
+    us = 1e6
+    print(f"cold MobileNetV2 1.0/224, {runs} calls per way, taking turns (us):")
+    for name in names:
+        median = statistics.median(cold[name])
+        print(f"  {name:18s} median {median * us:7.1f}, "
+              f"p10 {np.percentile(cold[name], 10) * us:7.1f}, "
+              f"ratio to stop 25 {median / statistics.median(cold['stop 25']):.3f}")
+    print(f"stream of {stream} random candidates, each counted first, taking turns (us):")
+    for name in ("stop 25", "now"):
+        values = streamed[name]
+        print(f"  {name:18s} median {statistics.median(values) * us:7.1f}, "
+              f"mean {statistics.mean(values) * us:7.1f}, "
+              f"last 100 mean {statistics.mean(values[-100:]) * us:7.1f}")
+    print(f"  ratio now / stop 25: median "
+          f"{statistics.median(streamed['now']) / statistics.median(streamed['stop 25']):.3f}, "
+          f"mean {statistics.mean(streamed['now']) / statistics.mean(streamed['stop 25']):.3f}; "
+          f"largest relative difference of their predictions {worst:.1e}")
     return 0
 
 

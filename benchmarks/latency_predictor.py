@@ -13,9 +13,9 @@ Steps:
   ``--adapt-eval`` held-out networks.
 - ``scratch_1t``: ``host-1t`` built from scratch (``--scratch-minutes``, a cache of its own),
   evaluated on the held-out networks of ``adapt``: what adapting from 20 networks gives up.
-- ``speed``: prediction time for MobileNetV2 1.0/224, cold (a spec never seen, no block or
-  kernel cached) and warm, and per candidate over a stream of random candidates (each timed
-  right after it is made, as in a search); then a ``--search-trials`` latency-budget search
+- ``speed``: prediction time for MobileNetV2 1.0/224, cold (a spec never seen, no block
+  cached) and warm, and per candidate over a stream of random candidates (each timed right
+  after it is made and counted, as in a search); then a ``--search-trials`` latency-budget search
   with the model, in this process: each prediction's time inside it and their share of the
   search's time. ``benchmarks/predictor_speed.py`` compares tree
   ensembles for accuracy and these times on a build's recorded networks, without a device.
@@ -317,15 +317,17 @@ _FLUSH_BYTES = 16 * 2**20
 def _prediction_times(model: Any, stream: int, warm_calls: int) -> dict[str, Any]:
     import numpy as np
 
+    from archkit.cost import count
     from archkit.ops import lower
     from archkit.spec import apply_overrides, load_spec
 
     base = load_spec(ROOT / "specs" / "mobilenetv2.yaml")
     cold = []
     for i in range(20):
-        # A spec never seen (lowered when it is made, as a search's candidates are) and
-        # empty block and kernel caches.
+        # A spec never seen (lowered when it is made and counted, as a search's candidates
+        # are) and empty block caches.
         spec = apply_overrides(base, width=1.0 + i * 1e-9, resolution=224)
+        count(spec)
         model._forget()
         start = time.perf_counter()
         model.predict(spec)
@@ -349,8 +351,10 @@ def _prediction_times(model: Any, stream: int, warm_calls: int) -> dict[str, Any
     model._forget()
     candidates = _candidates(7)
     for _ in range(stream):
-        # As in a search: the candidate is made (and its spec validated) just before.
+        # As in a search: the candidate is made (and its spec validated) and counted just
+        # before.
         s = next(candidates).spec
+        count(s)
         start = time.perf_counter()
         model.predict(s)
         times.append(time.perf_counter() - start)
@@ -363,6 +367,7 @@ def _prediction_times(model: Any, stream: int, warm_calls: int) -> dict[str, Any
     flush = np.zeros(_FLUSH_BYTES // 8)
     for _ in range(stream):
         s = next(candidates).spec
+        count(s)
         flush += 1.0
         start = time.perf_counter()
         model.predict(s)
@@ -379,7 +384,6 @@ def _prediction_times(model: Any, stream: int, warm_calls: int) -> dict[str, Any
         "random_stream_first100_mean_us": statistics.mean(times[:100]) * us,
         "random_stream_last100_mean_us": statistics.mean(times[-100:]) * us,
         "blocks_cached_after_stream": len(model._blocks),
-        "kernels_cached_after_stream": len(model._kernels),
         "block_shapes_cached_after_stream": len(getattr(model, "_blocks_by_shape", ())),
     }
 
@@ -544,15 +548,15 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             f"- MobileNetV2 1.0/224, warm (blocks cached, same spec): "
             f"{s['mobilenetv2_warm_us']:.1f} us; a new but equal spec object: "
             f"{s['mobilenetv2_warm_new_spec_object_us']:.1f} us.",
-            f"- Cold (a spec never seen, no block or kernel cached): "
+            f"- Cold (a spec never seen, counted as a search counts it, no block cached): "
             f"{s['mobilenetv2_cold_us']:.0f} us{rng('mobilenetv2_cold_us')} (kernel features "
-            "of every block, the trees of every new kernel).",
+            "of every new block, the trees of their kernels).",
             f"- 1,000 random candidates of the three spaces in a row: mean "
             f"{s['random_stream_mean_us']:.0f} us, median {s['random_stream_median_us']:.0f} us"
             f"{rng('random_stream_median_us')} "
             f"(first 100: {s['random_stream_first100_mean_us']:.0f} us, last 100: "
             f"{s['random_stream_last100_mean_us']:.0f} us; {s['blocks_cached_after_stream']:,} "
-            f"blocks and {s.get('kernels_cached_after_stream', 0):,} kernels cached).",
+            "blocks cached).",
         ]
         if "evicted_stream_median_us" in s:
             lines += [

@@ -75,7 +75,7 @@ def _conv_kind(groups: int, kernel: int, in_channels: int, out_channels: int) ->
 
 def block_rows(block: Any, kind_ids: Any = None) -> list[tuple]:
     """One tuple per node of one lowered block: its features as integers (in :data:`FEATURES`
-    order), then its kind, as ``kind_ids[kind]`` where given (a prediction's kernel cache key;
+    order), then its kind, as ``kind_ids[kind]`` where given (the rows a prediction batches;
     a kind it lacks raises ``KeyError``) or as the kind's name.
 
     Every value is an integer well below 2**53, so ``float`` of each is exact.

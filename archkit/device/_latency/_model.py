@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from itertools import chain
+from itertools import accumulate, chain
 from operator import attrgetter
 from typing import Any, NoReturn
 
@@ -601,10 +601,6 @@ class LatencyModel:
         # The spec-wide values a block's nodes depend on (width, channel rounding, classes),
         # likewise a small int in block keys: hashed once per prediction, not once per block.
         self._consts_ids: dict[tuple, int] = {}
-        # (features as integers, kind index) -> corrected ms: channel counts are rounded to
-        # multiples of 8 and resolutions stepped, so a new block is mostly made of kernels
-        # seen before.
-        self._kernels: dict[tuple[int, ...], float] = {}
         self._forest_cache: _Regressors | None = None
 
     @property
@@ -617,6 +613,7 @@ class LatencyModel:
             forest = _Regressors(self.kinds)
             one_scale = self.correction.get("one_scale", 1.0)
             self._kind_scale = np.asarray([self._scale.get(k, one_scale) for k in forest.index])
+            self._kind_scale_ms = self._kind_scale / 1e3  # (kernel times are in us)
             self._size_scale = np.asarray(self._size_scale, dtype=np.float64)
             self._size_edges = np.asarray(self._size_edges_us, dtype=np.float64)
             # Per kind, the measured range of each of the first _CHECKED features (unbounded
@@ -759,11 +756,15 @@ class LatencyModel:
     def _fill(self, new_blocks: list[tuple[Any, tuple, tuple | None]]) -> list[tuple]:
         """Predict blocks never seen, into the block caches; their parts, in order.
 
-        Each block's kernels are looked up once in the kernel cache by their integer features
-        and kind index (cheaper to make and to hash than floats); the ones not there are
-        predicted all at once (a kernel twice among them is predicted twice: cheaper than
-        hashing every kernel again to find it), then every block sums its kernels' times.
+        Every new block's kernel rows (integer features and the kind's index) are predicted
+        in one batch, and each block sums its own (one ``reduceat``). There is no kernel cache:
+        hashing every new block's rows to look them up, and storing the new ones, cost more
+        than predicting the known ones again in the same batch (without it a cold prediction
+        and a stream of random candidates both took about 8% less, side by side:
+        ``benchmarks/cold_prediction_parts.py --compare``).
         """
+        import numpy as np
+
         kind_ids = self._forest.index
         listed = []
         for block, _, _ in new_blocks:
@@ -771,19 +772,19 @@ class LatencyModel:
                 listed.append(block_rows(block, kind_ids))
             except KeyError:
                 self._unknown_kind(block)
-        flat = list(chain.from_iterable(listed))
-        times = list(map(self._kernels.get, flat))
-        if None in times:
-            at = [i for i, t in enumerate(times) if t is None]
-            for i, t in zip(at, self._predict_kernels([flat[i] for i in at]), strict=True):
-                times[i] = t
+        lengths = list(map(len, listed))
+        ends = list(accumulate(lengths))
+        times = self._kernel_ms(list(chain.from_iterable(listed)))
+        if 0 in lengths:  # (a block without nodes: reduceat would give it the next one's)
+            sums = [float(times[end - n:end].sum()) for n, end in zip(lengths, ends, strict=True)]
+        else:
+            sums = np.add.reduceat(times, [end - n for n, end in zip(lengths, ends,
+                                                                     strict=True)]).tolist()
         blocks, by_shape = self._blocks, self._blocks_by_shape
         parts = []
-        end = 0
-        for (block, key, shape_key), rows in zip(new_blocks, listed, strict=True):
-            start, end = end, end + len(rows)
+        for (block, key, shape_key), total in zip(new_blocks, sums, strict=True):
             s = block.out_shape
-            part = (sum(times[start:end]), (s.channels, s.height, s.width))
+            part = (total, (s.channels, s.height, s.width))
             blocks[key] = part
             if shape_key is not None:
                 by_shape[shape_key] = part
@@ -801,31 +802,29 @@ class LatencyModel:
             f"archkit latency build {self.device} --runtime {self.runtime} --space FILE"
         )
 
-    def _predict_kernels(self, new: list[tuple[int, ...]]) -> list[float]:
-        """Predict kernels never seen (rows of integer features and the kind's index), all
-        kinds at once, into the kernel cache; their corrected ms, in order."""
+    def _kernel_ms(self, rows: list[tuple[int, ...]]) -> Any:
+        """Corrected kernel times in ms (a float64 array) of rows of integer features and the
+        kind's index, all kinds at once."""
         import numpy as np
 
-        forest = self._forest
-        x = np.fromiter(chain.from_iterable(new), dtype=np.float64, count=len(new) * len(new[0]))
-        x = x.reshape(len(new), -1)
+        if not rows:
+            return np.zeros(0)
+        x = np.fromiter(chain.from_iterable(rows), dtype=np.float64,
+                        count=len(rows) * len(rows[0])).reshape(len(rows), -1)
         kinds = x[:, -1].astype(np.intp)
-        kernel_us = forest.predict_us(x, kinds)
-        scale = self._kind_scale[kinds]
+        kernel_us = self._forest.predict_us(x, kinds)
+        scale = self._kind_scale_ms[kinds]
         if self._size_edges_us:
             scale = scale * self._size_scale[np.searchsorted(self._size_edges, kernel_us)]
-        times = (scale * kernel_us / 1e3 + self._per_kernel_ms).tolist()
-        self._kernels.update(zip(new, times, strict=True))
-        return times
+        return scale * kernel_us + self._per_kernel_ms
 
     def _forget(self) -> None:
-        """Empty the block and kernel caches (benchmarks time cold predictions with it)."""
+        """Empty the block caches (benchmarks time cold predictions with it)."""
         self._blocks.clear()
         self._blocks_by_shape.clear()
         self._row_ids.clear()
         self._row_configs.clear()
         self._consts_ids.clear()
-        self._kernels.clear()
 
     # ------------------------------------------------------------------ adapting
 
