@@ -33,9 +33,11 @@ from typing import Any
 __all__ = ["CompileTimeout", "compile_ahead", "compile_jobs", "compile_timeout",
            "shutdown_compile_workers"]
 
-#: Seconds a worker may take on one library before it is killed (``ARCHKIT_COMPILE_TIMEOUT``):
-#: a MobileNet compiles in 5-20 s here; a worker past this is hung (a deadlock in a thread pool,
-#: a stuck LLVM pass) and would otherwise hold the build for ever.
+#: Seconds a worker may take on one library before it is killed (``ARCHKIT_COMPILE_TIMEOUT``;
+#: a worker's first library includes its start, importing torch and TVM: a few seconds): a
+#: MobileNet compiles in 5-20 s here; a worker past this is hung (a deadlock in a thread pool)
+#: and would otherwise hold the build for ever. This process then compiles the library itself,
+#: with no timeout: a network whose compile itself never ends still hangs the build.
 _DEFAULT_TIMEOUT_S = 600.0
 
 #: At most this many workers by default: each holds its own torch, TVM and LLVM (716-753 MiB
@@ -129,25 +131,43 @@ class _Worker:
         """
         from archkit.device._latency._compile_worker import receive, send
 
-        expired = threading.Event()
+        # The timer kills only a worker still on this job; a reply that comes as it fires
+        # (killed, or about to be) is a timeout too: the worker is dead either way.
+        guard = threading.Lock()
+        state = {"done": False, "expired": False}
 
         def expire() -> None:
-            expired.set()
+            with guard:
+                if state["done"]:
+                    return
+                state["expired"] = True
             self.process.kill()
+
+        def finish() -> bool:
+            with guard:
+                state["done"] = True
+                return state["expired"]
 
         timer = threading.Timer(timeout, expire)
         timer.daemon = True
         timer.start()
         try:
             send(self.process.stdin, job)
-            return receive(self.process.stdout)
+            reply = receive(self.process.stdout)
         except (EOFError, OSError) as err:
-            if expired.is_set():
-                raise CompileTimeout(f"a worker took over {timeout:g} s on one library and "
-                                     "was killed (ARCHKIT_COMPILE_TIMEOUT)") from err
+            if finish():
+                raise CompileTimeout(self._timed_out(timeout)) from err
             raise
         finally:
             timer.cancel()
+        if finish():
+            raise CompileTimeout(self._timed_out(timeout))
+        return reply
+
+    @staticmethod
+    def _timed_out(timeout: float) -> str:
+        return (f"a worker took over {timeout:g} s on one library and was killed "
+                "(ARCHKIT_COMPILE_TIMEOUT)")
 
     def close(self) -> None:
         """End the worker (the end of its jobs), killing it if it does not go."""
@@ -237,6 +257,8 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
     start = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
 
+    failures: list[BaseException] = []  # (in the order they happened)
+
     def compile_one(item: tuple[str, Any]) -> str | None:
         name, spec = item
         worker = idle.get()
@@ -246,9 +268,14 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
         try:
             return worker.compile((spec, device, database_folder, str(folder)), timeout)
         except CompileTimeout as err:
-            raise CompileTimeout(f"{err}: {spec.name}, {folder / name}") from err
+            failures.append(CompileTimeout(f"{err}: {spec.name}, {folder / name}"))
+            raise failures[-1] from err
+        except BaseException as err:
+            failures.append(err)
+            raise
         finally:
-            idle.put(worker)
+            # A dead worker is not handed to the next job: it tells the others to stop.
+            idle.put(worker if worker.process.poll() is None else None)
 
     try:
         with _LOCK:  # (farm threads share the workers: each takes an idle one per library)
@@ -262,6 +289,7 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
 
         from archkit.errors import ArchkitWarning
 
+        err = failures[0] if failures else err  # (the first to happen, not the first job's)
         with _LOCK:
             if not _BROKEN:
                 _stop_workers()
