@@ -9,18 +9,21 @@ apart, lowering a spec never lowered. What is left of ``predict`` after rows, ar
 regressors is walking, keying and summing the blocks. Medians and 10th percentiles in
 microseconds; the garbage collector off while timing, as ``timeit`` does.
 
-``--compare`` times three ways of predicting, taking turns call by call (the machine's drift
-falls on all three alike), cold (``--runs`` MobileNetV2s each, caches emptied before every
-call) and over one stream of ``--stream`` random candidates of the three MobileNet spaces
-(each candidate made and counted just before, then predicted by all three, each with its own
-caches):
+``--compare`` times four ways of predicting, taking turns call by call (the machine's drift
+falls on all of them alike), cold (``--runs`` MobileNetV2s each, at most 120, caches emptied
+before every call) and over one stream of ``--stream`` random candidates of the three
+MobileNet spaces (each candidate made and counted just before, then predicted by each way with
+its own caches):
 
-- ``stop 25``: the prediction path as it was at stop 25 (a frozen copy below): each new
-  kernel's row looked up in a kernel cache, the unknown ones predicted, every block summed in
-  Python;
+- ``stop 25``: the prediction path of stop 25 (commit a49dfb3): its ``block_rows``, read from
+  git, which computed every node's costs itself; and its ``_fill`` and ``_predict_kernels``
+  (frozen below): each new kernel's row looked up in a kernel cache, the unknown ones
+  predicted, every block summed in Python;
+- ``stop 25, costs kept``: the same with this checkout's ``block_rows``, which reads the costs
+  the count left on the nodes: against ``now``, what the kernel cache's removal alone does;
 - ``now``: this checkout's path (no kernel cache; the blocks summed by one ``reduceat``);
-- ``now, not counted``: the same on specs not counted first, so their nodes' costs are
-  computed inside ``predict`` (as stop 25's path always did).
+- ``now, not counted`` (cold only): the same on specs not counted first, so their nodes'
+  costs are computed inside ``predict``.
 
 Run (from the repo root, on a built host/onnxruntime model)::
 
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--runs", type=int, default=300,
-                    help="cold predictions (with --compare: per way; at most 150, so every "
+                    help="cold predictions (with --compare: per way; at most 120, so every "
                          "spec's lowering stays in lower's cache of 512)")
     ap.add_argument("--compare", action="store_true")
     ap.add_argument("--stream", type=int, default=1000)
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     try:
         if args.compare:
-            return compare(model, min(args.runs, 150), args.stream)
+            return compare(model, min(args.runs, 120), args.stream)
         return parts(model, args.runs)
     finally:
         gc.enable()
@@ -128,13 +131,28 @@ def parts(model: Any, runs: int) -> int:
     return 0
 
 
-def _stop25(model: Any) -> Any:
-    """``model`` predicting the way stop 25 did (a frozen copy of its ``_fill`` and
-    ``_predict_kernels``, with the kernel cache they kept; the node costs computed by the
-    primitive, as stop 25's ``block_rows`` did)."""
+#: The commit whose prediction path ``--compare`` times beside this checkout's.
+STOP_25 = "a49dfb3"
+
+
+def _stop25_block_rows() -> Any:
+    """Stop 25's ``block_rows``, executed from its source in git (it computed each node's
+    costs itself)."""
+    import subprocess
+
+    path = "archkit/device/_latency/_kernels.py"
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{STOP_25}:{path}"],
+                            capture_output=True, text=True, check=True).stdout
+    namespace: dict[str, Any] = {"__name__": "stop25_kernels"}
+    exec(compile(source, f"{STOP_25}:{path}", "exec"), namespace)  # noqa: S102 - our own code
+    return namespace["block_rows"]
+
+
+def _stop25(model: Any, block_rows: Any) -> Any:
+    """``model`` predicting the way stop 25 did: a frozen copy of its ``_fill`` and
+    ``_predict_kernels`` (the kernel cache they kept), with ``block_rows``."""
     import numpy as np
 
-    from archkit.device._latency._kernels import block_rows
     from archkit.device._latency._model import LatencyModel
 
     class Stop25(LatencyModel):
@@ -186,76 +204,64 @@ def compare(model: Any, runs: int, stream: int) -> int:
     import numpy as np
 
     from archkit.cost import count
+    from archkit.device._latency._kernels import block_rows
     from archkit.device._latency._model import LatencyModel
-    from archkit.ops import PRIMITIVES, _primitives
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from latency_predictor import _candidates
 
-    stop25 = _stop25(model)
-    now = LatencyModel.from_json(model.to_json())
-    uncounted = LatencyModel.from_json(model.to_json())
-    ways = {"stop 25": stop25, "now": now, "now, not counted": uncounted}
-    counted = {"stop 25": True, "now": True, "now, not counted": False}
-    specs = {name: _mobilenetv2s(counted[name], runs, offset=j * runs)
-             for j, name in enumerate(ways)}
-    real_node_costs = _primitives.node_costs
-
-    def primitive_costs(node: Any) -> tuple[int, int, int]:
-        return PRIMITIVES[node.prim].costs(node)
+    ways = {"stop 25": _stop25(model, _stop25_block_rows()),
+            "stop 25, costs kept": _stop25(model, block_rows),
+            "now": LatencyModel.from_json(model.to_json()),
+            "now, not counted": LatencyModel.from_json(model.to_json())}
+    names = list(ways)
+    specs = {name: _mobilenetv2s(name != "now, not counted", runs, offset=j * runs)
+             for j, name in enumerate(names)}
 
     def predict(name: str, spec: Any) -> tuple[float, float]:
-        # Stop 25's path computed every node's costs itself: so it does here too.
-        import archkit.device._latency._kernels as kernels
-
-        kernels.node_costs = primitive_costs if name == "stop 25" else real_node_costs
         start = time.perf_counter()
         value = ways[name].predict(spec)
         return time.perf_counter() - start, value
 
-    for name in ways:
+    for name in names:
         predict(name, specs[name][0])
-    names = list(ways)
     cold: dict[str, list[float]] = {name: [] for name in names}
     for i in range(runs):
-        for name in names[i % 3:] + names[:i % 3]:
+        for name in names[i % len(names):] + names[:i % len(names)]:
             ways[name]._forget()
             cold[name].append(predict(name, specs[name][i])[0])
     for way in ways.values():
         way._forget()
-    streamed: dict[str, list[float]] = {name: [] for name in names}
+    streaming = names[:3]  # (a stream's specs are counted once: the last way is cold only)
+    streamed: dict[str, list[float]] = {name: [] for name in streaming}
     worst = 0.0
     candidates = _candidates(7)
     for i in range(stream):
         candidate = next(candidates).spec
         count(candidate)
         values = {}
-        for name in names[i % 3:] + names[:i % 3]:
-            if name == "now, not counted":
-                continue  # (a stream's specs are counted once: this way is timed cold only)
+        for name in streaming[i % 3:] + streaming[:i % 3]:
             took, values[name] = predict(name, candidate)
             streamed[name].append(took)
-        worst = max(worst, abs(values["now"] - values["stop 25"]) / values["stop 25"])
-    import archkit.device._latency._kernels as kernels
-
-    kernels.node_costs = real_node_costs
+        worst = max(worst, *(abs(v - values["stop 25"]) / values["stop 25"]
+                             for v in values.values()))
     us = 1e6
+    base = statistics.median(cold["stop 25"])
     print(f"cold MobileNetV2 1.0/224, {runs} calls per way, taking turns (us):")
     for name in names:
         median = statistics.median(cold[name])
-        print(f"  {name:18s} median {median * us:7.1f}, "
+        print(f"  {name:20s} median {median * us:7.1f}, "
               f"p10 {np.percentile(cold[name], 10) * us:7.1f}, "
-              f"ratio to stop 25 {median / statistics.median(cold['stop 25']):.3f}")
+              f"ratio to stop 25 {median / base:.3f}")
     print(f"stream of {stream} random candidates, each counted first, taking turns (us):")
-    for name in ("stop 25", "now"):
+    for name in streaming:
         values = streamed[name]
-        print(f"  {name:18s} median {statistics.median(values) * us:7.1f}, "
+        print(f"  {name:20s} median {statistics.median(values) * us:7.1f}, "
               f"mean {statistics.mean(values) * us:7.1f}, "
-              f"last 100 mean {statistics.mean(values[-100:]) * us:7.1f}")
-    print(f"  ratio now / stop 25: median "
-          f"{statistics.median(streamed['now']) / statistics.median(streamed['stop 25']):.3f}, "
-          f"mean {statistics.mean(streamed['now']) / statistics.mean(streamed['stop 25']):.3f}; "
-          f"largest relative difference of their predictions {worst:.1e}")
+              f"last 100 mean {statistics.mean(values[-100:]) * us:7.1f}, ratio to stop 25: "
+              f"median {statistics.median(values) / statistics.median(streamed['stop 25']):.3f}, "
+              f"mean {statistics.mean(values) / statistics.mean(streamed['stop 25']):.3f}")
+    print(f"largest relative difference of the ways' predictions: {worst:.1e}")
     return 0
 
 

@@ -4,8 +4,9 @@ Needs no device: the variants are refitted on a build's recorded networks (a mea
 ``<cache>/latency/<device>-<runtime>.jsonl``, only read) with :func:`fit_model`, whose
 out-of-fold statistics are the accuracy (each network's kernels predicted by regressors
 trained without it, 5 folds, then the network correction). Times are those of
-``benchmarks/latency_predictor.py``'s ``speed`` step: MobileNetV2 1.0/224 cold (spec never
-seen, no block cached) and warm, the mean over a stream of random candidates, and
+``benchmarks/latency_predictor.py``'s ``speed`` step (each spec counted first, as a search
+does, since stop 26): MobileNetV2 1.0/224 cold (spec never seen, no block cached) and warm,
+the mean over a stream of random candidates, and
 the median over the same stream with the CPU's caches flushed before each call (as a search's
 own work between predictions flushes them: the trees are then read from memory, and their size
 is what the prediction costs).

@@ -1146,9 +1146,9 @@ def test_early_stopping_validates_on_whole_networks():
 
 
 def test_cold_prediction_is_its_kernels_predicted_one_by_one(built, space):
-    """The prediction path (integer features as cache keys, every new kernel of a spec in one
-    batch, repeated blocks computed once) gives what the training path's float feature rows
-    give, each kernel on its own."""
+    """The prediction path (integer feature rows, every new block's kernels in one batch,
+    summed per block; repeated blocks computed once) gives what the training path's float
+    feature rows give, each kernel on its own."""
     import numpy as np
 
     from archkit.device._latency._kernels import block_kernels

@@ -132,7 +132,6 @@ def block_rows(block: Any, kind_ids: Any = None) -> list[tuple]:
     return rows
 
 
-
 def block_counts(block: Any) -> list[tuple[str, str, tuple[int, ...]]]:
     """``(node name, kind, features as integers)`` for every node of one lowered block."""
     return [(node.name, row[-1], row[:-1])
