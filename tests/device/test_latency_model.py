@@ -844,9 +844,11 @@ def test_a_dead_compile_worker_leaves_compiling_to_this_process(space, tmp_path,
 def test_a_hung_compile_worker_is_killed_after_its_timeout(space, tmp_path, monkeypatch):
     """A worker past ``ARCHKIT_COMPILE_TIMEOUT`` on one library is killed as hung (here every
     worker: it is still importing torch), with one warning naming the timeout and a network;
-    this process compiles the rest. A timeout that is no positive number is refused."""
+    this process does not compile those libraries again (it has no timeout): their networks
+    fail, named. A timeout that is no positive number is refused."""
     from archkit.device import DeviceError, load_device
     from archkit.device._latency import _compiling
+    from archkit.device._latency._runtimes import compiled_library
 
     for bad in ("soon", "0", "-5", "nan"):
         monkeypatch.setenv("ARCHKIT_COMPILE_TIMEOUT", bad)
@@ -857,16 +859,22 @@ def test_a_hung_compile_worker_is_killed_after_its_timeout(space, tmp_path, monk
     monkeypatch.setenv("ARCHKIT_COMPILE_TIMEOUT", "0.05")
     monkeypatch.setenv("ARCHKIT_COMPILE_JOBS", "2")
     monkeypatch.setattr(_compiling, "_BROKEN", False)
+    monkeypatch.setattr(_compiling, "_TIMED_OUT", set())
     specs = [c.spec for _, c in zip(range(2), random_candidates([space], seed=11), strict=False)]
+    device = load_device("host")
     try:
         with pytest.warns(ArchkitWarning, match=r"CompileTimeout: a worker took over 0.05 s on "
                           r"one library and was killed \(ARCHKIT_COMPILE_TIMEOUT\): .+, .*\.so"
                           r"\): compiling on one core") as caught:
             start = time.monotonic()
-            _compiling.compile_ahead(specs, load_device("host"), None, tmp_path / "libs")
+            _compiling.compile_ahead(specs, device, None, tmp_path / "libs")
         assert time.monotonic() - start < 60
         assert len(caught) == 1
         assert _compiling._BROKEN and not _compiling._WORKERS
+        for spec in specs:
+            with pytest.raises(_compiling.CompileTimeout, match=r"took over 0.05 s on \w+\.so "
+                               "and was killed; it is not compiled again in this process"):
+                compiled_library(spec, device, None, tmp_path / "libs", tmp_path / "libs")
         assert not list((tmp_path / "libs").glob("*.so"))
     finally:
         _compiling.shutdown_compile_workers()

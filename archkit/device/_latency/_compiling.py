@@ -18,7 +18,8 @@ a worker failed to compile is compiled again in this process by
 :func:`~archkit.device._latency._runtimes.compiled_library`, which then reports the error as
 it always has. A worker that dies (memory ran out), or takes longer than
 ``ARCHKIT_COMPILE_TIMEOUT`` seconds (default 600; a network compiles in seconds) on one library
-and is killed for it, stops them all, with one warning: this process then compiles on its own.
+and is killed for it, stops them all, with one warning: this process then compiles on its own
+(all but the libraries a worker was killed on: those networks fail).
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CompileTimeout", "compile_ahead", "compile_jobs", "compile_timeout",
-           "shutdown_compile_workers"]
+__all__ = ["CompileTimeout", "check_not_timed_out", "compile_ahead", "compile_jobs",
+           "compile_timeout", "shutdown_compile_workers"]
 
 #: Seconds a worker may take on one library before it is killed (``ARCHKIT_COMPILE_TIMEOUT``;
 #: a worker's first library includes its start, importing torch and TVM: a few seconds): a
 #: MobileNet compiles in 5-20 s here; a worker past this is hung (a deadlock in a thread pool)
-#: and would otherwise hold the build for ever. This process then compiles the library itself,
-#: with no timeout: a network whose compile itself never ends still hangs the build.
+#: and would otherwise hold the build for ever. This process does not compile that library
+#: again (its own compile has no timeout): the network fails, named, and the build goes on.
 _DEFAULT_TIMEOUT_S = 600.0
 
 #: At most this many workers by default: each holds its own torch, TVM and LLVM (716-753 MiB
@@ -51,6 +52,9 @@ _IDLE: Any = None
 #: Set when a worker failed (died: memory; or could not be started): this process compiles on
 #: its own from then on, instead of starting workers that fail again.
 _BROKEN = False
+#: Libraries (paths) a worker was killed on for taking too long: not compiled again by this
+#: process, whose own compile has no timeout (under ``_LOCK``).
+_TIMED_OUT: set[str] = set()
 
 
 def compile_jobs() -> int:
@@ -100,6 +104,22 @@ def compile_timeout() -> float:
 
 class CompileTimeout(RuntimeError):
     """A worker took longer than its timeout on one library (it was killed)."""
+
+
+def check_not_timed_out(library: Path) -> None:
+    """Refuse to compile ``library`` in this process when a worker was killed on it.
+
+    Raises:
+        CompileTimeout: A worker took longer than ``ARCHKIT_COMPILE_TIMEOUT`` on it (this
+            process would have no timeout: the network fails instead of hanging the build).
+    """
+    with _LOCK:
+        timed_out = str(library) in _TIMED_OUT
+    if timed_out:
+        raise CompileTimeout(
+            f"a compile worker took over {compile_timeout():g} s on {library.name} and was "
+            "killed; it is not compiled again in this process, where nothing would stop it "
+            "(set ARCHKIT_COMPILE_TIMEOUT higher to try it again)")
 
 
 def _database_folder(database: Any) -> str | None:
@@ -268,6 +288,8 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
         try:
             return worker.compile((spec, device, database_folder, str(folder)), timeout)
         except CompileTimeout as err:
+            with _LOCK:
+                _TIMED_OUT.add(str(folder / name))
             failures.append(CompileTimeout(f"{err}: {spec.name}, {folder / name}"))
             raise failures[-1] from err
         except BaseException as err:

@@ -219,6 +219,10 @@ def compiled_library(spec: Any, device: Any, database: Any, folder: Path | None,
     name = f"{network_fingerprint(lower(spec))}.so"
     if folder is not None and (folder / name).is_file():
         return folder / name
+    if folder is not None:
+        from archkit.device._latency._compiling import check_not_timed_out
+
+        check_not_timed_out(folder / name)
     program = _compile.to_relax(_model(spec), example_input(spec))
     executable = _compile.build(program, device.target_dict(), database)
     target = (folder or tmp) / name
