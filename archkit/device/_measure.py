@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from archkit.device._devices import DeviceProfile
 from archkit.device._errors import MeasurementError
 from archkit.device._kernel_times import KernelProfile
+from archkit.device._machine import holds_this_machine
 from archkit.device._threads import call_in_thread
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -312,6 +313,7 @@ def _profiled_network(model: Any, profile_runs: int) -> Any:
     return lower(spec)
 
 
+@holds_this_machine("profile")
 def measure_latency(
     model: torch.nn.Module,
     example_input: torch.Tensor,

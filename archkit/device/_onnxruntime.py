@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from archkit.device._devices import DeviceProfile
 from archkit.device._errors import MeasurementError
 from archkit.device._kernel_times import KernelProfile
+from archkit.device._machine import holds_this_machine
 from archkit.device._measure import (
     EventFn,
     LatencyResult,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["measure_onnxruntime"]
 
 
+@holds_this_machine("profile")
 def measure_onnxruntime(
     model: torch.nn.Module,
     example_input: torch.Tensor,

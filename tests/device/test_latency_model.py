@@ -300,28 +300,49 @@ def test_two_builds_never_measure_into_one_file_at_once(built, space, tmp_path):
 
 
 def test_one_measurement_at_a_time_on_this_machine(built, space, tmp_path):
-    """A TVM build of the host holds this machine: an onnxruntime build of the host at another
-    thread count (another file) and an evaluation of the host are refused, naming it; the
-    files are left as they were."""
-    from archkit.device import load_device
-    from archkit.device._latency._build import _measuring_alone
+    """Another process holding this machine (a TVM build of the host, whatever its cache
+    folder) refuses a host-1t build, an evaluation, a search's check of its winners and
+    ``archkit profile``'s measurement, each naming it; nothing is written. Within one process
+    the hold is reentrant; once the other process ends, measuring goes on."""
+    from archkit.build import build_model, example_input
+    from archkit.device import load_device, measure_networks, measure_onnxruntime
+    from archkit.device._machine import holding_this_machine
 
     cache, _, _ = built
-    tvm_path = data_path("host", "tvm", cache)
     files = sorted((cache / "latency").glob("*.jsonl"))
     before = [f.read_text() for f in files]
-    holder = rf"on this machine \(build host/tvm \(pid {os.getpid()}, since \d\d:\d\d:\d\d\)\)"
-    with _measuring_alone(tvm_path, load_device("host"), "tvm", "build"):
-        with pytest.raises(LatencyModelError, match=holder):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import sys
+            from archkit.device import load_device
+            from archkit.device._machine import holding_this_machine
+            with holding_this_machine(load_device("host"), "build host/tvm"):
+                print("held", flush=True)
+                sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        held = (rf"another archkit job is measuring on this machine \(build host/tvm \(pid "
+                rf"{holder.pid}, since \d\d:\d\d:\d\d\); lock .*this-machine.lock\)")
+        spec = next(random_candidates([space], seed=1)).spec
+        with pytest.raises(LatencyModelError, match=held):
             build_latency_model("host-1t", random_candidates([space], seed=0), networks=3,
                                 minutes=None, cache_dir=cache, progress=False)
-        with pytest.raises(LatencyModelError, match=holder):
+        with pytest.raises(LatencyModelError, match=held):
             evaluate_latency_model("host", random_candidates([space], seed=1), 2,
                                    cache_dir=cache, progress=False)
-    assert sorted((cache / "latency").glob("*.jsonl")) == files
-    assert [f.read_text() for f in files] == before
-    assert evaluate_latency_model("host", random_candidates([space], seed=1), 1, cache_dir=cache,
-                                  progress=False).summary["networks"] == 1
+        with pytest.raises(LatencyModelError, match=held):
+            measure_networks([spec], "host", cache_dir=cache)
+        with pytest.raises(LatencyModelError, match=held):
+            measure_onnxruntime(build_model(spec), example_input(spec), load_device("host"),
+                                name="check")
+        assert sorted((cache / "latency").glob("*.jsonl")) == files
+        assert [f.read_text() for f in files] == before
+    finally:
+        holder.communicate(timeout=60)
+    with holding_this_machine(load_device("host"), "a test"):  # (reentrant: the build's own)
+        assert evaluate_latency_model("host", random_candidates([space], seed=1), 1,
+                                      cache_dir=cache, progress=False).summary["networks"] == 1
 
 
 def test_a_resumed_adaptation_measures_again_what_it_measured_once(built, space, tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -53,6 +52,7 @@ from archkit.device._latency._store import (
     start_data,
     write_model_json,
 )
+from archkit.device._machine import exclusive_lock, holding_this_machine
 
 __all__ = [
     "BuildResult",
@@ -506,55 +506,21 @@ def _measuring_alone(path: Any, device: Any, runtime: str, doing: str) -> Iterat
     """The locks a build (``doing``: ``build``) or an evaluation (``evaluate``) of ``device``
     holds while it measures: its measurements file's (``<path>.lock``: two builds appending to
     one file would interleave their records), a build only; and, for a device measured on this
-    machine (the host, at any thread count, either runtime), ``<cache>/latency/this-machine.lock``
-    (two measuring at once would time each other's networks). Each an exclusive ``flock``: the
-    kernel lets it go when the process ends, however it ends.
+    machine, this machine's (:func:`~archkit.device._machine.holding_this_machine`).
 
     Raises:
         LatencyModelError: Another process holds one (its pid, what it does and since when).
     """
-    what = f"{doing} {device.name}/{runtime} (pid {os.getpid()}, since {time.strftime('%H:%M:%S')})"
+    what = f"{doing} {device.name}/{runtime}"
     with ExitStack() as stack:
         if doing == "build":
-            stack.enter_context(_held(
+            stack.enter_context(exclusive_lock(
                 path.with_name(path.name + ".lock"), what,
                 f"another build is measuring {device.name}/{runtime} into {path} ({{holder}}): "
                 "two at once would interleave their records and time each other's networks; "
                 "wait for it, or stop it (a stopped build resumes)"))
-        if not device.is_remote:
-            stack.enter_context(_held(
-                path.with_name("this-machine.lock"), what,
-                "another archkit measurement is timing networks on this machine ({holder}): "
-                "two at once would time each other's networks; wait for it, or stop it (a "
-                "stopped build resumes)"))
+        stack.enter_context(holding_this_machine(device, what))
         yield
-
-
-@contextmanager
-def _held(lock_path: Any, what: str, refusal: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_path`` (its text says ``what`` holds it).
-
-    Raises:
-        LatencyModelError: Another process holds it: ``refusal``, its ``{holder}`` the text.
-    """
-    import fcntl
-
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another process"
-            raise LatencyModelError(refusal.replace("{holder}", holder)) from None
-        lock.truncate(0)
-        lock.write(what + "\n")
-        lock.flush()
-        try:
-            yield
-        finally:
-            lock.truncate(0)
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _measured_once(records: list[dict[str, Any]]) -> set[str]:
@@ -845,13 +811,15 @@ def prepare_tvm_libraries(device: Any, candidates: Iterable[Any], networks: int,
     specs = [candidate.spec for candidate, _ in itertools.islice(_fresh(candidates, seen),
                                                                   networks)]
     try:
-        for start in range(0, len(specs), chunk):
-            compile_ahead(specs[start:start + chunk], device, database, target)
-            for spec in specs[start:start + chunk]:  # (what a worker failed, with its error)
-                compiled_library(spec, device, database, target, target)
-                done += 1
-            if bar is not None:
-                bar.update(bar.task_ids[0], completed=done)
+        # (compiling on every core beside another job's timing would slow that timing)
+        with holding_this_machine(device, f"compile {len(specs)} libraries for {device.name}"):
+            for start in range(0, len(specs), chunk):
+                compile_ahead(specs[start:start + chunk], device, database, target)
+                for spec in specs[start:start + chunk]:  # (what a worker failed, with its error)
+                    compiled_library(spec, device, database, target, target)
+                    done += 1
+                if bar is not None:
+                    bar.update(bar.task_ids[0], completed=done)
     finally:
         if bar is not None:
             bar.stop()
@@ -888,12 +856,13 @@ def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxrunti
         database = tuning_state(folder)[1] if now.tuning != UNTUNED else None
         libraries = compiled_dir(now, cache_dir)
     out: list[float | MeasurementError] = []
-    for start in range(0, len(specs), protocol.interleave):
-        group = specs[start:start + protocol.interleave]
-        for result in measure_group(group, device, runtime, protocol, kernels=False,
-                                    database=database, compiled_dir=libraries):
-            if isinstance(result, MeasurementError):
-                out.append(result)
-            else:
-                out.append(result.e2e_ms if model is None else model.measured_ms(result))
+    with holding_this_machine(device, f"measure {len(specs)} networks on {device.name}/{runtime}"):
+        for start in range(0, len(specs), protocol.interleave):
+            group = specs[start:start + protocol.interleave]
+            for result in measure_group(group, device, runtime, protocol, kernels=False,
+                                        database=database, compiled_dir=libraries):
+                if isinstance(result, MeasurementError):
+                    out.append(result)
+                else:
+                    out.append(result.e2e_ms if model is None else model.measured_ms(result))
     return out
