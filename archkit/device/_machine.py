@@ -5,8 +5,10 @@ the host's latency model beside an evaluation, a TVM build beside an onnxruntime
 host-1t adaptation, ``archkit profile --device host``, a search measuring its candidates or its
 winners, or the compiling of libraries ahead of a timing. Each of them holds this machine's
 lock (:func:`holding_this_machine`) for a device measured here (a ``local`` one: ``host``,
-``host-1t``); a second job is refused with the first one's pid, what it does and since when.
-Boards reached over RPC or a tracker are not held.
+``host-1t``). A second long job (a build, an evaluation, a compile ahead) is refused with the
+first one's pid, what it does and since when; a short measurement (one network's profile, a
+search's candidate or its winners) waits for the machine instead, saying what it waits for, so
+the workers of one search take turns. Boards reached over RPC or a tracker are not held.
 
 The lock is ``archkit-<uid>/this-machine.lock`` in the temporary folder (``$TMPDIR``, else
 ``/tmp``): one per user and machine, whatever cache folder each job uses. It is an exclusive
@@ -43,8 +45,9 @@ def _refused(holder: str) -> Exception:
         "stop it (a stopped build resumes)")
 
 
-def _take(lock_path: Path, what: str) -> IO[str] | str:
-    """The open lock file, locked and saying ``what`` holds it; or the holder's text."""
+def _take(lock_path: Path, what: str, wait: bool = False) -> IO[str] | str:
+    """The open lock file, locked and saying ``what`` holds it; or (not ``wait``) the holder's
+    text. With ``wait``, a held lock is waited for, with one warning naming its holder."""
     import fcntl
 
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,8 +57,16 @@ def _take(lock_path: Path, what: str) -> IO[str] | str:
     except BlockingIOError:
         lock.seek(0)
         holder = lock.read().strip() or "another process"
-        lock.close()
-        return holder
+        if not wait:
+            lock.close()
+            return holder
+        import warnings
+
+        from archkit.errors import ArchkitWarning
+
+        warnings.warn(f"{what}: waiting for this machine, held by {holder} (lock "
+                      f"{lock_path})", ArchkitWarning, stacklevel=4)
+        fcntl.flock(lock, fcntl.LOCK_EX)
     lock.truncate(0)
     lock.write(f"{what} (pid {os.getpid()}, since {time.strftime('%H:%M:%S')})\n")
     lock.flush()
@@ -95,19 +106,21 @@ _HELD: dict[str, Any] = {"file": None, "depth": 0}
 
 
 @contextmanager
-def holding_this_machine(device: Any, what: str) -> Iterator[None]:
-    """Hold this machine while ``device`` is measured (``what``: the job, for the message of a
-    refused one); nothing for a device reached over RPC or a tracker.
+def holding_this_machine(device: Any, what: str, *, wait: bool = False) -> Iterator[None]:
+    """Hold this machine while ``device`` is measured (``what``: the job, for the message of
+    another one); nothing for a device reached over RPC or a tracker. With ``wait``, another
+    process's hold is waited for (with one :class:`~archkit.errors.ArchkitWarning`).
 
     Raises:
-        LatencyModelError: Another process holds it (its pid, what it does, since when).
+        LatencyModelError: Another process holds it (its pid, what it does, since when), and
+            not ``wait``.
     """
     if device.is_remote:
         yield
         return
     with _GUARD:
         if _HELD["depth"] == 0:
-            lock = _take(machine_lock_path(), f"{what}")
+            lock = _take(machine_lock_path(), what, wait=wait)
             if isinstance(lock, str):
                 raise _refused(lock)
             _HELD["file"] = lock
@@ -124,13 +137,13 @@ def holding_this_machine(device: Any, what: str) -> Iterator[None]:
 
 def holds_this_machine(doing: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate ``fn(model, example_input, device, ..., name=None, ...)`` to run holding this
-    machine (:func:`holding_this_machine`), as ``doing NAME on DEVICE``."""
+    machine (:func:`holding_this_machine`, waiting for it), as ``doing NAME on DEVICE``."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def held(model: Any, example_input: Any, device: Any, *args: Any, **kwargs: Any) -> Any:
             what = f"{doing} {kwargs.get('name') or 'a network'} on {device.name}"
-            with holding_this_machine(device, what):
+            with holding_this_machine(device, what, wait=True):
                 return fn(model, example_input, device, *args, **kwargs)
 
         return held

@@ -856,7 +856,8 @@ def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxrunti
         database = tuning_state(folder)[1] if now.tuning != UNTUNED else None
         libraries = compiled_dir(now, cache_dir)
     out: list[float | MeasurementError] = []
-    with holding_this_machine(device, f"measure {len(specs)} networks on {device.name}/{runtime}"):
+    with holding_this_machine(device, f"measure {len(specs)} networks on {device.name}/{runtime}",
+                              wait=True):
         for start in range(0, len(specs), protocol.interleave):
             group = specs[start:start + protocol.interleave]
             for result in measure_group(group, device, runtime, protocol, kernels=False,
