@@ -810,6 +810,56 @@ def test_tvm_libraries_compile_in_worker_processes_before_timing(space, tmp_path
     assert len(list(tuned.glob("*.so"))) == len(specs)
 
 
+def test_onnx_files_are_exported_in_worker_processes_before_timing(space, tmp_path,
+                                                                   monkeypatch):
+    """An onnxruntime group's ONNX files (and the probe's, the first time) are exported on every
+    core (worker processes) before its timing: each one computes PyTorch's output, and with
+    exporting broken in this process the group is measured all the same."""
+    from dataclasses import replace as replaced
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    import archkit.build
+    from archkit.build import example_input
+    from archkit.device import load_device
+    from archkit.device._latency._compiling import compile_ahead
+    from archkit.device._latency._kernels import network_fingerprint
+    from archkit.ops import lower
+
+    monkeypatch.setenv("ARCHKIT_COMPILE_JOBS", "2")
+    specs = [c.spec for _, c in zip(range(3), random_candidates([space], seed=12), strict=False)]
+    *specs, probe = specs
+    monkeypatch.setattr(_runtimes, "probe_spec", lambda: probe)
+    monkeypatch.setattr(_runtimes, "_PROBE_ONNX", [])  # (not exported yet in this process)
+    device = replaced(load_device("host"), name="host-export-test")
+
+    def no_exporting(*args, **kwargs):
+        raise AssertionError("exported in the measuring process")
+
+    monkeypatch.setattr(archkit.build, "export_onnx", no_exporting)
+    folder = tmp_path / "onnx"
+    assert compile_ahead(specs, device, None, folder, "onnxruntime") > 0
+    for spec in specs:
+        path = folder / f"{network_fingerprint(lower(spec))}.onnx"
+        x = example_input(spec)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        [out] = session.run(None, {"input": x.numpy()})
+        with torch.no_grad():  # the weights of every latency measurement are seeded
+            expected = _runtimes._model(spec).eval()(x).numpy()
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    assert not list(folder.glob("*.partial.*"))
+    try:
+        measured = _runtimes.measure_group(specs, device, "onnxruntime", FAST, kernels=True)
+    finally:
+        _runtimes.PROBE_BASELINES.forget(_runtimes.probe_key(device, FAST, "onnxruntime"))
+    for m in measured:
+        assert isinstance(m, _runtimes.Measured), m
+        assert m.e2e_ms > 0 and m.probe_ms > 0 and m.kernels_us
+    assert _runtimes._PROBE_ONNX  # the probe's file, read from the workers' folder
+
+
 def test_a_script_without_a_main_guard_compiles_in_workers(tmp_path):
     """Compile workers are started as ``python -m``, not spawned: they never import the main
     script, so one without ``if __name__ == "__main__":`` gets its libraries compiled by the
@@ -895,7 +945,7 @@ def test_a_hung_compile_worker_is_killed_after_its_timeout(space, tmp_path, monk
     try:
         with pytest.warns(ArchkitWarning, match=r"CompileTimeout: a worker took over 0.05 s on "
                           r"one library and was killed \(ARCHKIT_COMPILE_TIMEOUT\): .+, .*\.so"
-                          r"\): compiling on one core") as caught:
+                          r"\): compiling \(exporting\) on one core") as caught:
             start = time.monotonic()
             _compiling.compile_ahead(specs, device, None, tmp_path / "libs")
         assert time.monotonic() - start < 60

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from archkit.device._errors import MeasurementError
@@ -694,7 +696,13 @@ def evaluate_latency_model(
     first: list[Any] = []
     second: list[Any] = []
     total = len(chosen) * (2 if two_passes else 1)
-    with _measuring_alone(path, device, runtime, "evaluate"):
+    with ExitStack() as stack:
+        stack.enter_context(_measuring_alone(path, device, runtime, "evaluate"))
+        if two_passes:
+            # Each network's ONNX file is exported once for both passes (kept in a temporary
+            # folder until the evaluation ends: a few MB each).
+            libraries = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="archkit-evaluate-")))
         bar = _progress(total, f"evaluating on {device.name} ({runtime})", progress)
         try:
             for start in range(0, len(specs), group):
@@ -712,7 +720,7 @@ def evaluate_latency_model(
                 for start in range(0, len(order), group):
                     idx = order[start:start + group]
                     results = measure_group([specs[i] for i in idx], device, runtime, protocol,
-                                            kernels=False)
+                                            kernels=False, compiled_dir=libraries)
                     again.update(zip(idx, results, strict=True))
                     if bar is not None:
                         bar.update(bar.task_ids[0], advance=len(results))

@@ -1,9 +1,11 @@
-"""A TVM compile worker: ``python -m archkit.device._latency._compile_worker``.
+"""A compile worker (TVM libraries, ONNX exports):
+``python -m archkit.device._latency._compile_worker``.
 
 Started by :mod:`archkit.device._latency._compiling`, which sends it jobs on its stdin and reads
 one reply per job on its stdout, each a length-prefixed pickle (a pipe between two processes of
-the same interpreter and package: nothing is stored). A job is ``(spec, device, tuning database
-folder or None, library folder)``; the reply is ``None``, or why the library did not compile.
+the same interpreter and package: nothing is stored). A job is ``(runtime, spec, device, tuning
+database folder or None, folder)``; the reply is ``None``, or why the library (the ONNX file)
+was not made.
 It exits at the end of its stdin.
 
 Started as a module, not spawned by ``multiprocessing``: a spawned worker imports its parent's
@@ -51,13 +53,17 @@ def receive(channel: IO[bytes]) -> Any:
 _DATABASES: dict[str, Any] = {}
 
 
-def compile_one(spec: Any, device: Any, database_folder: str | None, folder: str) -> str | None:
+def compile_one(runtime: str, spec: Any, device: Any, database_folder: str | None,
+                folder: str) -> str | None:
     """Compile one library into ``folder`` with the tuning database in ``database_folder``
-    (None: untuned); None, or why it failed (compiled again, and reported, by the caller's
-    process)."""
-    from archkit.device._latency._runtimes import compiled_library
+    (None: untuned), or export one ONNX file (``runtime`` ``onnxruntime``); None, or why it
+    failed (compiled again, and reported, by the caller's process)."""
+    from archkit.device._latency._runtimes import compiled_library, exported_onnx
 
     try:
+        if runtime == "onnxruntime":
+            exported_onnx(spec, Path(folder), Path(folder))
+            return None
         database = None
         if database_folder is not None:
             database = _DATABASES.get(database_folder)

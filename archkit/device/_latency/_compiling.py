@@ -1,4 +1,5 @@
-"""TVM libraries compiled ahead of their timing, several at once, in worker processes.
+"""TVM libraries compiled (ONNX files exported) ahead of their timing, several at once, in
+worker processes.
 
 A TVM network compiles in about 5 s here (``torch.export``, Relax import, ``tvm.compile``,
 the link; 8-20 s before BatchNorm was folded in PyTorch), on one core, and cares nothing for
@@ -10,7 +11,8 @@ do not survive ``fork``, and a spawned worker imports its parent's main script (
 without an ``if __name__ == "__main__":`` guard would then run in every worker); these
 workers need no guard. Measured on this 2-core host (2026-12-01): six random networks of the
 three MobileNet spaces in 33.0 s one after another, 18.9 s on two workers (their start
-included).
+included). onnxruntime's ONNX files are exported the same way (``torch.onnx.export``, about
+5 s a network, most of an onnxruntime build's time), into a temporary folder per group.
 
 ``ARCHKIT_COMPILE_JOBS`` sets how many workers (default: the cores this process may use, at
 most 8, each holding its own torch and TVM; 1 compiles in this process, as before). A library
@@ -44,6 +46,9 @@ _DEFAULT_TIMEOUT_S = 600.0
 #: At most this many workers by default: each holds its own torch, TVM and LLVM (716-753 MiB
 #: peak resident each, compiling six random MobileNets here).
 _MAX_DEFAULT_JOBS = 8
+
+#: What a worker makes of a network, per runtime: a TVM library or an ONNX file.
+_SUFFIX = {"tvm": ".so", "onnxruntime": ".onnx"}
 
 _LOCK = threading.Lock()
 #: The workers, and the queue of those idle (under ``_LOCK``).
@@ -244,8 +249,10 @@ def shutdown_compile_workers() -> None:
 atexit.register(shutdown_compile_workers)
 
 
-def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | None) -> float:
-    """Compile the libraries of ``specs`` missing from ``folder``, on every worker at once.
+def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | None,
+                  runtime: str = "tvm") -> float:
+    """Compile the libraries of ``specs`` missing from ``folder``, on every worker at once
+    (``runtime`` ``onnxruntime``: export their ONNX files, ``database`` unused).
 
     Does nothing without a folder, with one worker or with fewer than two libraries to
     compile (the caller's own compile is as fast then). Never raises for the workers: what
@@ -264,7 +271,7 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
     timeout = compile_timeout()
     missing = {}
     for spec in specs:
-        name = f"{network_fingerprint(lower(spec))}.so"
+        name = f"{network_fingerprint(lower(spec))}{_SUFFIX[runtime]}"
         if not (folder / name).is_file():
             missing.setdefault(name, spec)
     if jobs < 2 or len(missing) < 2:
@@ -286,7 +293,8 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
             idle.put(None)
             raise RuntimeError("the compile workers were stopped")
         try:
-            return worker.compile((spec, device, database_folder, str(folder)), timeout)
+            return worker.compile((runtime, spec, device, database_folder, str(folder)),
+                                  timeout)
         except CompileTimeout as err:
             with _LOCK:
                 _TIMED_OUT.add(str(folder / name))
@@ -318,7 +326,8 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
                 why = ("" if isinstance(err, CompileTimeout) else
                        "; a worker died, memory ran out, or it could not be started")
                 warnings.warn(
-                    f"archkit's TVM compile workers failed ({type(err).__name__}: {err}{why}): "
-                    "compiling on one core from now on", ArchkitWarning, stacklevel=2)
+                    f"archkit's compile workers failed ({type(err).__name__}: {err}{why}): "
+                    "compiling (exporting) on one core from now on", ArchkitWarning,
+                    stacklevel=2)
             _BROKEN = True
     return time.monotonic() - start

@@ -156,19 +156,18 @@ def _tvm_group(specs: list[Any], device: Any, protocol: TimingProtocol, database
                      remote.server, profiles)
 
 
-def _ort_group(specs: list[Any], device: Any, protocol: TimingProtocol, tmp: Path,
-               rounds: int, kernels: bool) -> list[Measured | MeasurementError]:
+def _ort_group(specs: list[Any], device: Any, protocol: TimingProtocol, exported: Path | None,
+               tmp: Path, rounds: int, kernels: bool) -> list[Measured | MeasurementError]:
     import json
 
-    from archkit.build import example_input, export_onnx
+    from archkit.build import example_input
     from archkit.device import _ort_remote
     from archkit.device._kernel_times import onnx_output_owners, ort_kernel_times
-    from archkit.device._latency._runtimes import _model
+    from archkit.device._latency._runtimes import exported_onnx
     from archkit.ops import lower
 
     slots, seconds, ready = _on_host(
-        specs, lambda i, spec: export_onnx(spec, tmp / f"{i}.onnx", model=_model(spec)), "export"
-    )
+        specs, lambda i, spec: exported_onnx(spec, exported, tmp), "export")
     if not ready:
         return list(slots)  # type: ignore[arg-type]
 
@@ -242,4 +241,4 @@ def measure_group_remote(specs: list[Any], device: Any, runtime: str, protocol: 
     """
     if runtime == "tvm":
         return _tvm_group(specs, device, protocol, database, compiled_dir, tmp, rounds, kernels)
-    return _ort_group(specs, device, protocol, tmp, rounds, kernels)
+    return _ort_group(specs, device, protocol, compiled_dir, tmp, rounds, kernels)

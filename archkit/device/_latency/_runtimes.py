@@ -18,6 +18,7 @@ says whether the whole machine was slow while the group was timed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -139,15 +140,43 @@ def _ort_options(threads: int, protocol: TimingProtocol, profile_prefix: str | N
     return options
 
 
+def exported_onnx(spec: Any, folder: Path | None, tmp: Path) -> Path:
+    """``spec``'s ONNX file (of :func:`_model`'s seeded, calibrated model), exported ahead
+    into ``folder`` by a worker, or exported now (into ``folder``, or ``tmp`` without one).
+
+    Exporting takes about 5 s per network here (``torch.export``, decompositions, the ONNX
+    translation and its optimizer: about 85% of an onnxruntime build's time), on one core, and
+    is not timing-sensitive, so it runs ahead, on every core
+    (:func:`~archkit.device._latency._compiling.compile_ahead`), before the timing.
+    """
+    from archkit.build import export_onnx
+    from archkit.device._latency._kernels import network_fingerprint
+    from archkit.ops import lower
+
+    name = f"{network_fingerprint(lower(spec))}.onnx"
+    if folder is not None and (folder / name).is_file():
+        return folder / name
+    if folder is not None:
+        from archkit.device._latency._compiling import check_not_timed_out
+
+        check_not_timed_out(folder / name)
+    target = (folder or tmp) / name
+    # (a name of its own: another thread or a worker may write the same file)
+    partial = target.with_suffix(f".{os.getpid()}-{threading.get_ident()}.partial.onnx")
+    export_onnx(spec, partial, model=_model(spec))
+    partial.replace(target)
+    return target
+
+
 def _prepare_onnxruntime(spec: Any, threads: int, protocol: TimingProtocol, kernels: bool,
-                         tmp: Path) -> _Prepared:
+                         tmp: Path, folder: Path | None = None) -> _Prepared:
     import numpy as np
     import onnxruntime as ort
 
-    from archkit.build import example_input, export_onnx
+    from archkit.build import example_input
     from archkit.ops import lower
 
-    path = export_onnx(spec, tmp / "model.onnx", model=_model(spec))
+    path = exported_onnx(spec, folder, tmp)
     feed = {"input": example_input(spec).numpy().astype(np.float32)}
     session = ort.InferenceSession(str(path), _ort_options(threads, protocol),
                                    providers=["CPUExecutionProvider"])
@@ -313,24 +342,32 @@ def probe_key(device: Any, protocol: TimingProtocol, runtime: str) -> tuple:
     return (device.name, runtime, device.threads, protocol.spinning)
 
 
-@functools.lru_cache(maxsize=1)
-def _probe_onnx() -> bytes:
-    """The probe exported to ONNX, once per process (an export takes seconds)."""
-    from archkit.build import export_onnx
+#: The probe's ONNX file's bytes, once read (an export takes seconds: once per process).
+_PROBE_ONNX: list[bytes] = []
 
-    spec = probe_spec()
+
+def _probe_onnx(folder: Path | None = None) -> bytes:
+    """The probe exported to ONNX (into ``folder`` if a worker has not already), once per
+    process."""
+    with _MODEL_LOCK:
+        if _PROBE_ONNX:
+            return _PROBE_ONNX[0]
     with tempfile.TemporaryDirectory(prefix="archkit-probe-") as tmp:
-        return export_onnx(spec, Path(tmp) / "probe.onnx", model=_model(spec)).read_bytes()
+        data = exported_onnx(probe_spec(), folder, Path(tmp)).read_bytes()
+    with _MODEL_LOCK:
+        _PROBE_ONNX[:] = [data]
+    return data
 
 
-def _prepare_probe(threads: int, protocol: TimingProtocol) -> _Prepared:
+def _prepare_probe(threads: int, protocol: TimingProtocol,
+                   folder: Path | None = None) -> _Prepared:
     import numpy as np
     import onnxruntime as ort
 
     from archkit.build import example_input
 
     feed = {"input": example_input(probe_spec()).numpy().astype(np.float32)}
-    session = ort.InferenceSession(_probe_onnx(), _ort_options(threads, protocol),
+    session = ort.InferenceSession(_probe_onnx(folder), _ort_options(threads, protocol),
                                    providers=["CPUExecutionProvider"])
     return _Prepared(lambda: session.run(None, feed), None)
 
@@ -415,20 +452,31 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
         kernels: Also take per-kernel times (profiled runs).
         database: TVM tuning database to compile with (from :func:`tuning_state`).
         rounds: Separate end-to-end timing rounds (2 for a noise floor).
-        compiled_dir: TVM: folder of compiled libraries to reuse (and add to).
+        compiled_dir: Folder of compiled libraries (``onnxruntime``: exported ONNX files) to
+            reuse and add to; None: TVM compiles into the group's temporary folder, ONNX
+            files are exported ahead into a temporary folder of their own.
 
     Returns:
         One :class:`Measured` (or the :class:`MeasurementError` it failed with) per spec.
         Each one's ``seconds`` includes its share of the group's compiling.
     """
-    compile_s = 0.0
-    if runtime == "tvm":
-        # Every core compiles the missing libraries first; the timing runs after, alone.
-        from archkit.device._latency._compiling import compile_ahead
+    # Every core compiles the missing libraries (exports the ONNX files) first; the timing
+    # runs after, alone.
+    from archkit.device._latency._compiling import compile_ahead
 
-        compile_s = compile_ahead(specs, device, database, compiled_dir)
-    results = _measure_group(specs, device, runtime, protocol, kernels=kernels,
-                             database=database, rounds=rounds, compiled_dir=compiled_dir)
+    with contextlib.ExitStack() as stack:
+        if runtime == "onnxruntime":
+            if compiled_dir is None:
+                compiled_dir = Path(stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="archkit-onnx-")))
+            # (the probe's too, the first time: this process exports it once)
+            ahead = specs if _PROBE_ONNX or protocol.probe_tolerance is None or \
+                device.is_remote else [*specs, probe_spec()]
+            compile_s = compile_ahead(ahead, device, None, compiled_dir, runtime)
+        else:
+            compile_s = compile_ahead(specs, device, database, compiled_dir)
+        results = _measure_group(specs, device, runtime, protocol, kernels=kernels,
+                                 database=database, rounds=rounds, compiled_dir=compiled_dir)
     measured = [result for result in results if isinstance(result, Measured)]
     for result in measured:  # (a failed network's share too: the records add up to wall time)
         result.seconds += compile_s / len(measured)
@@ -459,7 +507,7 @@ def _measure_group(specs: list[Any], device: Any, runtime: str, protocol: Timing
                 try:
                     if runtime == "onnxruntime":
                         slots.append(_prepare_onnxruntime(spec, device.threads, protocol,
-                                                          kernels, tmp))
+                                                          kernels, tmp, compiled_dir))
                     else:
                         slots.append(_prepare_tvm(spec, device, protocol, kernels, database, tmp,
                                                   compiled_dir))
@@ -473,7 +521,7 @@ def _measure_group(specs: list[Any], device: Any, runtime: str, protocol: Timing
             probe = None
             if ready and protocol.probe_tolerance is not None:
                 if runtime == "onnxruntime":
-                    probe = _prepare_probe(device.threads, protocol)
+                    probe = _prepare_probe(device.threads, protocol, compiled_dir)
                 else:
                     (Path(tmp_root) / "probe").mkdir()
                     probe = _prepare_tvm_probe(device, protocol, database,
