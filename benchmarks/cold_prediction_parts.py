@@ -9,8 +9,8 @@ apart, lowering a spec never lowered. What is left of ``predict`` after rows, ar
 regressors is walking, keying and summing the blocks. Medians and 10th percentiles in
 microseconds; the garbage collector off while timing, as ``timeit`` does.
 
-``--compare`` times four ways of predicting, taking turns call by call (the machine's drift
-falls on all of them alike), cold (``--runs`` MobileNetV2s each, at most 120, caches emptied
+``--compare`` times five ways of predicting, taking turns call by call (the machine's drift
+falls on all of them alike), cold (``--runs`` MobileNetV2s each, at most 100, caches emptied
 before every call) and over one stream of ``--stream`` random candidates of the three
 MobileNet spaces (each candidate made and counted just before, then predicted by each way with
 its own caches):
@@ -20,8 +20,10 @@ its own caches):
   (frozen below): each new kernel's row looked up in a kernel cache, the unknown ones
   predicted, every block summed in Python;
 - ``stop 25, costs kept``: the same with this checkout's ``block_rows``, which reads the costs
-  the count left on the nodes: against ``now``, what the kernel cache's removal alone does;
-- ``now``: this checkout's path (no kernel cache; the blocks summed by one ``reduceat``);
+  the count left on the nodes: against ``stop 26``, what the kernel cache's removal alone does;
+- ``stop 26``: stop 26's path (no kernel cache; the blocks summed by one ``reduceat``), its
+  ``_kernel_ms`` frozen below (the rows' array made by ``np.fromiter``);
+- ``now``: this checkout's path (the rows packed as int64 by ``struct``, then converted);
 - ``now, not counted`` (cold only): the same on specs not counted first, so their nodes'
   costs are computed inside ``predict``.
 
@@ -40,6 +42,7 @@ import sys
 import time
 from itertools import chain
 from pathlib import Path
+from struct import pack
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--runs", type=int, default=300,
-                    help="cold predictions (with --compare: per way; at most 120, so every "
+                    help="cold predictions (with --compare: per way; at most 100, so every "
                          "spec's lowering stays in lower's cache of 512)")
     ap.add_argument("--compare", action="store_true")
     ap.add_argument("--stream", type=int, default=1000)
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     try:
         if args.compare:
-            return compare(model, min(args.runs, 120), args.stream)
+            return compare(model, min(args.runs, 100), args.stream)
         return parts(model, args.runs)
     finally:
         gc.enable()
@@ -108,9 +111,10 @@ def parts(model: Any, runs: int) -> int:
         times["rows"].append(clock() - start)
         flat = list(chain.from_iterable(rows))
         start = clock()
-        x = np.fromiter(chain.from_iterable(flat), dtype=np.float64,
-                        count=len(flat) * len(flat[0])).reshape(len(flat), -1)
-        kinds = x[:, -1].astype(np.intp)
+        ints = np.frombuffer(pack(f"{len(flat) * len(flat[0])}q", *chain.from_iterable(flat)),
+                             dtype=np.int64).reshape(len(flat), -1)
+        x = ints.astype(np.float64)
+        kinds = ints[:, -1]
         times["array"].append(clock() - start)
         start = clock()
         model._forest.predict_us(x, kinds)
@@ -200,6 +204,29 @@ def _stop25(model: Any, block_rows: Any) -> Any:
     return old
 
 
+def _stop26(model: Any) -> Any:
+    """``model`` predicting the way stop 26 did: a frozen copy of its ``_kernel_ms``, which
+    made the rows' float array with ``np.fromiter`` (now: packed as int64 by ``struct``)."""
+    import numpy as np
+
+    from archkit.device._latency._model import LatencyModel
+
+    class Stop26(LatencyModel):
+        def _kernel_ms(self, rows):
+            if not rows:
+                return np.zeros(0)
+            x = np.fromiter(chain.from_iterable(rows), dtype=np.float64,
+                            count=len(rows) * len(rows[0])).reshape(len(rows), -1)
+            kinds = x[:, -1].astype(np.intp)
+            kernel_us = self._forest.predict_us(x, kinds)
+            scale = self._kind_scale_ms[kinds]
+            if self._size_edges_us:
+                scale = scale * self._size_scale[np.searchsorted(self._size_edges, kernel_us)]
+            return scale * kernel_us + self._per_kernel_ms
+
+    return Stop26.from_json(model.to_json())
+
+
 def compare(model: Any, runs: int, stream: int) -> int:
     import numpy as np
 
@@ -212,6 +239,7 @@ def compare(model: Any, runs: int, stream: int) -> int:
 
     ways = {"stop 25": _stop25(model, _stop25_block_rows()),
             "stop 25, costs kept": _stop25(model, block_rows),
+            "stop 26": _stop26(model),
             "now": LatencyModel.from_json(model.to_json()),
             "now, not counted": LatencyModel.from_json(model.to_json())}
     names = list(ways)
@@ -232,7 +260,7 @@ def compare(model: Any, runs: int, stream: int) -> int:
             cold[name].append(predict(name, specs[name][i])[0])
     for way in ways.values():
         way._forget()
-    streaming = names[:3]  # (a stream's specs are counted once: the last way is cold only)
+    streaming = names[:-1]  # (a stream's specs are counted once: the last way is cold only)
     streamed: dict[str, list[float]] = {name: [] for name in streaming}
     worst = 0.0
     candidates = _candidates(7)
@@ -240,27 +268,29 @@ def compare(model: Any, runs: int, stream: int) -> int:
         candidate = next(candidates).spec
         count(candidate)
         values = {}
-        for name in streaming[i % 3:] + streaming[:i % 3]:
+        turn = i % len(streaming)
+        for name in streaming[turn:] + streaming[:turn]:
             took, values[name] = predict(name, candidate)
             streamed[name].append(took)
         worst = max(worst, *(abs(v - values["stop 25"]) / values["stop 25"]
                              for v in values.values()))
     us = 1e6
-    base = statistics.median(cold["stop 25"])
+    base, base26 = (statistics.median(cold[name]) for name in ("stop 25", "stop 26"))
     print(f"cold MobileNetV2 1.0/224, {runs} calls per way, taking turns (us):")
     for name in names:
         median = statistics.median(cold[name])
         print(f"  {name:20s} median {median * us:7.1f}, "
               f"p10 {np.percentile(cold[name], 10) * us:7.1f}, "
-              f"ratio to stop 25 {median / base:.3f}")
+              f"ratio to stop 25 {median / base:.3f}, to stop 26 {median / base26:.3f}")
     print(f"stream of {stream} random candidates, each counted first, taking turns (us):")
     for name in streaming:
         values = streamed[name]
-        print(f"  {name:20s} median {statistics.median(values) * us:7.1f}, "
+        median = statistics.median(values)
+        print(f"  {name:20s} median {median * us:7.1f}, "
               f"mean {statistics.mean(values) * us:7.1f}, "
-              f"last 100 mean {statistics.mean(values[-100:]) * us:7.1f}, ratio to stop 25: "
-              f"median {statistics.median(values) / statistics.median(streamed['stop 25']):.3f}, "
-              f"mean {statistics.mean(values) / statistics.mean(streamed['stop 25']):.3f}")
+              f"last 100 mean {statistics.mean(values[-100:]) * us:7.1f}, ratio of medians "
+              f"to stop 25 {median / statistics.median(streamed['stop 25']):.3f}, "
+              f"to stop 26 {median / statistics.median(streamed['stop 26']):.3f}")
     print(f"largest relative difference of the ways' predictions: {worst:.1e}")
     return 0
 
