@@ -469,9 +469,11 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
             if compiled_dir is None:
                 compiled_dir = Path(stack.enter_context(
                     tempfile.TemporaryDirectory(prefix="archkit-onnx-")))
-            # (the probe's too, the first time: this process exports it once)
-            ahead = specs if _PROBE_ONNX or protocol.probe_tolerance is None or \
-                device.is_remote else [*specs, probe_spec()]
+            # The probe's too, the first time (this process exports it once; a board's
+            # group is timed without it).
+            probe_missing = (not _PROBE_ONNX and protocol.probe_tolerance is not None
+                             and not device.is_remote)
+            ahead = [*specs, probe_spec()] if probe_missing else specs
             compile_s = compile_ahead(ahead, device, None, compiled_dir, runtime)
         else:
             compile_s = compile_ahead(specs, device, database, compiled_dir)
