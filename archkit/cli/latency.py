@@ -205,23 +205,34 @@ def list_models(fmt: str, cache_dir: str | None) -> None:
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the network draws.")
 @click.option("--output-dir", type=click.Path(file_okay=False), default="reports",
               show_default=True, help="Where the CSV and the scatter plot go.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier evaluation's files in --output-dir (without it, "
+                   "existing ones are refused before anything is measured).")
 @click.option("--png/--no-png", default=True, show_default=True,
               help="Also write the scatter plot as PNG (needs Chromium).")
 @_compile_jobs_option
 @_cache_option
 def evaluate(device: str, runtime: str, spaces: tuple[str, ...], networks: int, seed: int,
-             output_dir: str, png: bool, cache_dir: str | None) -> None:
+             output_dir: str, overwrite: bool, png: bool, cache_dir: str | None) -> None:
     """Measure held-out networks twice on DEVICE: prediction error and the noise floor."""
-    from archkit.device import evaluate_latency_model
+    from archkit.device import evaluate_latency_model, load_device
     from archkit.report import draw_latency_scatter, latency_scatter_data, save
     from archkit.search import random_candidates
 
+    # An evaluation measures for minutes: an earlier one's files are refused up front, not
+    # replaced at the end (a reference evaluation in reports/ is easily run over).
+    stem = Path(output_dir) / f"latency_{load_device(device).name}_{runtime}"
+    earlier = [p for p in (stem.with_suffix(s) for s in (".csv", ".html", ".png"))
+               if p.exists()]
+    if earlier and not overwrite:
+        raise click.UsageError(
+            f"{earlier[0]} exists (an earlier evaluation's); nothing was measured. Write "
+            "elsewhere with --output-dir DIR, or replace it with --overwrite")
     evaluation = evaluate_latency_model(
         device, random_candidates(_spaces(spaces), seed=seed), networks, runtime=runtime,
         cache_dir=cache_dir,
     )
     summary = evaluation.summary
-    stem = Path(output_dir) / f"latency_{summary['device']}_{runtime}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     evaluation.frame().to_csv(stem.with_suffix(".csv"), index=False)
     written = save(draw_latency_scatter(latency_scatter_data(evaluation.rows, summary)), stem,

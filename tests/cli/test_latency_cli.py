@@ -165,3 +165,19 @@ def test_latency_evaluate_prints_the_prediction_the_noise_floor_and_the_mean_of_
     mean = (rows["measured_ms"] + rows["measured_again_ms"]) / 2
     assert rows["error_vs_mean"].tolist() == pytest.approx(
         ((rows["predicted_ms"] - mean).abs() / mean).tolist())
+
+    # Run again into the same folder: the earlier evaluation's files are refused before
+    # anything is measured (the CSV is left as it was), naming the file and both ways out.
+    csv = tmp_path / "latency_host_onnxruntime.csv"
+    before = csv.read_bytes()
+    again = run(cache, "latency", "evaluate", "host", "--networks", "2", "--seed", "4",
+                "--space", str(space), "--output-dir", str(tmp_path), "--no-png")
+    assert again.returncode == 2
+    assert str(csv) in again.stderr and "nothing was measured" in again.stderr
+    assert "--output-dir" in again.stderr and "--overwrite" in again.stderr
+    assert "measuring" not in again.stderr and csv.read_bytes() == before
+    replaced = run(cache, "latency", "evaluate", "host", "--networks", "1", "--seed", "4",
+                   "--space", str(space), "--output-dir", str(tmp_path), "--no-png",
+                   "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert len(pd.read_csv(csv)) == 1
