@@ -860,6 +860,42 @@ def test_onnx_files_are_exported_in_worker_processes_before_timing(space, tmp_pa
     assert _runtimes._PROBE_ONNX  # the probe's file, read from the workers' folder
 
 
+def test_a_build_exports_a_network_of_the_next_group_with_each_group(space, tmp_path,
+                                                                     monkeypatch):
+    """Groups of three networks on two export workers: each group's export round is filled
+    with a network of the next group (three alone leave a worker idle for a whole export),
+    the next group exports only what is left of it, and a group's files leave the build's
+    export folder once it is measured."""
+    from archkit.device._latency import _compiling
+    from archkit.device._latency._kernels import network_fingerprint
+    from archkit.ops import lower
+
+    monkeypatch.setenv("ARCHKIT_COMPILE_JOBS", "2")
+    _runtimes._probe_onnx()  # (the probe exported already: it would fill the round itself)
+    real = _compiling.compile_ahead
+    calls = []
+
+    def name(spec):
+        return f"{network_fingerprint(lower(spec))}.onnx"
+
+    def watched(specs, device, database, folder, runtime="tvm", upcoming=()):
+        before = {p.name for p in folder.glob("*.onnx")}
+        seconds = real(specs, device, database, folder, runtime, upcoming)
+        calls.append(([name(s) for s in specs], [name(s) for s in upcoming], before,
+                      {p.name for p in folder.glob("*.onnx")}))
+        return seconds
+
+    monkeypatch.setattr(_compiling, "compile_ahead", watched)
+    result = build_latency_model("host", random_candidates([space], seed=31), networks=6,
+                                 minutes=None, protocol=FAST, cache_dir=tmp_path,
+                                 progress=False)
+    assert result.new_networks == 6 and not result.failed
+    (first, upcoming, before, after), (second, none, left, done) = calls
+    assert upcoming == second and none == []
+    assert before == set() and after == {*first, second[0]}
+    assert left == {second[0]} and done == set(second)  # (the first group's files deleted)
+
+
 def test_a_script_without_a_main_guard_compiles_in_workers(tmp_path):
     """Compile workers are started as ``python -m``, not spawned: they never import the main
     script, so one without ``if __name__ == "__main__":`` gets its libraries compiled by the

@@ -217,7 +217,43 @@ def _measure_loop(
     """Measure groups of ``protocol.interleave`` networks until a stop condition; with a
     tracker, one worker per board of the key, each measuring its own groups (the tracker
     hands every worker a free board). Every result is appended to ``path`` as it comes, and
-    its candidate to ``measured`` where given."""
+    its candidate to ``measured`` where given.
+
+    With one board (or this machine), the next group is drawn before a group is measured, so
+    that some of its libraries (ONNX files) are compiled with this group's on otherwise idle
+    cores (``upcoming`` of :func:`measure_group`); onnxruntime's files are kept for that in a
+    temporary folder of the loop's, each group's deleted once it is measured."""
+    with ExitStack() as stack:
+        exports = None
+        if runtime == "onnxruntime" and libraries is None:
+            exports = libraries = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="archkit-onnx-")))
+        return _measure_groups(candidates, device, runtime, protocol, path, seen,
+                               networks=networks, deadline=deadline, database=database,
+                               progress=progress, on_record=on_record, libraries=libraries,
+                               measured=measured, doing=doing, tag=tag, exports=exports)
+
+
+def _measure_groups(
+    candidates: Iterable[Any],
+    device: Any,
+    runtime: str,
+    protocol: TimingProtocol,
+    path: Any,
+    seen: set[str],
+    *,
+    networks: int | None,
+    deadline: float,
+    database: Any,
+    progress: bool,
+    on_record: Callable[[dict[str, Any]], None] | None,
+    libraries: Any,
+    measured: list[Any] | None,
+    doing: str,
+    tag: dict[str, Any] | None,
+    exports: Path | None,
+) -> tuple[int, list[tuple[str, str]], str]:
+    """:func:`_measure_loop`'s loop; ``exports``: its temporary folder of ONNX files."""
     stream = _fresh(candidates, seen)
     lock = threading.Lock()
     state = {"done": 0, "taken": 0, "failed_groups": 0, "stopped_by": "networks"}
@@ -226,38 +262,56 @@ def _measure_loop(
     workers = _boards(device)
     where = f"{device.name} ({runtime}" + (f", {workers} boards)" if workers > 1 else ")")
     bar = _progress(networks, f"{doing} on {where}", progress)
+    # The next group, drawn ahead (one worker only: boards of a farm take groups in turn).
+    drawn: list[tuple[Any, Any]] = []
 
-    def next_group() -> list[tuple[Any, Any]]:
+    def draw(size: int) -> list[tuple[Any, Any]]:
+        group = drawn[:size]
+        del drawn[:size]
+        while len(group) < size and (item := next(stream, None)) is not None:
+            group.append(item)
+        return group
+
+    def next_group() -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]]]:
+        """A group to measure, and (one worker) the one after it."""
         with lock:
             if stop.is_set():
-                return []
+                return [], []
             if networks is not None and state["taken"] >= networks:
                 state["stopped_by"] = "networks"
-                return []
+                return [], []
             if time.monotonic() >= deadline:
                 state["stopped_by"] = "minutes"
-                return []
+                return [], []
             size = protocol.interleave
             if networks is not None:
                 size = min(size, networks - state["taken"])
-            group = []
-            for item in stream:
-                group.append(item)
-                if len(group) >= size:
-                    break
+            group = draw(size)
             if not group:
                 state["stopped_by"] = "candidates"
             state["taken"] += len(group)
-            return group
+            if workers == 1 and group:
+                after = protocol.interleave
+                if networks is not None:
+                    after = min(after, networks - state["taken"])
+                drawn.extend(draw(max(0, after)))
+            return group, list(drawn)
 
     def work() -> None:
-        while group := next_group():
+        while True:
+            group, upcoming = next_group()
+            if not group:
+                break
             try:
                 results = measure_group([c.spec for c, _ in group], device, runtime, protocol,
                                         kernels=True, database=database,
-                                        compiled_dir=libraries)
+                                        compiled_dir=libraries,
+                                        upcoming=[c.spec for c, _ in upcoming])
             except MeasurementError as err:  # the board was lost: its group failed
                 results = [err] * len(group)
+            if exports is not None:
+                for _, network in group:
+                    (exports / f"{network_fingerprint(network)}.onnx").unlink(missing_ok=True)
             with lock:
                 if all(isinstance(r, MeasurementError) for r in results):
                     state["failed_groups"] += 1
@@ -708,7 +762,8 @@ def evaluate_latency_model(
             for start in range(0, len(specs), group):
                 results = measure_group(specs[start:start + group], device, runtime, protocol,
                                         kernels=False, rounds=1 if two_passes else 2,
-                                        compiled_dir=libraries)
+                                        compiled_dir=libraries,
+                                        upcoming=specs[start + group:start + 2 * group])
                 first.extend(results)
                 if bar is not None:
                     bar.update(bar.task_ids[0], advance=len(results))
@@ -868,8 +923,10 @@ def measure_networks(specs: list[Any], device: Any, *, runtime: str = "onnxrunti
                               wait=True):
         for start in range(0, len(specs), protocol.interleave):
             group = specs[start:start + protocol.interleave]
+            upcoming = specs[start + protocol.interleave:start + 2 * protocol.interleave]
             for result in measure_group(group, device, runtime, protocol, kernels=False,
-                                        database=database, compiled_dir=libraries):
+                                        database=database, compiled_dir=libraries,
+                                        upcoming=upcoming):
                 if isinstance(result, MeasurementError):
                     out.append(result)
                 else:

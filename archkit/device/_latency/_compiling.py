@@ -30,6 +30,7 @@ import atexit
 import os
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -250,9 +251,13 @@ atexit.register(shutdown_compile_workers)
 
 
 def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | None,
-                  runtime: str = "tvm") -> float:
+                  runtime: str = "tvm", upcoming: Iterable[Any] = ()) -> float:
     """Compile the libraries of ``specs`` missing from ``folder``, on every worker at once
     (``runtime`` ``onnxruntime``: export their ONNX files, ``database`` unused).
+
+    Where some are missing, ``upcoming`` specs (the next group's) fill the workers' last
+    round: three libraries on two workers would leave one idle for a whole compile, three
+    plus one of the next group take the same time, and that group then has one fewer.
 
     Does nothing without a folder, with one worker or with fewer than two libraries to
     compile (the caller's own compile is as fast then). Never raises for the workers: what
@@ -269,11 +274,20 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
         return 0.0
     jobs = compile_jobs()
     timeout = compile_timeout()
-    missing = {}
-    for spec in specs:
+    missing: dict[str, Any] = {}
+
+    def add(spec: Any) -> None:
         name = f"{network_fingerprint(lower(spec))}{_SUFFIX[runtime]}"
         if not (folder / name).is_file():
             missing.setdefault(name, spec)
+
+    for spec in specs:
+        add(spec)
+    if missing and jobs >= 2:
+        for spec in upcoming:
+            if len(missing) % jobs == 0:
+                break
+            add(spec)
     if jobs < 2 or len(missing) < 2:
         return 0.0
     database_folder = None

@@ -441,7 +441,8 @@ def _configure_tvm_threads(threads: int) -> None:
 
 def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingProtocol, *,
                   kernels: bool, database: Any = None, rounds: int = 1,
-                  compiled_dir: Path | None = None) -> list[Measured | MeasurementError]:
+                  compiled_dir: Path | None = None,
+                  upcoming: list[Any] | None = None) -> list[Measured | MeasurementError]:
     """Measure a group of networks (end to end interleaved; per kernel if ``kernels``).
 
     Args:
@@ -455,6 +456,9 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
         compiled_dir: Folder of compiled libraries (``onnxruntime``: exported ONNX files) to
             reuse and add to; None: TVM compiles into the group's temporary folder, ONNX
             files are exported ahead into a temporary folder of their own.
+        upcoming: The next group's networks (with ``compiled_dir``): some are compiled
+            (exported) ahead with this group's, to keep every core busy
+            (:func:`~archkit.device._latency._compiling.compile_ahead`).
 
     Returns:
         One :class:`Measured` (or the :class:`MeasurementError` it failed with) per spec.
@@ -467,6 +471,7 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
     with contextlib.ExitStack() as stack:
         if runtime == "onnxruntime":
             if compiled_dir is None:
+                upcoming = None  # (exported into a folder gone with this group)
                 compiled_dir = Path(stack.enter_context(
                     tempfile.TemporaryDirectory(prefix="archkit-onnx-")))
             # The probe's too, the first time (this process exports it once; a board's
@@ -474,9 +479,11 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
             probe_missing = (not _PROBE_ONNX and protocol.probe_tolerance is not None
                              and not device.is_remote)
             ahead = [*specs, probe_spec()] if probe_missing else specs
-            compile_s = compile_ahead(ahead, device, None, compiled_dir, runtime)
+            compile_s = compile_ahead(ahead, device, None, compiled_dir, runtime,
+                                      upcoming or ())
         else:
-            compile_s = compile_ahead(specs, device, database, compiled_dir)
+            compile_s = compile_ahead(specs, device, database, compiled_dir,
+                                      upcoming=upcoming or ())
         results = _measure_group(specs, device, runtime, protocol, kernels=kernels,
                                  database=database, rounds=rounds, compiled_dir=compiled_dir)
     measured = [result for result in results if isinstance(result, Measured)]
