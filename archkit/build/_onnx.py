@@ -73,11 +73,22 @@ def quiet_export_notices() -> None:
     """Hide the FutureWarning torch 2.13 raises inside its own ``ExportedProgram`` code: deep
     copying a program (``run_decompositions``, which the ONNX exporter and TVM's importer call)
     rebuilds a ``LeafSpec``, which torch itself deprecates. It is addressed to torch, not to
-    archkit's users. A filter on that one message (not a ``catch_warnings`` block, which is not
-    thread-safe: measurements export in worker threads); calling it again adds nothing."""
+    archkit's users. With ``dynamo=False``, the notices of torch's TorchScript-based exporter.
+    Filters on those messages (not a ``catch_warnings`` block, which is not thread-safe:
+    measurements export in worker threads); calling it again adds nothing."""
     warnings.filterwarnings(
         "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
         category=FutureWarning,
+    )
+    # ``dynamo=False``, asked for by name: torch's notice that its TorchScript-based exporter
+    # is no longer the default, and one about its own logging set-up.
+    warnings.filterwarnings(
+        "ignore", message="You are using the legacy TorchScript-based ONNX export",
+        category=DeprecationWarning,
+    )
+    warnings.filterwarnings(
+        "ignore", message="The feature will be removed", category=DeprecationWarning,
+        module=r"torch\.onnx\.",
     )
 
 

@@ -832,7 +832,7 @@ def test_onnx_files_are_exported_in_worker_processes_before_timing(space, tmp_pa
     specs = [c.spec for _, c in zip(range(3), random_candidates([space], seed=12), strict=False)]
     *specs, probe = specs
     monkeypatch.setattr(_runtimes, "probe_spec", lambda: probe)
-    monkeypatch.setattr(_runtimes, "_PROBE_ONNX", [])  # (not exported yet in this process)
+    monkeypatch.setattr(_runtimes, "_PROBE_ONNX", {})  # (not exported yet in this process)
     device = replaced(load_device("host"), name="host-export-test")
 
     def no_exporting(*args, **kwargs):
@@ -857,7 +857,87 @@ def test_onnx_files_are_exported_in_worker_processes_before_timing(space, tmp_pa
     for m in measured:
         assert isinstance(m, _runtimes.Measured), m
         assert m.e2e_ms > 0 and m.probe_ms > 0 and m.kernels_us
-    assert _runtimes._PROBE_ONNX  # the probe's file, read from the workers' folder
+    assert FAST.onnx_exporter in _runtimes._PROBE_ONNX  # (read from the workers' folder)
+
+
+@pytest.mark.parametrize("name, resolution", [
+    ("mobilenetv2", 96), ("mobilenetv1", 96), ("shufflenet_g3", 96),
+    ("deeplabv3_mobilenetv2_aspp", 96), ("ssdlite_mobilenetv2", None),  # (300: its strides)
+])
+def test_torchscript_exports_run_the_kernels_of_archkit_export(name, resolution, tmp_path):
+    """A measurement's ONNX file (torch's TorchScript-based exporter, ten times faster) computes
+    PyTorch's output, and onnxruntime's optimized graph of it holds the kernels of the file
+    ``archkit export`` writes (torch.export), attributes included, but for global average
+    pooling: ``GlobalAveragePool`` (in onnxruntime's blocked layout) and ``Flatten``, against
+    ``ReduceMean`` after reordering the layout and ``Reshape``."""
+    from collections import Counter
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from archkit.build import example_input
+
+    spec = load_spec(Path("specs") / f"{name}.yaml")
+    spec = apply_overrides(spec, resolution=resolution) if resolution else spec
+    x = example_input(spec)
+    kernels = {}
+    for exporter in ("torchscript", "dynamo"):
+        path = _runtimes.exported_onnx(spec, None, tmp_path, exporter)
+        path = path.rename(tmp_path / f"{exporter}.onnx")
+        options = _runtimes._ort_options(2, FAST)
+        options.optimized_model_filepath = str(tmp_path / f"{exporter}-optimized.onnx")
+        outputs = ort.InferenceSession(str(path), options,
+                                       providers=["CPUExecutionProvider"]).run(
+            None, {"input": x.numpy()})
+        with torch.no_grad():  # the weights of every latency measurement are seeded
+            expected = _runtimes._model(spec).eval()(x)
+        expected = expected if isinstance(expected, list | tuple) else [expected]
+        assert len(outputs) == len(expected)
+        for out, ref in zip(outputs, expected, strict=True):
+            np.testing.assert_allclose(out, ref.numpy(), rtol=1e-4, atol=1e-4)
+        graph = onnx.load(options.optimized_model_filepath).graph
+        kernels[exporter] = Counter(
+            (node.op_type, node.domain, repr(sorted(
+                (a.name, onnx.helper.get_attribute_value(a)) for a in node.attribute
+                if a.name != "allowzero")))  # (Reshape: no zero in a static shape)
+            for node in graph.node)
+    only_torchscript = kernels["torchscript"] - kernels["dynamo"]
+    only_dynamo = kernels["dynamo"] - kernels["torchscript"]
+    assert {op for op, _, _ in only_torchscript} <= {"GlobalAveragePool", "Flatten"}
+    assert {op for op, _, _ in only_dynamo} <= {"ReduceMean", "Reshape", "ReorderOutput",
+                                                "ReorderInput"}
+    pools = sum(n for (op, _, _), n in only_torchscript.items() if op == "GlobalAveragePool")
+    assert pools == sum(n for (op, _, _), n in only_dynamo.items() if op == "ReduceMean")
+
+
+def test_a_network_the_torchscript_exporter_fails_on_is_exported_by_torch_export(
+        tmp_path, monkeypatch):
+    """A measurement's protocol asks for TorchScript exports (older measurement files, which
+    name no exporter, were made by torch.export); where that exporter fails the network is
+    exported by torch.export instead of failing. An unknown exporter is refused."""
+    import onnx
+
+    import archkit.build
+
+    assert TimingProtocol().onnx_exporter == "torchscript"
+    assert TimingProtocol.from_dict({}).onnx_exporter == "dynamo"
+    with pytest.raises(ValueError, match="onnx_exporter must be one of torchscript, dynamo"):
+        TimingProtocol(onnx_exporter="tf2onnx")
+    real = archkit.build.export_onnx
+
+    def no_torchscript(*args, dynamo=True, **kwargs):
+        if not dynamo:
+            raise RuntimeError("an operator the TorchScript exporter lacks")
+        return real(*args, dynamo=dynamo, **kwargs)
+
+    monkeypatch.setattr(archkit.build, "export_onnx", no_torchscript)
+    spec = apply_overrides(load_spec(Path("specs") / "mobilenetv1.yaml"), resolution=32)
+    path = _runtimes.exported_onnx(spec, None, tmp_path, "torchscript")
+    # torch.export's file: every node records its module path.
+    assert all(any(p.key == "pkg.torch.onnx.name_scopes" for p in node.metadata_props)
+               for node in onnx.load(str(path)).graph.node if node.op_type == "Conv")
 
 
 def test_a_build_exports_a_network_of_the_next_group_with_each_group(space, tmp_path,
@@ -871,16 +951,16 @@ def test_a_build_exports_a_network_of_the_next_group_with_each_group(space, tmp_
     from archkit.ops import lower
 
     monkeypatch.setenv("ARCHKIT_COMPILE_JOBS", "2")
-    _runtimes._probe_onnx()  # (the probe exported already: it would fill the round itself)
+    _runtimes._probe_onnx(None, FAST.onnx_exporter)  # (else the probe fills the round itself)
     real = _compiling.compile_ahead
     calls = []
 
     def name(spec):
         return f"{network_fingerprint(lower(spec))}.onnx"
 
-    def watched(specs, device, database, folder, runtime="tvm", upcoming=()):
+    def watched(specs, device, database, folder, runtime="tvm", upcoming=(), exporter="dynamo"):
         before = {p.name for p in folder.glob("*.onnx")}
-        seconds = real(specs, device, database, folder, runtime, upcoming)
+        seconds = real(specs, device, database, folder, runtime, upcoming, exporter)
         calls.append(([name(s) for s in specs], [name(s) for s in upcoming], before,
                       {p.name for p in folder.glob("*.onnx")}))
         return seconds

@@ -4,9 +4,8 @@
 Started by :mod:`archkit.device._latency._compiling`, which sends it jobs on its stdin and reads
 one reply per job on its stdout, each a length-prefixed pickle (a pipe between two processes of
 the same interpreter and package: nothing is stored). A job is ``(runtime, spec, device, tuning
-database folder or None, folder)``; the reply is ``None``, or why the library (the ONNX file)
-was not made.
-It exits at the end of its stdin.
+database folder or None, folder, ONNX exporter)``; the reply is ``None``, or why the library
+(the ONNX file) was not made. It exits at the end of its stdin.
 
 Started as a module, not spawned by ``multiprocessing``: a spawned worker imports its parent's
 main script, so a script without an ``if __name__ == "__main__":`` guard would run again in
@@ -54,15 +53,15 @@ _DATABASES: dict[str, Any] = {}
 
 
 def compile_one(runtime: str, spec: Any, device: Any, database_folder: str | None,
-                folder: str) -> str | None:
+                folder: str, exporter: str = "dynamo") -> str | None:
     """Compile one library into ``folder`` with the tuning database in ``database_folder``
-    (None: untuned), or export one ONNX file (``runtime`` ``onnxruntime``); None, or why it
-    failed (compiled again, and reported, by the caller's process)."""
+    (None: untuned), or export one ONNX file by ``exporter`` (``runtime`` ``onnxruntime``);
+    None, or why it failed (compiled again, and reported, by the caller's process)."""
     from archkit.device._latency._runtimes import compiled_library, exported_onnx
 
     try:
         if runtime == "onnxruntime":
-            exported_onnx(spec, Path(folder), Path(folder))
+            exported_onnx(spec, Path(folder), Path(folder), exporter)
             return None
         database = None
         if database_folder is not None:

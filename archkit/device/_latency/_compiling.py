@@ -251,9 +251,11 @@ atexit.register(shutdown_compile_workers)
 
 
 def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | None,
-                  runtime: str = "tvm", upcoming: Iterable[Any] = ()) -> float:
+                  runtime: str = "tvm", upcoming: Iterable[Any] = (),
+                  exporter: str = "dynamo") -> float:
     """Compile the libraries of ``specs`` missing from ``folder``, on every worker at once
-    (``runtime`` ``onnxruntime``: export their ONNX files, ``database`` unused).
+    (``runtime`` ``onnxruntime``: export their ONNX files by ``exporter``, ``database``
+    unused).
 
     Where some are missing, ``upcoming`` specs (the next group's) fill the workers' last
     round: three libraries on two workers would leave one idle for a whole compile, three
@@ -307,8 +309,8 @@ def compile_ahead(specs: list[Any], device: Any, database: Any, folder: Path | N
             idle.put(None)
             raise RuntimeError("the compile workers were stopped")
         try:
-            return worker.compile((runtime, spec, device, database_folder, str(folder)),
-                                  timeout)
+            return worker.compile((runtime, spec, device, database_folder, str(folder),
+                                   exporter), timeout)
         except CompileTimeout as err:
             with _LOCK:
                 _TIMED_OUT.add(str(folder / name))

@@ -23,6 +23,7 @@ from archkit.device._farm import RUNTIMES
 from archkit.device._latency._kernels import FEATURES_VERSION
 
 __all__ = [
+    "ONNX_EXPORTERS",
     "RUNTIMES",
     "Conditions",
     "UNTUNED",
@@ -38,6 +39,9 @@ __all__ = [
 #: (models of TVM's serial default schedules said ``untuned``, and are refused).
 UNTUNED = f"untuned:{UNTUNED_SCHEDULE}"
 
+
+#: How a measurement exports onnxruntime's ONNX files (:attr:`TimingProtocol.onnx_exporter`).
+ONNX_EXPORTERS = ("torchscript", "dynamo")
 
 #: The distribution whose version a model of each runtime records.
 _DISTRIBUTIONS = {"onnxruntime": "onnxruntime", "tvm": "apache-tvm"}
@@ -104,6 +108,15 @@ class TimingProtocol:
         probe_retries: Timings of a group after its first, at most.
         probe_pause_s: Wait before timing a group again (spells last tens of seconds).
         probe_normalize: Divide each network's statistic by its timing's probe ratio.
+        onnx_exporter: How onnxruntime's ONNX files are exported: ``torchscript`` (torch's
+            TorchScript-based exporter, 0.2-1.3 s a network here) or ``dynamo`` (the
+            torch.export-based one ``archkit export`` uses, 2.5-7.6 s, about ten times longer:
+            what most of a build's time went to). onnxruntime's optimized graphs of the two
+            are the same kernels but for global average pooling (``GlobalAveragePool`` run in
+            onnxruntime's blocked layout, against ``ReduceMean`` after a reordering of the
+            layout); the networks run alike (the two files of twelve random networks, timed
+            taking turns: 0.956-1.025x, median 1.000). A network the TorchScript exporter
+            fails on is exported with torch.export.
     """
 
     warmup_runs: int = 10
@@ -118,6 +131,12 @@ class TimingProtocol:
     probe_retries: int = 3
     probe_pause_s: float = 10.0
     probe_normalize: bool = True
+    onnx_exporter: str = "torchscript"
+
+    def __post_init__(self) -> None:
+        if self.onnx_exporter not in ONNX_EXPORTERS:
+            raise ValueError(f"onnx_exporter must be one of {', '.join(ONNX_EXPORTERS)}, got "
+                             f"{self.onnx_exporter!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,7 +146,7 @@ class TimingProtocol:
         # Files from before a field existed were measured with the runtime's default, and
         # without a probe.
         return cls(**{"tvm_spin_count": None, "probe_tolerance": None, "probe_normalize": False,
-                      **data})
+                      "onnx_exporter": "dynamo", **data})
 
     @classmethod
     def default(cls, runtime: str) -> TimingProtocol:

@@ -167,7 +167,8 @@ def _ort_group(specs: list[Any], device: Any, protocol: TimingProtocol, exported
     from archkit.ops import lower
 
     slots, seconds, ready = _on_host(
-        specs, lambda i, spec: exported_onnx(spec, exported, tmp), "export")
+        specs, lambda i, spec: exported_onnx(spec, exported, tmp, protocol.onnx_exporter),
+        "export")
     if not ready:
         return list(slots)  # type: ignore[arg-type]
 

@@ -140,13 +140,16 @@ def _ort_options(threads: int, protocol: TimingProtocol, profile_prefix: str | N
     return options
 
 
-def exported_onnx(spec: Any, folder: Path | None, tmp: Path) -> Path:
+def exported_onnx(spec: Any, folder: Path | None, tmp: Path, exporter: str = "dynamo") -> Path:
     """``spec``'s ONNX file (of :func:`_model`'s seeded, calibrated model), exported ahead
-    into ``folder`` by a worker, or exported now (into ``folder``, or ``tmp`` without one).
+    into ``folder`` by a worker, or exported now (into ``folder``, or ``tmp`` without one),
+    by ``exporter`` (:attr:`TimingProtocol.onnx_exporter`; a network the TorchScript-based
+    exporter fails on is exported by torch.export).
 
-    Exporting takes about 5 s per network here (``torch.export``, decompositions, the ONNX
-    translation and its optimizer: about 85% of an onnxruntime build's time), on one core, and
-    is not timing-sensitive, so it runs ahead, on every core
+    Exporting by torch.export takes about 5 s per network here (``torch.export``,
+    decompositions, the ONNX translation and its optimizer: about 85% of an onnxruntime
+    build's time), by the TorchScript-based exporter about 0.4 s, on one core; it is not
+    timing-sensitive, so it runs ahead, on every core
     (:func:`~archkit.device._latency._compiling.compile_ahead`), before the timing.
     """
     from archkit.build import export_onnx
@@ -163,7 +166,13 @@ def exported_onnx(spec: Any, folder: Path | None, tmp: Path) -> Path:
     target = (folder or tmp) / name
     # (a name of its own: another thread or a worker may write the same file)
     partial = target.with_suffix(f".{os.getpid()}-{threading.get_ident()}.partial.onnx")
-    export_onnx(spec, partial, model=_model(spec))
+    model = _model(spec)
+    try:
+        export_onnx(spec, partial, model=model, dynamo=exporter == "dynamo")
+    except Exception:  # noqa: BLE001 - an operator the TorchScript exporter lacks
+        if exporter == "dynamo":
+            raise
+        export_onnx(spec, partial, model=model)
     partial.replace(target)
     return target
 
@@ -176,7 +185,7 @@ def _prepare_onnxruntime(spec: Any, threads: int, protocol: TimingProtocol, kern
     from archkit.build import example_input
     from archkit.ops import lower
 
-    path = exported_onnx(spec, folder, tmp)
+    path = exported_onnx(spec, folder, tmp, protocol.onnx_exporter)
     feed = {"input": example_input(spec).numpy().astype(np.float32)}
     session = ort.InferenceSession(str(path), _ort_options(threads, protocol),
                                    providers=["CPUExecutionProvider"])
@@ -343,19 +352,19 @@ def probe_key(device: Any, protocol: TimingProtocol, runtime: str) -> tuple:
 
 
 #: The probe's ONNX file's bytes, once read (an export takes seconds: once per process).
-_PROBE_ONNX: list[bytes] = []
+_PROBE_ONNX: dict[str, bytes] = {}
 
 
-def _probe_onnx(folder: Path | None = None) -> bytes:
-    """The probe exported to ONNX (into ``folder`` if a worker has not already), once per
-    process."""
+def _probe_onnx(folder: Path | None = None, exporter: str = "dynamo") -> bytes:
+    """The probe exported to ONNX by ``exporter`` (into ``folder`` if a worker has not
+    already), once per process."""
     with _MODEL_LOCK:
-        if _PROBE_ONNX:
-            return _PROBE_ONNX[0]
+        if exporter in _PROBE_ONNX:
+            return _PROBE_ONNX[exporter]
     with tempfile.TemporaryDirectory(prefix="archkit-probe-") as tmp:
-        data = exported_onnx(probe_spec(), folder, Path(tmp)).read_bytes()
+        data = exported_onnx(probe_spec(), folder, Path(tmp), exporter).read_bytes()
     with _MODEL_LOCK:
-        _PROBE_ONNX[:] = [data]
+        _PROBE_ONNX[exporter] = data
     return data
 
 
@@ -367,7 +376,8 @@ def _prepare_probe(threads: int, protocol: TimingProtocol,
     from archkit.build import example_input
 
     feed = {"input": example_input(probe_spec()).numpy().astype(np.float32)}
-    session = ort.InferenceSession(_probe_onnx(folder), _ort_options(threads, protocol),
+    session = ort.InferenceSession(_probe_onnx(folder, protocol.onnx_exporter),
+                                   _ort_options(threads, protocol),
                                    providers=["CPUExecutionProvider"])
     return _Prepared(lambda: session.run(None, feed), None)
 
@@ -476,11 +486,11 @@ def measure_group(specs: list[Any], device: Any, runtime: str, protocol: TimingP
                     tempfile.TemporaryDirectory(prefix="archkit-onnx-")))
             # The probe's too, the first time (this process exports it once; a board's
             # group is timed without it).
-            probe_missing = (not _PROBE_ONNX and protocol.probe_tolerance is not None
-                             and not device.is_remote)
+            probe_missing = (protocol.onnx_exporter not in _PROBE_ONNX
+                             and protocol.probe_tolerance is not None and not device.is_remote)
             ahead = [*specs, probe_spec()] if probe_missing else specs
             compile_s = compile_ahead(ahead, device, None, compiled_dir, runtime,
-                                      upcoming or ())
+                                      upcoming or (), protocol.onnx_exporter)
         else:
             compile_s = compile_ahead(specs, device, database, compiled_dir,
                                       upcoming=upcoming or ())
