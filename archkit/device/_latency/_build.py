@@ -223,37 +223,6 @@ def _measure_loop(
     that some of its libraries (ONNX files) are compiled with this group's on otherwise idle
     cores (``upcoming`` of :func:`measure_group`); onnxruntime's files are kept for that in a
     temporary folder of the loop's, each group's deleted once it is measured."""
-    with ExitStack() as stack:
-        exports = None
-        if runtime == "onnxruntime" and libraries is None:
-            exports = libraries = Path(stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="archkit-onnx-")))
-        return _measure_groups(candidates, device, runtime, protocol, path, seen,
-                               networks=networks, deadline=deadline, database=database,
-                               progress=progress, on_record=on_record, libraries=libraries,
-                               measured=measured, doing=doing, tag=tag, exports=exports)
-
-
-def _measure_groups(
-    candidates: Iterable[Any],
-    device: Any,
-    runtime: str,
-    protocol: TimingProtocol,
-    path: Any,
-    seen: set[str],
-    *,
-    networks: int | None,
-    deadline: float,
-    database: Any,
-    progress: bool,
-    on_record: Callable[[dict[str, Any]], None] | None,
-    libraries: Any,
-    measured: list[Any] | None,
-    doing: str,
-    tag: dict[str, Any] | None,
-    exports: Path | None,
-) -> tuple[int, list[tuple[str, str]], str]:
-    """:func:`_measure_loop`'s loop; ``exports``: its temporary folder of ONNX files."""
     stream = _fresh(candidates, seen)
     lock = threading.Lock()
     state = {"done": 0, "taken": 0, "failed_groups": 0, "stopped_by": "networks"}
@@ -338,6 +307,10 @@ def _measure_groups(
                     bar.update(bar.task_ids[0], completed=state["done"],
                                note=f"{len(failed)} failed" if failed else "")
 
+    exports = None
+    if runtime == "onnxruntime" and libraries is None:
+        folder = tempfile.TemporaryDirectory(prefix="archkit-onnx-")  # noqa: SIM115 - below
+        exports = libraries = Path(folder.name)
     try:
         if workers == 1:
             work()
@@ -350,6 +323,8 @@ def _measure_groups(
     finally:
         if bar is not None:
             bar.stop()
+        if exports is not None:
+            folder.cleanup()
     return state["done"], failed, state["stopped_by"]
 
 
